@@ -1,0 +1,36 @@
+#!/usr/bin/env escript
+%%! +S 2:2
+%% spawn: 100,000 idle processes each report to the parent; metrics spawns_per_s and rss_bytes_per_process.
+-mode(compile).
+
+-define(N, 100000).
+
+main(_) ->
+    Parent = self(),
+    Rss0 = rss(),
+    T0 = now_ms(),
+    spawn_n(?N, Parent),
+    wait_up(?N),
+    Secs = (now_ms() - T0) / 1000,
+    Rss1 = rss(),
+    metric("spawns_per_s", ?N / Secs, "spawns/s"),
+    metric("rss_bytes_per_process", (Rss1 - Rss0) / ?N, "bytes"),
+    halt(0).                              % ends every process
+
+spawn_n(0, _) -> ok;
+spawn_n(K, Parent) ->
+    spawn(fun() -> Parent ! up, receive stop -> ok end end),
+    spawn_n(K - 1, Parent).
+
+wait_up(0) -> ok;
+wait_up(K) -> receive up -> wait_up(K - 1) end.
+
+%% VmRSS of this OS process (the escript VM), in bytes.
+rss() ->
+    {ok, Status} = file:read_file("/proc/self/status"),
+    {match, [Kb]} = re:run(Status, "VmRSS:\\s+(\\d+) kB", [{capture, all_but_first, list}]),
+    list_to_integer(Kb) * 1024.
+
+now_ms() -> erlang:monotonic_time(microsecond) / 1000.
+
+metric(Name, Value, Unit) -> io:format("METRIC ~s ~.1f ~s~n", [Name, float(Value), Unit]).

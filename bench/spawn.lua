@@ -1,0 +1,31 @@
+-- spawn: 100,000 idle processes each report to the parent; metrics spawns_per_s and rss_bytes_per_process.
+local mb = require "moonbeam"
+
+local N = 100000
+
+-- VmRSS of this OS process (the whole node), in bytes.
+local function rss()
+  local f = assert(io.open("/proc/self/status"))
+  local status = f:read("a")
+  f:close()
+  return tonumber(status:match("VmRSS:%s+(%d+) kB")) * 1024
+end
+
+-- An idle process: reports once, then waits forever.
+local function idle(parent)
+  local mb = require "moonbeam"
+  mb.send(parent, "up")
+  mb.receive()
+end
+
+local self = mb.self()
+local rss0 = rss()
+local t0 = mb.now()
+for _ = 1, N do mb.spawn(idle, self) end
+for _ = 1, N do assert(mb.receive() == "up") end
+local secs = (mb.now() - t0) / 1000
+local rss1 = rss()
+
+print(string.format("METRIC spawns_per_s %.1f spawns/s", N / secs))
+print(string.format("METRIC rss_bytes_per_process %.1f bytes", (rss1 - rss0) / N))
+mb.halt(0) -- ends every process

@@ -1,0 +1,585 @@
+/* moonbeam: the `moonbeam` Lua module every process requires (SPEC section 1).
+ * Thin: it checks arguments, converts values and calls the core. Blocking calls
+ * (receive, sleep) yield the body with a continuation, so they work inside pcall
+ * and inside the user's coroutines. */
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include "luaface.h"
+#include "term.h"
+#include "codec.h"
+#include "code.h"
+#include "spawn.h"
+#include "scheduler.h"
+#include "registry.h"
+#include "ptab.h"
+#include "timer.h"
+#include "log.h"
+
+static mb_proc *self_proc(lua_State *L) {
+  mb_proc *p = mb_proc_of(L);
+  if (!p) luaL_error(L, "moonbeam: not inside a moonbeam process");
+  return p;
+}
+
+/* ---- encoding helpers ---- */
+
+/* Encode the value at idx into a new signal or raise "<op>: <why>". */
+static mb_sig *encode_sig(lua_State *L, mb_node *n, int idx, const char *op, int kind) {
+  mb_buf b;
+  char err[512];
+  if (mb_buf_init(&b, MB_SIG_HDR, n->max_message) != 0) luaL_error(L, "%s: not enough memory", op);
+  int rc = mb_encode(L, idx, &b, "msg", err, sizeof err);
+  if (rc != MB_ENC_OK) {
+    mb_buf_free(&b);
+    luaL_error(L, "%s: %s", op, err);
+  }
+  return mb_sig_from_buf(&b, kind, 0, 0);
+}
+
+/* Raise after freeing; for errors found once a signal exists. */
+static int raise_free(lua_State *L, mb_sig *s, const char *fmt, const char *a) {
+  mb_sig_free(s);
+  return luaL_error(L, fmt, a);
+}
+
+/* ---- spawn ---- */
+
+typedef struct { char *p; size_t len, cap; } dumpbuf;
+
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
+  (void)L;
+  dumpbuf *b = ud;
+  if (b->len + sz > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 512;
+    while (cap < b->len + sz) cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) return 1;
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, p, sz);
+  b->len += sz;
+  return 0;
+}
+
+int mb_l_spawn(lua_State *L, mb_node *n, mb_proc *parent, int first, int link, int monitor) {
+  const char *op = link ? "spawn_link" : monitor ? "spawn_monitor" : "spawn";
+  int top = lua_gettop(L);
+  mb_spawn_req r;
+  memset(&r, 0, sizeof r);
+  char err[4096];
+  const char *module = NULL;
+  int fidx = 0;
+  if (lua_type(L, first) == LUA_TSTRING) {
+    module = lua_tostring(L, first);
+  } else if (lua_type(L, first) == LUA_TFUNCTION) {
+    fidx = first;
+  } else if (lua_type(L, first) == LUA_TTABLE) {
+    if (lua_getfield(L, first, "module") != LUA_TSTRING)
+      return luaL_error(L, "%s: options need a module name", op);
+    module = lua_tostring(L, -1);
+    lua_pop(L, 1);   /* the string stays alive in the options table */
+    if (lua_getfield(L, first, "max_heap") != LUA_TNIL) {
+      lua_Integer mh = lua_tointeger(L, -1);
+      if (!lua_isinteger(L, -1) || mh < 0) return luaL_error(L, "%s: max_heap must be a non-negative integer", op);
+      r.max_heap = (size_t)mh;
+    }
+    lua_pop(L, 1);
+  } else {
+    return luaL_typeerror(L, first, "module name, function or options table");
+  }
+  dumpbuf db = { 0 };
+  if (fidx) {
+    if (lua_iscfunction(L, fidx)) return luaL_error(L, "%s: cannot spawn a C function", op);
+    const char *up;
+    for (int i = 1; (up = lua_getupvalue(L, fidx, i)) != NULL; i++) {
+      lua_pop(L, 1);
+      if (strcmp(up, "_ENV") != 0) return luaL_error(L, "spawn: function captures upvalue '%s'", up);
+    }
+    lua_pushvalue(L, fidx);
+    int rc = lua_dump(L, dump_writer, &db, 0);
+    lua_pop(L, 1);
+    if (rc != 0) { free(db.p); return luaL_error(L, "%s: not enough memory", op); }
+  } else {
+    r.code = mb_code_get(n, module, err, sizeof err);
+    if (!r.code) return luaL_error(L, "%s: %s", op, err);
+  }
+  int nargs = top - first;
+  if (nargs > 0) {
+    mb_buf b;
+    int rc = mb_buf_init(&b, MB_SIG_HDR, n->max_message);
+    if (rc == 0) {
+      rc = mb_encode_values(L, first + 1, nargs, &b, err, sizeof err);
+      if (rc != MB_ENC_OK) mb_buf_free(&b);
+    } else {
+      snprintf(err, sizeof err, "not enough memory");
+    }
+    if (rc != MB_ENC_OK) {
+      free(db.p);
+      if (r.code) mb_code_unref(r.code);
+      return luaL_error(L, "%s: %s", op, err);
+    }
+    r.args = mb_sig_from_buf(&b, MB_SIG_MSG, 0, 0);
+  }
+  r.fn = db.p;
+  r.fn_len = db.len;
+  if (link) r.link = parent;
+  if (monitor) { r.monitor = parent; r.mref = mb_node_make_ref(n); }
+  mb_pid pid;
+  int rc = mb_spawn_proc(n, &r, &pid);
+  free(db.p);
+  if (rc != 0) return luaL_error(L, "%s: %s", op, mb_strerror(rc));
+  mb_push_pid(L, pid);
+  if (monitor) { mb_push_ref(L, r.mref); return 2; }
+  return 1;
+}
+
+static int l_spawn(lua_State *L) { return mb_l_spawn(L, self_proc(L)->node, self_proc(L), 1, 0, 0); }
+static int l_spawn_link(lua_State *L) { return mb_l_spawn(L, self_proc(L)->node, self_proc(L), 1, 1, 0); }
+static int l_spawn_monitor(lua_State *L) { return mb_l_spawn(L, self_proc(L)->node, self_proc(L), 1, 0, 1); }
+
+/* ---- send ---- */
+
+int mb_l_send(lua_State *L, mb_node *n, mb_pid from, int dest, int msg) {
+  mb_pid to;
+  const char *name = NULL;
+  if (!mb_test_pid(L, dest, &to)) {
+    if (lua_type(L, dest) != LUA_TSTRING) return luaL_typeerror(L, dest, "pid or registered name");
+    name = lua_tostring(L, dest);
+  }
+  if (lua_isnoneornil(L, msg)) return luaL_error(L, "send: cannot send nil");
+  mb_sig *s = encode_sig(L, n, msg, "send", MB_SIG_MSG);
+  s->from = from;
+  if (name) {
+    to = mb_registry_whereis(n->reg, name);
+    if (!to) return raise_free(L, s, "send: no process registered as '%s'", name);
+  }
+  mb_send_sig(n, to, s);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_send(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  return mb_l_send(L, p->node, atomic_load(&p->pid), 1, 2);
+}
+
+/* ---- receive ---- */
+
+/* Push the Lua value of message m (cached if it was decoded before). */
+static void push_message(lua_State *L, mb_sig *m) {
+  if (m->lref != LUA_NOREF) { lua_rawgeti(L, LUA_REGISTRYINDEX, m->lref); return; }
+  if (m->kind == MB_SIG_MSG) {
+    if (mb_decode(L, m->data, m->len) != 0) luaL_error(L, "receive: corrupt message");
+    return;
+  }
+  int down = m->kind == MB_SIG_DOWN;
+  lua_createtable(L, down ? 4 : 3, 0);
+  lua_pushstring(L, down ? "DOWN" : "EXIT");
+  lua_rawseti(L, -2, 1);
+  int i = 2;
+  if (down) { mb_push_ref(L, m->ref); lua_rawseti(L, -2, i++); }
+  mb_push_pid(L, m->from);
+  lua_rawseti(L, -2, i++);
+  if (mb_decode(L, m->data, m->len) != 0) luaL_error(L, "receive: corrupt message");
+  lua_rawseti(L, -2, i);
+}
+
+int mb_l_select(lua_State *L, mb_proc *p, int match_idx) {
+  mb_sig *prev = p->recv_pos;
+  mb_sig *m = prev ? prev->next : p->inbox;
+  while (m) {
+    push_message(L, m);
+    int ok = 1;
+    if (match_idx) {
+      lua_pushvalue(L, match_idx);
+      lua_pushvalue(L, -2);
+      lua_call(L, 1, 1);
+      ok = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+    }
+    if (ok) {
+      if (m->lref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
+      mb_proc_take(p, prev, m);
+      mb_sig_free(m);
+      atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
+      return 1;
+    }
+    if (m->lref == LUA_NOREF) m->lref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else lua_pop(L, 1);
+    prev = m;
+    m = m->next;
+    p->recv_pos = prev;
+  }
+  return 0;
+}
+
+int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname) {
+  lua_settop(L, 2);
+  if (lua_type(L, 1) == LUA_TNUMBER) {   /* receive(timeout) */
+    lua_pushvalue(L, 1);
+    lua_replace(L, 2);
+    lua_pushnil(L);
+    lua_replace(L, 1);
+  }
+  int match = 0;
+  if (!lua_isnil(L, 1)) {
+    luaL_argexpected(L, lua_type(L, 1) == LUA_TFUNCTION, 1, "function");
+    match = 1;
+  }
+  *deadline = 0;
+  if (!lua_isnil(L, 2)) {
+    lua_Number ms = luaL_checknumber(L, 2);
+    if (ms < 0) return luaL_argerror(L, 2, "timeout must be >= 0");
+    (void)fname;
+    *deadline = mb_now_ns() + (uint64_t)(ms * 1e6);
+    if (*deadline == 0) *deadline = 1;
+  }
+  return match;
+}
+
+/* End the process now if a signal doomed it (exit, kill, halt, out of memory). */
+static int doomed(lua_State *L, mb_proc *p) {
+  if (!p->doom) return 0;
+  if (lua_isyieldable(L)) { p->yield_reason = MB_Y_DOOM; return lua_yield(L, 0); }
+  mb_sched_arm_hook(p);
+  return luaL_error(L, "process is exiting");
+}
+
+static int receive_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  mb_proc *p = mb_proc_of(L);
+  mb_proc_drain(p);
+  if (p->doom) return doomed(L, p);
+  if (mb_l_select(L, p, (int)(ctx & 1))) { mb_sched_disarm_wait(p); return 1; }
+  if (p->deadline && mb_now_ns() >= p->deadline) {
+    mb_sched_disarm_wait(p);
+    lua_pushnil(L);
+    return 1;
+  }
+  if (p->deadline && !p->wait_timer && mb_sched_arm_wait(p, p->deadline) != 0)
+    return luaL_error(L, "receive: not enough memory");
+  p->yield_reason = MB_Y_WAIT;
+  return lua_yieldk(L, 0, ctx, receive_k);
+}
+
+static int l_receive(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  uint64_t deadline;
+  int match = mb_l_receive_args(L, &deadline, "receive");
+  p->recv_pos = NULL;
+  p->deadline = deadline;
+  mb_sched_disarm_wait(p);
+  return receive_k(L, LUA_OK, match);
+}
+
+static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  mb_proc *p = mb_proc_of(L);
+  mb_proc_drain(p);
+  if (p->doom) return doomed(L, p);
+  if (mb_now_ns() >= p->deadline) { mb_sched_disarm_wait(p); return 0; }
+  if (!p->wait_timer && mb_sched_arm_wait(p, p->deadline) != 0)
+    return luaL_error(L, "sleep: not enough memory");
+  p->yield_reason = MB_Y_WAIT;
+  return lua_yieldk(L, 0, 0, sleep_k);
+}
+
+static int l_sleep(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  lua_Number ms = luaL_checknumber(L, 1);
+  if (ms < 0) ms = 0;
+  mb_sched_disarm_wait(p);
+  p->deadline = mb_now_ns() + (uint64_t)(ms * 1e6);
+  return sleep_k(L, LUA_OK, 0);
+}
+
+/* ---- links, monitors, exits ---- */
+
+static int l_self(lua_State *L) { mb_push_pid(L, atomic_load(&self_proc(L)->pid)); return 1; }
+
+static int l_link(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  mb_proc_link(p, mb_check_pid(L, 1));
+  mb_proc_drain(p);
+  if (p->doom) return doomed(L, p);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_unlink(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  mb_proc_unlink(p, mb_check_pid(L, 1));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_monitor(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  mb_pid target = mb_check_pid(L, 1);
+  uint64_t ref = mb_node_make_ref(p->node);
+  mb_proc_monitor(p, target, ref);
+  mb_push_ref(L, ref);
+  return 1;
+}
+
+static int l_demonitor(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  lua_pushboolean(L, mb_proc_demonitor(p, mb_check_ref(L, 1)));
+  return 1;
+}
+
+static int l_trap_exit(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  luaL_checkany(L, 1);
+  int on = lua_toboolean(L, 1);
+  pthread_mutex_lock(&p->meta);
+  int old = p->trap_exit;
+  p->trap_exit = (uint8_t)on;
+  pthread_mutex_unlock(&p->meta);
+  lua_pushboolean(L, old);
+  return 1;
+}
+
+static int l_exit(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  if (lua_gettop(L) >= 2) {
+    mb_pid to = mb_check_pid(L, 1);
+    luaL_checkany(L, 2);
+    mb_sig *s = encode_sig(L, p->node, 2, "exit", MB_SIG_EXIT);
+    mb_proc_exit_signal(p, to, s);
+    if (p->doom) return doomed(L, p);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  luaL_checkany(L, 1);
+  mb_sig *s = encode_sig(L, p->node, 1, "exit", MB_SIG_EXIT);
+  if (p->doom) mb_sig_free(s);
+  else p->doom = s;
+  return doomed(L, p);
+}
+
+/* ---- names ---- */
+
+static int l_register(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  const char *name = luaL_checkstring(L, 1);
+  mb_pid pid = lua_isnoneornil(L, 2) ? atomic_load(&p->pid) : mb_check_pid(L, 2);
+  int rc = mb_registry_add(p->node, name, pid);
+  if (rc == MB_ENOPROC) return luaL_error(L, "register: noproc");
+  if (rc == MB_EINVAL) {
+    if (mb_registry_whereis(p->node->reg, name))
+      return luaL_error(L, "register: name '%s' is already registered", name);
+    return luaL_error(L, "register: the process already has a name");
+  }
+  if (rc != 0) return luaL_error(L, "register: %s", mb_strerror(rc));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_unregister(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  const char *name = luaL_checkstring(L, 1);
+  if (mb_registry_unregister(p->node, name) != 0)
+    return luaL_error(L, "unregister: no process registered as '%s'", name);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int mb_l_whereis(lua_State *L, mb_node *n, int idx) {
+  mb_pid pid = mb_registry_whereis(n->reg, luaL_checkstring(L, idx));
+  if (pid) mb_push_pid(L, pid);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_whereis(lua_State *L) { return mb_l_whereis(L, self_proc(L)->node, 1); }
+
+/* ---- refs and timers ---- */
+
+static int l_make_ref(lua_State *L) { mb_push_ref(L, mb_node_make_ref(self_proc(L)->node)); return 1; }
+
+static int l_send_after(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  lua_Number ms = luaL_checknumber(L, 1);
+  mb_pid to = 0;
+  const char *name = NULL;
+  if (!mb_test_pid(L, 2, &to)) {
+    if (lua_type(L, 2) != LUA_TSTRING) return luaL_typeerror(L, 2, "pid or registered name");
+    name = lua_tostring(L, 2);
+  }
+  if (lua_isnoneornil(L, 3)) return luaL_error(L, "send_after: cannot send nil");
+  mb_sig *s = encode_sig(L, p->node, 3, "send_after", MB_SIG_MSG);
+  s->from = atomic_load(&p->pid);
+  mb_timer *t = calloc(1, sizeof *t);
+  if (!t || (name && !(t->name = strdup(name)))) { free(t); return raise_free(L, s, "%s", "send_after: not enough memory"); }
+  if (ms < 0) ms = 0;
+  t->deadline = mb_now_ns() + (uint64_t)(ms * 1e6);
+  t->ref = mb_node_make_ref(p->node);
+  t->pid = to;
+  t->msg = s;
+  uint64_t ref = t->ref;
+  mb_timers_add(p->node->timers, t);
+  if (mb_sched_add_timer(t) != 0) {
+    mb_timers_cancel(p->node->timers, ref, 0, NULL);
+    mb_timer_free(t);
+    return luaL_error(L, "send_after: not enough memory");
+  }
+  mb_push_ref(L, ref);
+  return 1;
+}
+
+static int l_cancel_timer(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  mb_pid target = 0;
+  double left = mb_timers_cancel(p->node->timers, mb_check_ref(L, 1), mb_now_ns(), &target);
+  if (left >= 0 && target) {
+    mb_proc *t = mb_proc_get(p->node, target);
+    if (!t) left = -1;   /* its target ended: the timer went with it */
+    else mb_proc_unref(t);
+  }
+  if (left < 0) lua_pushboolean(L, 0);
+  else lua_pushnumber(L, left);
+  return 1;
+}
+
+static int l_now(lua_State *L) { lua_pushnumber(L, (lua_Number)mb_now_ns() / 1e6); return 1; }
+
+/* ---- introspection ---- */
+
+static int l_is_alive(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  mb_proc *q = mb_proc_get(p->node, mb_check_pid(L, 1));
+  lua_pushboolean(L, q != NULL);
+  if (q) mb_proc_unref(q);
+  return 1;
+}
+
+int mb_l_processes(lua_State *L, mb_node *n) {
+  size_t cap = 1024, k;
+  mb_pid *v = NULL;
+  for (;;) {
+    mb_pid *nv = realloc(v, sizeof *v * cap);
+    if (!nv) { free(v); return luaL_error(L, "processes: not enough memory"); }
+    v = nv;
+    k = mb_ptab_list(n->ptab, v, cap);
+    if (k <= cap) break;
+    cap = k + 1024;
+  }
+  lua_createtable(L, (int)k, 0);
+  for (size_t i = 0; i < k; i++) {
+    mb_push_pid(L, v[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  free(v);
+  return 1;
+}
+
+static int l_processes(lua_State *L) { return mb_l_processes(L, self_proc(L)->node); }
+
+static const char *status_name(int st) {
+  switch (st) {
+  case MB_PS_RUNNING: return "running";
+  case MB_PS_WAITING: return "waiting";
+  default: return "runnable";
+  }
+}
+
+int mb_l_info(lua_State *L, mb_node *n, mb_pid pid) {
+  mb_proc *q = mb_proc_get(n, pid);
+  if (!q) { lua_pushnil(L); return 1; }
+  pthread_mutex_lock(&q->meta);
+  int nl = q->links.n, nm = q->monitors.n;
+  mb_pid *copy = malloc(sizeof *copy * (size_t)(nl + nm + 1));
+  if (copy) {
+    if (nl) memcpy(copy, q->links.v, sizeof *copy * (size_t)nl);
+    if (nm) memcpy(copy + nl, q->monitors.pid, sizeof *copy * (size_t)nm);
+  }
+  char *name = q->name ? strdup(q->name) : NULL;
+  int trap = q->trap_exit;
+  pthread_mutex_unlock(&q->meta);
+  int st = atomic_load(&q->state);
+  int64_t mem = atomic_load(&q->heap_bytes) + atomic_load(&q->queue_bytes);
+  int64_t qlen = atomic_load(&q->mq_count) + atomic_load(&q->inbox_len);
+  uint64_t red = atomic_load(&q->reductions);
+  const char *module = q->module;
+  lua_createtable(L, 0, 10);
+  lua_pushstring(L, status_name(st));
+  lua_setfield(L, -2, "status");
+  if (module) { lua_pushstring(L, module); lua_setfield(L, -2, "module"); }
+  mb_proc_unref(q);
+  lua_pushinteger(L, qlen < 0 ? 0 : qlen);
+  lua_setfield(L, -2, "message_queue_len");
+  lua_pushinteger(L, mem + (int64_t)sizeof(mb_proc));
+  lua_setfield(L, -2, "memory");
+  lua_pushinteger(L, (lua_Integer)red);
+  lua_setfield(L, -2, "reductions");
+  lua_pushboolean(L, trap);
+  lua_setfield(L, -2, "trap_exit");
+  if (name) { lua_pushstring(L, name); lua_setfield(L, -2, "registered_name"); free(name); }
+  lua_createtable(L, nl, 0);
+  for (int i = 0; copy && i < nl; i++) { mb_push_pid(L, copy[i]); lua_rawseti(L, -2, i + 1); }
+  lua_setfield(L, -2, "links");
+  lua_createtable(L, nm, 0);
+  for (int i = 0; copy && i < nm; i++) { mb_push_pid(L, copy[nl + i]); lua_rawseti(L, -2, i + 1); }
+  lua_setfield(L, -2, "monitors");
+  free(copy);
+  return 1;
+}
+
+static int l_info(lua_State *L) { return mb_l_info(L, self_proc(L)->node, mb_check_pid(L, 1)); }
+
+/* ---- log and halt ---- */
+
+static int l_log(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  int level = mb_log_level_parse(luaL_checkstring(L, 1));
+  if (level < 0 || level == MB_LOG_NONE) return luaL_argerror(L, 1, "level must be debug, info, warning or error");
+  luaL_checkstring(L, 2);
+  if (!mb_log_enabled(p->node, level)) return 0;
+  lua_getglobal(L, "string");
+  lua_getfield(L, -1, "format");
+  lua_replace(L, 1);   /* format, fmt, args... (the level is no longer needed) */
+  lua_pop(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  size_t len;
+  const char *s = lua_tolstring(L, -1, &len);
+  mb_log_str(p->node, level, atomic_load(&p->pid), s, len);
+  return 0;
+}
+
+static int l_log_level(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  int old = atomic_load(&p->node->log_level);
+  if (!lua_isnoneornil(L, 1)) {
+    int level = mb_log_level_parse(luaL_checkstring(L, 1));
+    if (level < 0) return luaL_argerror(L, 1, "level must be debug, info, warning, error or none");
+    atomic_store(&p->node->log_level, level);
+  }
+  lua_pushstring(L, mb_log_level_name(old));
+  return 1;
+}
+
+static int l_halt(lua_State *L) {
+  mb_proc *p = self_proc(L);
+  int code = (int)luaL_optinteger(L, 1, 0);
+  mb_node_halt(p->node, code);
+  if (!p->doom) p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, "normal");
+  return doomed(L, p);
+}
+
+int luaopen_moonbeam(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    { "self", l_self }, { "spawn", l_spawn }, { "spawn_link", l_spawn_link },
+    { "spawn_monitor", l_spawn_monitor }, { "send", l_send }, { "receive", l_receive },
+    { "link", l_link }, { "unlink", l_unlink }, { "monitor", l_monitor },
+    { "demonitor", l_demonitor }, { "trap_exit", l_trap_exit }, { "exit", l_exit },
+    { "register", l_register }, { "unregister", l_unregister }, { "whereis", l_whereis },
+    { "make_ref", l_make_ref }, { "send_after", l_send_after }, { "cancel_timer", l_cancel_timer },
+    { "sleep", l_sleep }, { "now", l_now }, { "is_alive", l_is_alive },
+    { "processes", l_processes }, { "info", l_info }, { "log", l_log },
+    { "log_level", l_log_level }, { "halt", l_halt }, { NULL, NULL } };
+  luaL_newlib(L, fns);
+  return 1;
+}

@@ -1,0 +1,268 @@
+/* procenv: what a process state looks like to its Lua code.
+ *
+ * A fresh state opens only the base library; the other standard tables are built
+ * when first touched (through a metatable on _G, and on the string metatable for
+ * method calls on strings), so an idle process stays small and spawns fast.
+ * Blocking calls and preemption yield the body coroutine to the scheduler; the
+ * wrapped coroutine library passes such yields through the user's own coroutines
+ * (as OpenResty does) and resumes them transparently. */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <string.h>
+#include "procenv.h"
+#include "node.h"
+#include "code.h"
+#include "scheduler.h"
+
+/* ---- print: one whole line per call ---- */
+
+int mb_procenv_print(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    size_t len;
+    const char *s = luaL_tolstring(L, i, &len);
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_addvalue(&b);
+    (void)s;
+  }
+  luaL_addchar(&b, '\n');
+  luaL_pushresult(&b);
+  size_t len;
+  const char *line = lua_tolstring(L, -1, &len);
+  fwrite(line, 1, len, stdout);   /* one stdio call: stdout's lock keeps it whole */
+  return 0;
+}
+
+/* ---- os.exit and debug.sethook ---- */
+
+static int os_exit(lua_State *L) {
+  int code;
+  if (lua_isboolean(L, 1)) code = lua_toboolean(L, 1) ? 0 : 1;
+  else code = (int)luaL_optinteger(L, 1, 0);
+  mb_proc *p = mb_proc_of(L);
+  mb_node_halt(p->node, code);
+  p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, "normal");
+  if (lua_isyieldable(L)) { p->yield_reason = MB_Y_DOOM; return lua_yield(L, 0); }
+  mb_sched_arm_hook(p);
+  return luaL_error(L, "halted");
+}
+
+static int refuse_sethook(lua_State *L) {
+  return luaL_error(L, "debug.sethook: refused, the moonbeam core owns the hook");
+}
+
+/* ---- coroutines ---- */
+
+static int resume_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Resume co (at index ctx-encoded `coidx`) with narg values on top of L. Standard
+ * results go back to the caller; a core yield is passed up to the scheduler. */
+static int do_resume(lua_State *L, lua_State *co, int narg, int coidx, int wrap) {
+  mb_proc *p = mb_proc_of(L);
+  if (lua_status(co) == LUA_OK && lua_gettop(co) == 0) {
+    lua_pushliteral(L, "cannot resume dead coroutine");
+    goto fail;
+  }
+  if (!lua_checkstack(co, narg)) { lua_pushliteral(L, "too many arguments to resume"); goto fail; }
+  lua_xmove(L, co, narg);
+  lua_State *outer = p->cur;
+  p->cur = co;
+  int nres = 0;
+  int st = lua_resume(co, L, narg, &nres);
+  p->cur = outer;
+  if (st == LUA_YIELD && p->yield_reason != MB_Y_NONE) {
+    /* the core's yield: pass it up; resume_k resumes co again later */
+    lua_pop(co, nres);
+    return lua_yieldk(L, 0, ((lua_KContext)coidx << 1) | wrap, resume_k);
+  }
+  if (st == LUA_OK || st == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) {
+      lua_pop(co, nres);
+      lua_pushliteral(L, "too many results to resume");
+      goto fail;
+    }
+    if (!wrap) lua_pushboolean(L, 1);
+    lua_xmove(co, L, nres);
+    return wrap ? nres : nres + 1;
+  }
+  if (wrap) {
+    lua_resetthread(co);   /* close its to-be-closed variables; leaves the error on top */
+    lua_xmove(co, L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      luaL_where(L, 1);
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+    }
+    return lua_error(L);
+  }
+  lua_xmove(co, L, 1);  /* the error */
+fail:
+  if (wrap) return lua_error(L);
+  lua_pushboolean(L, 0);
+  lua_insert(L, -2);
+  return 2;
+}
+
+static int resume_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  int coidx = (int)(ctx >> 1), wrap = (int)(ctx & 1);
+  lua_State *co = wrap ? lua_tothread(L, lua_upvalueindex(1)) : lua_tothread(L, coidx);
+  lua_settop(L, coidx);
+  return do_resume(L, co, 0, coidx, wrap);
+}
+
+static int co_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co, 1, "coroutine");
+  return do_resume(L, co, lua_gettop(L) - 1, 1, 0);
+}
+
+static int co_wrap_call(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  /* keep a slot below the arguments so resume_k can trim back to it */
+  lua_pushnil(L);
+  lua_insert(L, 1);
+  return do_resume(L, co, lua_gettop(L) - 1, 1, 1);
+}
+
+static int co_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, co_wrap_call, 1);
+  return 1;
+}
+
+static int co_yield(lua_State *L) {
+  mb_proc *p = mb_proc_of(L);
+  if (p && L == p->co) return luaL_error(L, "attempt to yield from outside a coroutine");
+  return lua_yield(L, lua_gettop(L));
+}
+
+static int co_isyieldable(lua_State *L) {
+  lua_State *co = lua_isnone(L, 1) ? L : lua_tothread(L, 1);
+  luaL_argexpected(L, co, 1, "coroutine");
+  mb_proc *p = mb_proc_of(L);
+  lua_pushboolean(L, lua_isyieldable(co) && !(p && co == p->co));
+  return 1;
+}
+
+static int co_running(lua_State *L) {
+  mb_proc *p = mb_proc_of(L);
+  int ismain = lua_pushthread(L);
+  if (p) ismain = L == p->co || L == p->L;
+  lua_pushboolean(L, ismain);
+  return 2;
+}
+
+static void patch_coroutine(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    { "resume", co_resume }, { "wrap", co_wrap }, { "yield", co_yield },
+    { "isyieldable", co_isyieldable }, { "running", co_running }, { NULL, NULL } };
+  luaL_setfuncs(L, fns, 0);
+}
+
+/* ---- require: the node's code cache first ---- */
+
+static int cache_searcher(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  mb_proc *p = mb_proc_of(L);
+  char err[2048];
+  mb_code *c = mb_code_get(p->node, name, err, sizeof err);
+  if (!c) {
+    /* not found: return the list of paths (like the standard searcher) */
+    const char *nl = strchr(err, '\n');
+    if (strncmp(err, "module '", 8) == 0) { lua_pushstring(L, nl ? nl : ""); return 1; }
+    return luaL_error(L, "error loading module '%s':\n\t%s", name, err);
+  }
+  int st = mb_code_load(L, c);
+  lua_pushstring(L, c->chunkname + 1);
+  mb_code_unref(c);
+  if (st != LUA_OK) return luaL_error(L, "error loading module '%s': %s", name, lua_tostring(L, -2));
+  return 2;
+}
+
+static void setup_package(lua_State *L, mb_proc *p) {
+  /* package is on the stack */
+  lua_pushstring(L, p->node->path);
+  lua_setfield(L, -2, "path");
+  lua_getfield(L, -1, "searchers");
+  lua_pushcfunction(L, cache_searcher);
+  lua_rawseti(L, -2, 2);   /* replaces the Lua-file searcher */
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "preload");
+  for (mb_preload *pl = p->node->preloads; pl; pl = pl->next) {
+    lua_pushcfunction(L, pl->open);
+    lua_setfield(L, -2, pl->name);
+  }
+  lua_pop(L, 1);
+}
+
+/* ---- lazy standard libraries ---- */
+
+typedef struct { const char *name; lua_CFunction open; } lib;
+static const lib libs[] = {
+  { LUA_LOADLIBNAME, luaopen_package }, { LUA_COLIBNAME, luaopen_coroutine },
+  { LUA_TABLIBNAME, luaopen_table }, { LUA_IOLIBNAME, luaopen_io },
+  { LUA_OSLIBNAME, luaopen_os }, { LUA_STRLIBNAME, luaopen_string },
+  { LUA_MATHLIBNAME, luaopen_math }, { LUA_UTF8LIBNAME, luaopen_utf8 },
+  { LUA_DBLIBNAME, luaopen_debug }, { NULL, NULL } };
+
+/* Open library i into _G and package.loaded, with moonbeam's changes; pushes it. */
+static void open_lib(lua_State *L, const lib *l) {
+  luaL_requiref(L, l->name, l->open, 1);
+  mb_proc *p = mb_proc_of(L);
+  if (l->open == luaopen_package) setup_package(L, p);
+  else if (l->open == luaopen_coroutine) patch_coroutine(L);
+  else if (l->open == luaopen_os) { lua_pushcfunction(L, os_exit); lua_setfield(L, -2, "exit"); }
+  else if (l->open == luaopen_debug) { lua_pushcfunction(L, refuse_sethook); lua_setfield(L, -2, "sethook"); }
+}
+
+static int lazy_index(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  if (!k || lua_type(L, 2) != LUA_TSTRING) return 0;
+  if (strcmp(k, "require") == 0) {
+    open_lib(L, &libs[0]);
+    lua_getfield(L, 1, "require");
+    return 1;
+  }
+  for (const lib *l = libs; l->name; l++)
+    if (strcmp(k, l->name) == 0) { open_lib(L, l); return 1; }
+  return 0;
+}
+
+/* A string method before `string` was touched: open it, then look the key up. */
+static int lazy_string_index(lua_State *L) {
+  lua_pushglobaltable(L);
+  lua_getfield(L, -1, LUA_STRLIBNAME);   /* triggers lazy_index, which sets the real metatable */
+  lua_getfield(L, -1, lua_tostring(L, 2));
+  return 1;
+}
+
+int mb_procenv_open(lua_State *L, mb_proc *p) {
+  (void)p;
+  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+  lua_pushcfunction(L, mb_procenv_print);
+  lua_setfield(L, -2, "print");
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, lazy_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+  /* string metatable placeholder */
+  lua_pushliteral(L, "");
+  lua_createtable(L, 0, 1);     /* the string metatable */
+  lua_createtable(L, 0, 0);     /* its __index, empty until string is opened */
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, lazy_string_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);      /* {} with __index = lazy */
+  lua_setfield(L, -2, "__index");  /* metatable.__index = that table */
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+  return 0;
+}

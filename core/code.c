@@ -1,0 +1,178 @@
+/* code: search-path resolution like package.searchpath, compilation in a scratch
+ * state, lua_dump with debug info (line numbers for tracebacks, upvalue names), and
+ * a hash of module name -> bytecode under one mutex. Compiling happens outside the
+ * lock; when two processes race to compile a module the first insert wins. */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "code.h"
+
+#define NB 256
+
+typedef struct centry { mb_code *code; struct centry *next; } centry;
+
+struct mb_codecache {
+  pthread_mutex_t lock;
+  centry *b[NB];
+};
+
+static unsigned hash(const char *s) {
+  unsigned h = 2166136261u;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  return h % NB;
+}
+
+mb_codecache *mb_codecache_new(void) {
+  mb_codecache *c = calloc(1, sizeof *c);
+  if (c) pthread_mutex_init(&c->lock, NULL);
+  return c;
+}
+
+void mb_codecache_free(mb_codecache *c) {
+  if (!c) return;
+  for (int i = 0; i < NB; i++)
+    for (centry *e = c->b[i], *next; e; e = next) { next = e->next; mb_code_unref(e->code); free(e); }
+  pthread_mutex_destroy(&c->lock);
+  free(c);
+}
+
+void mb_code_unref(mb_code *c) {
+  if (c && atomic_fetch_sub(&c->refs, 1) == 1) {
+    free(c->name);
+    free(c->chunkname);
+    free(c->bc);
+    free(c);
+  }
+}
+
+int mb_code_load(lua_State *L, const mb_code *c) {
+  return luaL_loadbufferx(L, c->bc, c->len, c->chunkname, "b");
+}
+
+typedef struct { char *p; size_t len, cap; } sbuf;
+
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
+  (void)L;
+  sbuf *b = ud;
+  if (b->len + sz > b->cap) {
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + sz) cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) return 1;
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, p, sz);
+  b->len += sz;
+  return 0;
+}
+
+/* Compile the file at path; a new mb_code (1 ref) or NULL with err. */
+static mb_code *compile(const char *name, const char *path, char *err, size_t errlen) {
+  lua_State *L = luaL_newstate();
+  if (!L) { snprintf(err, errlen, "not enough memory"); return NULL; }
+  mb_code *c = NULL;
+  if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    goto out;
+  }
+  sbuf b = { 0 };
+  if (lua_dump(L, dump_writer, &b, 0) != 0 || !(c = calloc(1, sizeof *c))) {
+    free(b.p);
+    snprintf(err, errlen, "not enough memory");
+    goto out;
+  }
+  atomic_store(&c->refs, 1);
+  c->name = strdup(name);
+  size_t cl = strlen(path) + 2;
+  c->chunkname = malloc(cl);
+  if (c->chunkname) snprintf(c->chunkname, cl, "@%s", path);
+  c->bc = b.p;
+  c->len = b.len;
+  if (!c->name || !c->chunkname) { mb_code_unref(c); c = NULL; snprintf(err, errlen, "not enough memory"); }
+out:
+  lua_close(L);
+  return c;
+}
+
+static mb_code *lookup(mb_codecache *cc, const char *name) {
+  pthread_mutex_lock(&cc->lock);
+  mb_code *c = NULL;
+  for (centry *e = cc->b[hash(name)]; e; e = e->next)
+    if (strcmp(e->code->name, name) == 0) { c = e->code; atomic_fetch_add(&c->refs, 1); break; }
+  pthread_mutex_unlock(&cc->lock);
+  return c;
+}
+
+/* Insert c unless the name is there already; returns the entry to use (+1 ref). */
+static mb_code *insert(mb_codecache *cc, mb_code *c) {
+  pthread_mutex_lock(&cc->lock);
+  unsigned h = hash(c->name);
+  for (centry *e = cc->b[h]; e; e = e->next)
+    if (strcmp(e->code->name, c->name) == 0) {
+      mb_code *old = e->code;
+      atomic_fetch_add(&old->refs, 1);
+      pthread_mutex_unlock(&cc->lock);
+      mb_code_unref(c);
+      return old;
+    }
+  centry *e = malloc(sizeof *e);
+  if (e) {
+    e->code = c;
+    atomic_fetch_add(&c->refs, 1);
+    e->next = cc->b[h];
+    cc->b[h] = e;
+  }
+  pthread_mutex_unlock(&cc->lock);
+  return c;
+}
+
+static int readable(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  fclose(f);
+  return 1;
+}
+
+mb_code *mb_code_get(mb_node *n, const char *module, char *err, size_t errlen) {
+  mb_code *c = lookup(n->codes, module);
+  if (c) return c;
+  /* module name -> file name: dots become directory separators */
+  size_t mlen = strlen(module);
+  char *fname = malloc(mlen + 1);
+  if (!fname) { snprintf(err, errlen, "not enough memory"); return NULL; }
+  for (size_t i = 0; i <= mlen; i++) fname[i] = module[i] == '.' ? '/' : module[i];
+  size_t used = (size_t)snprintf(err, errlen, "module '%s' not found:", module);
+  const char *p = n->path;
+  char path[4096];
+  while (*p) {
+    const char *end = strchr(p, ';');
+    size_t tl = end ? (size_t)(end - p) : strlen(p);
+    size_t o = 0;
+    for (size_t i = 0; i < tl && o + mlen + 1 < sizeof path; i++) {
+      if (p[i] == '?') { memcpy(path + o, fname, mlen); o += mlen; }
+      else path[o++] = p[i];
+    }
+    path[o] = 0;
+    if (tl > 0) {
+      if (readable(path)) {
+        free(fname);
+        c = compile(module, path, err, errlen);
+        return c ? insert(n->codes, c) : NULL;
+      }
+      if (used < errlen) used += (size_t)snprintf(err + used, errlen - used, "\n\tno file '%s'", path);
+    }
+    p += tl;
+    if (*p == ';') p++;
+  }
+  free(fname);
+  return NULL;
+}
+
+mb_code *mb_code_file(mb_node *n, const char *path, char *err, size_t errlen) {
+  if (!readable(path)) { snprintf(err, errlen, "cannot open %s", path); return NULL; }
+  (void)n;
+  return compile(path, path, err, errlen);
+}

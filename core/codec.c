@@ -1,0 +1,724 @@
+/* codec: the compact tagged binary encoding that copies every message between process states. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "codec.h"
+#include "term.h"
+
+/* An encoding is one header byte, then the value(s). Messages never leave the
+ * node, so floats and the hash count are stored in native byte order.
+ *
+ *   header      0x01, | 0x80 when the encoding holds a back-reference
+ *   0 T_NIL, 1 T_FALSE, 2 T_TRUE
+ *   3 T_INT     zigzag varint
+ *   4 T_FLOAT   8 bytes (a double)
+ *   5 T_STR     varint length, bytes
+ *   6 T_PID     varint id
+ *   7 T_REF     varint id
+ *   8 T_TABLE   varint n (lua_rawlen), u32 h, values of t[1..n], h key/value pairs
+ *   9 T_BACKREF varint k: the k-th table (0-based, in encounter order) again
+ *
+ * Varints are LEB128, at most 10 bytes. A table is numbered when its tag is
+ * written (pre-order, keys before values), the same order the decoder meets it. */
+enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_PID, T_REF, T_TABLE, T_BACKREF };
+
+#define HDR_VERSION  0x01
+#define HDR_BACKREFS 0x80
+#define VARINT_MAX   10
+
+_Static_assert(sizeof(lua_Number) == 8, "floats are encoded as 8 bytes");
+
+/* ---------------------------------------------------------------- buffer */
+
+int mb_buf_init(mb_buf *b, size_t reserve, size_t limit) {
+  size_t cap = reserve + 64;
+  memset(b, 0, sizeof *b);
+  if (cap < reserve || !(b->data = malloc(cap))) return -1;
+  memset(b->data, 0, reserve);
+  b->len = b->start = reserve;
+  b->cap = cap;
+  b->limit = limit;
+  return 0;
+}
+
+void mb_buf_free(mb_buf *b) {
+  free(b->data);
+  memset(b, 0, sizeof *b);
+}
+
+static size_t put_varint(unsigned char *w, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    w[n++] = (unsigned char)(v | 0x80);
+    v >>= 7;
+  }
+  w[n++] = (unsigned char)v;
+  return n;
+}
+
+static uint64_t zigzag(lua_Integer i) {
+  uint64_t u = (uint64_t)i;
+  return (u << 1) ^ (0 - (u >> 63));
+}
+
+/* ---------------------------------------------------------------- encoder */
+
+#define SEEN_SMALL 16 /* tables tracked by linear scan before a hash set is built */
+
+enum { SEG_INDEX, SEG_KEY };
+typedef struct seg {
+  int kind;
+  int key;         /* SEG_KEY: stack index of the key, alive until the encoder returns */
+  lua_Integer i;   /* SEG_INDEX */
+} seg;
+
+typedef struct enc {
+  lua_State *L;
+  mb_buf *b;
+  size_t hard;       /* start + limit (or SIZE_MAX): no byte may be written past it */
+  size_t stop;       /* min(cap, hard): a write below it needs no further check */
+  size_t len0;       /* b->len on entry, restored on failure */
+  uintptr_t *tabs;   /* table pointers in encounter order; low bit set while being encoded */
+  uint32_t ntabs, tabcap;
+  uint32_t *slots;   /* open-addressed index into tabs (k+1, 0 = empty), once there are many */
+  uint32_t slotmask;
+  int depth, backrefs, nseg;
+  const char *what;  /* for MB_ENC_BADVALUE: "a function", "a cycle", ... */
+  seg segs[MB_CODEC_MAXDEPTH + 2]; /* path of the failure, innermost first */
+  uintptr_t small[SEEN_SMALL];
+} enc;
+
+static int bad(enc *e, int code, const char *what) {
+  e->what = what;
+  return code;
+}
+
+/* Called while unwinding from a failure: the path is collected innermost first,
+ * at no cost on success. */
+static int note(enc *e, int code, int kind, lua_Integer i, int key) {
+  if (e->nseg < (int)(sizeof e->segs / sizeof e->segs[0])) {
+    seg *s = &e->segs[e->nseg++];
+    s->kind = kind;
+    s->i = i;
+    s->key = key;
+  }
+  return code;
+}
+
+/* Slow path of every write: check the limit before allocating, then double. */
+static int grow(enc *e, size_t n) {
+  mb_buf *b = e->b;
+  if (n > e->hard - b->len) return bad(e, MB_ENC_TOOBIG, NULL);
+  size_t need = b->len + n, cap = b->cap < 64 ? 64 : b->cap;
+  while (cap < need) cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+  if (cap > e->hard) cap = e->hard;
+  if (cap > b->cap) {
+    char *d = realloc(b->data, cap);
+    if (!d) return bad(e, MB_ENC_NOMEM, NULL);
+    b->data = d;
+    b->cap = cap;
+  }
+  e->stop = b->cap < e->hard ? b->cap : e->hard;
+  return 0;
+}
+
+static inline int room(enc *e, size_t n) {
+  return n <= e->stop - e->b->len ? 0 : grow(e, n);
+}
+
+static int put_bytes(enc *e, const void *p, size_t n) {
+  int st = room(e, n);
+  if (st) return st;
+  memcpy(e->b->data + e->b->len, p, n);
+  e->b->len += n;
+  return 0;
+}
+
+static int put_tagvar(enc *e, int tag, uint64_t v) {
+  unsigned char w[1 + VARINT_MAX];
+  w[0] = (unsigned char)tag;
+  return put_bytes(e, w, 1 + put_varint(w + 1, v));
+}
+
+static int put_string(enc *e, const char *s, size_t len) {
+  unsigned char w[1 + VARINT_MAX];
+  w[0] = T_STR;
+  size_t h = 1 + put_varint(w + 1, len);
+  int st = room(e, h + len);
+  if (st) return st;
+  char *d = e->b->data + e->b->len;
+  memcpy(d, w, h);
+  if (len) memcpy(d + h, s, len); /* s may be NULL when empty */
+  e->b->len += h + len;
+  return 0;
+}
+
+static uint32_t hash_ptr(uintptr_t p, uint32_t mask) {
+  return (uint32_t)(((uint64_t)p * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+}
+
+static int64_t seen_find(const enc *e, uintptr_t p) {
+  if (!e->slots) {
+    for (uint32_t k = 0; k < e->ntabs; k++)
+      if ((e->tabs[k] & ~(uintptr_t)1) == p) return k;
+    return -1;
+  }
+  for (uint32_t h = hash_ptr(p, e->slotmask);; h = (h + 1) & e->slotmask) {
+    uint32_t s = e->slots[h];
+    if (!s) return -1;
+    if ((e->tabs[s - 1] & ~(uintptr_t)1) == p) return s - 1;
+  }
+}
+
+static void slot_put(enc *e, uint32_t k) {
+  uint32_t h = hash_ptr(e->tabs[k] & ~(uintptr_t)1, e->slotmask);
+  while (e->slots[h]) h = (h + 1) & e->slotmask;
+  e->slots[h] = k + 1;
+}
+
+/* Rebuild the index at twice the size, keeping the load under one half. */
+static int slots_rebuild(enc *e, uint32_t size) {
+  uint32_t *s = calloc(size, sizeof *s);
+  if (!s) return -1;
+  free(e->slots);
+  e->slots = s;
+  e->slotmask = size - 1;
+  for (uint32_t k = 0; k < e->ntabs; k++) slot_put(e, k);
+  return 0;
+}
+
+/* Record p as table number ntabs, open. Returns its number or -1 (no memory). */
+static int64_t seen_add(enc *e, uintptr_t p) {
+  if (e->ntabs == e->tabcap) {
+    if (e->tabcap >= UINT32_MAX / 4) return -1;
+    uint32_t cap = e->tabcap * 2;
+    uintptr_t *t = e->tabs == e->small ? malloc(cap * sizeof *t)
+                                       : realloc(e->tabs, cap * sizeof *t);
+    if (!t) return -1;
+    if (e->tabs == e->small) memcpy(t, e->small, sizeof e->small);
+    e->tabs = t;
+    e->tabcap = cap;
+  }
+  uint32_t k = e->ntabs++;
+  e->tabs[k] = p | 1;
+  if (e->slots && e->ntabs * 2 <= e->slotmask + 1) slot_put(e, k);
+  else if (e->ntabs > SEEN_SMALL && slots_rebuild(e, e->slots ? (e->slotmask + 1) * 2 : 4 * SEEN_SMALL))
+    return -1;
+  return k;
+}
+
+static int enc_value(enc *e, int idx);
+
+/* Write t[i..n] by index. */
+static int enc_array_from(enc *e, int idx, lua_Unsigned i, lua_Unsigned n) {
+  lua_State *L = e->L;
+  for (; i <= n; i++) {
+    lua_rawgeti(L, idx, (lua_Integer)i);
+    int st = enc_value(e, lua_gettop(L));
+    if (st) return note(e, st, SEG_INDEX, (lua_Integer)i, 0);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static int enc_table(enc *e, int idx) {
+  lua_State *L = e->L;
+  uintptr_t p = (uintptr_t)lua_topointer(L, idx);
+  int64_t k = seen_find(e, p);
+  if (k >= 0) {
+    /* Still open means it is its own ancestor. */
+    if (e->tabs[k] & 1) return bad(e, MB_ENC_BADVALUE, "a cycle");
+    e->backrefs = 1;
+    return put_tagvar(e, T_BACKREF, (uint64_t)k);
+  }
+  if (e->depth >= MB_CODEC_MAXDEPTH) return bad(e, MB_ENC_DEEP, NULL);
+  /* key, value, an element by index, and two slots for luaL_testudata */
+  if (!lua_checkstack(L, 5) || (k = seen_add(e, p)) < 0) return bad(e, MB_ENC_NOMEM, NULL);
+
+  lua_Unsigned n = lua_rawlen(L, idx);
+  unsigned char w[1 + VARINT_MAX + 4];
+  w[0] = T_TABLE;
+  size_t h = 1 + put_varint(w + 1, n);
+  memset(w + h, 0, 4);
+  int st = put_bytes(e, w, h + 4);
+  if (st) return st;
+  size_t hpos = e->b->len - 4; /* an offset: the buffer may move */
+  e->depth++;
+
+  /* One lua_next pass: it walks the array part in order first, so t[1..n] usually
+   * arrive as keys 1, 2, ... and are written as they come. At the first key out of
+   * that order (a hole, or an array kept in the hash part) the rest of 1..n is
+   * written by index and from then on keys 1..n are skipped. */
+  lua_Unsigned i = 1;
+  uint64_t nh = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int top = lua_gettop(L);
+    int isint = lua_isinteger(L, top - 1);
+    lua_Unsigned ki = isint ? (lua_Unsigned)lua_tointeger(L, top - 1) : 0;
+    if (i <= n) {
+      if (ki == i) {
+        if ((st = enc_value(e, top))) return note(e, st, SEG_INDEX, (lua_Integer)i, 0);
+        i++;
+        lua_pop(L, 1);
+        continue;
+      }
+      if ((st = enc_array_from(e, idx, i, n))) return st;
+      i = n + 1;
+    }
+    if (isint && ki >= 1 && ki <= n) { /* already in the array part */
+      lua_pop(L, 1);
+      continue;
+    }
+    if ((st = enc_value(e, top - 1)) || (st = enc_value(e, top)))
+      return note(e, st, SEG_KEY, 0, top - 1);
+    nh++;
+    lua_pop(L, 1);
+  }
+  /* Only reached with i <= n when no pair was written, so still in the array part. */
+  if (i <= n && (st = enc_array_from(e, idx, i, n))) return st;
+  if (nh > UINT32_MAX) return bad(e, MB_ENC_TOOBIG, NULL);
+  uint32_t h32 = (uint32_t)nh;
+  memcpy(e->b->data + hpos, &h32, 4);
+  e->depth--;
+  e->tabs[k] &= ~(uintptr_t)1;
+  return 0;
+}
+
+static int enc_value(enc *e, int idx) {
+  lua_State *L = e->L;
+  switch (lua_type(L, idx)) {
+  case LUA_TNONE: /* past the top, as a missing argument: nil */
+  case LUA_TNIL: {
+    unsigned char t = T_NIL;
+    return put_bytes(e, &t, 1);
+  }
+  case LUA_TBOOLEAN: {
+    unsigned char t = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
+    return put_bytes(e, &t, 1);
+  }
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) return put_tagvar(e, T_INT, zigzag(lua_tointeger(L, idx)));
+    else {
+      unsigned char w[9];
+      lua_Number d = lua_tonumber(L, idx);
+      w[0] = T_FLOAT;
+      memcpy(w + 1, &d, 8);
+      return put_bytes(e, w, 9);
+    }
+  case LUA_TSTRING: {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    return put_string(e, s, len);
+  }
+  case LUA_TTABLE:
+    return enc_table(e, idx);
+  case LUA_TUSERDATA: {
+    mb_pid pid;
+    uint64_t ref;
+    if (mb_test_pid(L, idx, &pid)) return put_tagvar(e, T_PID, pid);
+    if (mb_test_ref(L, idx, &ref)) return put_tagvar(e, T_REF, ref);
+    return bad(e, MB_ENC_BADVALUE, "a userdata");
+  }
+  case LUA_TLIGHTUSERDATA:
+    return bad(e, MB_ENC_BADVALUE, "a userdata");
+  case LUA_TFUNCTION:
+    return bad(e, MB_ENC_BADVALUE, "a function");
+  case LUA_TTHREAD:
+    return bad(e, MB_ENC_BADVALUE, "a coroutine");
+  default:
+    return bad(e, MB_ENC_BADVALUE, "a value");
+  }
+}
+
+/* A bounded string builder for error messages: truncates, always terminated. */
+typedef struct sb { char *p; size_t len, cap; } sb;
+
+static void sb_add(sb *s, const char *t, size_t n) {
+  if (!s->cap) return;
+  size_t room = s->cap - 1 - s->len;
+  if (n > room) n = room;
+  memcpy(s->p + s->len, t, n);
+  s->len += n;
+  s->p[s->len] = '\0';
+}
+
+static void sb_str(sb *s, const char *t) { sb_add(s, t, strlen(t)); }
+
+static int is_name(const char *k, size_t n) {
+  static const char *const reserved[] = {
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
+    "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while"};
+  if (n == 0 || (k[0] >= '0' && k[0] <= '9')) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)k[i];
+    if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+      return 0;
+  }
+  for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+    if (strlen(reserved[i]) == n && memcmp(reserved[i], k, n) == 0) return 0;
+  return 1;
+}
+
+static void sb_quoted(sb *s, const char *k, size_t n) {
+  sb_add(s, "\"", 1);
+  for (size_t i = 0; i < n && s->len + 1 < s->cap; i++) {
+    unsigned char c = (unsigned char)k[i];
+    char esc[8];
+    if (c == '"' || c == '\\') { esc[0] = '\\'; esc[1] = (char)c; sb_add(s, esc, 2); }
+    else if (c == '\n') sb_add(s, "\\n", 2);
+    else if (c == '\r') sb_add(s, "\\r", 2);
+    else if (c == '\0') sb_add(s, "\\0", 2);
+    else if (c < 32 || c == 127) sb_add(s, esc, (size_t)snprintf(esc, sizeof esc, "\\%d", c));
+    else sb_add(s, (const char *)&c, 1);
+  }
+  sb_add(s, "\"", 1);
+}
+
+static void sb_key(sb *s, lua_State *L, int k) {
+  char num[64];
+  switch (lua_type(L, k)) {
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, k))
+      snprintf(num, sizeof num, "[" LUA_INTEGER_FMT "]", (LUAI_UACINT)lua_tointeger(L, k));
+    else
+      snprintf(num, sizeof num, "[%.14g]", (double)lua_tonumber(L, k));
+    sb_str(s, num);
+    break;
+  case LUA_TSTRING: {
+    size_t n;
+    const char *t = lua_tolstring(L, k, &n);
+    if (is_name(t, n)) { sb_add(s, ".", 1); sb_add(s, t, n); }
+    else { sb_add(s, "[", 1); sb_quoted(s, t, n); sb_add(s, "]", 1); }
+    break;
+  }
+  case LUA_TBOOLEAN:
+    sb_str(s, lua_toboolean(L, k) ? "[true]" : "[false]");
+    break;
+  default:
+    sb_add(s, "[", 1);
+    sb_str(s, lua_typename(L, lua_type(L, k)));
+    sb_add(s, "]", 1);
+  }
+}
+
+static void enc_message(enc *e, int st, const char *root, char *err, size_t errlen) {
+  sb s = {err, 0, errlen};
+  if (!err || !errlen) return;
+  err[0] = '\0';
+  if (st == MB_ENC_TOOBIG) { sb_str(&s, "message too large"); return; }
+  if (st == MB_ENC_NOMEM) { sb_str(&s, "not enough memory"); return; }
+  if (st == MB_ENC_DEEP) sb_str(&s, "message nested too deeply");
+  else { sb_str(&s, "cannot send "); sb_str(&s, e->what); }
+  sb_str(&s, " (at ");
+  sb_str(&s, root);
+  for (int i = e->nseg - 1; i >= 0; i--) {
+    const seg *g = &e->segs[i];
+    if (g->kind == SEG_KEY) sb_key(&s, e->L, g->key);
+    else {
+      char num[32];
+      snprintf(num, sizeof num, "[" LUA_INTEGER_FMT "]", (LUAI_UACINT)g->i);
+      sb_str(&s, num);
+    }
+  }
+  sb_str(&s, ")");
+}
+
+/* Set up and write the header byte. */
+static int enc_open(enc *e, lua_State *L, mb_buf *b) {
+  e->L = L;
+  e->b = b;
+  e->len0 = b->len;
+  e->hard = b->limit && b->start + b->limit >= b->start ? b->start + b->limit : SIZE_MAX;
+  e->tabs = e->small;
+  e->ntabs = 0;
+  e->tabcap = SEEN_SMALL;
+  e->slots = NULL;
+  e->slotmask = 0;
+  e->depth = e->backrefs = e->nseg = 0;
+  e->what = NULL;
+  if (b->len > e->hard) return bad(e, MB_ENC_TOOBIG, NULL);
+  e->stop = b->cap < e->hard ? b->cap : e->hard;
+  unsigned char h = HDR_VERSION;
+  return put_bytes(e, &h, 1);
+}
+
+/* Format the error while the keys it names are still on the stack, then restore
+ * the stack and the buffer and free the seen set. */
+static int enc_close(enc *e, int st, int top, const char *root, char *err, size_t errlen) {
+  if (st) {
+    enc_message(e, st, root, err, errlen);
+    e->b->len = e->len0;
+  } else if (e->backrefs) {
+    e->b->data[e->len0] |= (char)HDR_BACKREFS;
+  }
+  if (e->L) lua_settop(e->L, top);
+  if (e->tabs != e->small) free(e->tabs);
+  free(e->slots);
+  return st;
+}
+
+int mb_encode(lua_State *L, int idx, mb_buf *b, const char *root, char *err, size_t errlen) {
+  enc e;
+  int top = lua_gettop(L);
+  idx = lua_absindex(L, idx);
+  int st = enc_open(&e, L, b);
+  if (!st && !lua_checkstack(L, 4)) st = bad(&e, MB_ENC_NOMEM, NULL);
+  if (!st) st = enc_value(&e, idx);
+  return enc_close(&e, st, top, root ? root : "msg", err, errlen);
+}
+
+int mb_encode_values(lua_State *L, int first, int n, mb_buf *b, char *err, size_t errlen) {
+  enc e;
+  int top = lua_gettop(L);
+  first = lua_absindex(L, first);
+  int st = enc_open(&e, L, b);
+  if (!st && !lua_checkstack(L, 4)) st = bad(&e, MB_ENC_NOMEM, NULL);
+  if (!st) {
+    unsigned char w[VARINT_MAX];
+    st = put_bytes(&e, w, put_varint(w, n < 0 ? 0 : (uint64_t)n));
+  }
+  for (int i = 0; !st && i < n; i++)
+    if ((st = enc_value(&e, first + i))) note(&e, st, SEG_INDEX, i + 1, 0);
+  return enc_close(&e, st, top, "args", err, errlen);
+}
+
+int mb_encode_string(mb_buf *b, const char *s, size_t len) {
+  enc e;
+  int st = enc_open(&e, NULL, b);
+  if (!st) st = put_string(&e, s, len);
+  return enc_close(&e, st, 0, "", NULL, 0);
+}
+
+/* ---------------------------------------------------------------- reader */
+
+typedef struct rd { const unsigned char *p, *end; } rd;
+
+static int rd_varint(rd *r, uint64_t *out) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 7 * VARINT_MAX; shift += 7) {
+    if (r->p == r->end) return -1;
+    unsigned c = *r->p++;
+    if (shift == 63 && c > 1) return -1; /* more than 64 bits */
+    v |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) {
+      *out = v;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static size_t rd_left(const rd *r) { return (size_t)(r->end - r->p); }
+
+/* Table header: sizes checked against what is left (every value takes a byte). */
+static int rd_table(rd *r, uint64_t *narr, uint32_t *nh) {
+  if (rd_varint(r, narr) || *narr > rd_left(r) || rd_left(r) - *narr < 4) return -1;
+  memcpy(nh, r->p, 4);
+  r->p += 4;
+  return (uint64_t)*nh * 2 > rd_left(r) - *narr ? -1 : 0;
+}
+
+static int rd_header(rd *r, const char *p, size_t len, int *backrefs) {
+  if (!p || !len) return -1; /* before any pointer arithmetic on a NULL p */
+  r->p = (const unsigned char *)p;
+  r->end = r->p + len;
+  if ((r->p[0] & ~HDR_BACKREFS) != HDR_VERSION) return -1;
+  *backrefs = (r->p[0] & HDR_BACKREFS) != 0;
+  r->p++;
+  return 0;
+}
+
+/* Walk one value without Lua: structure and bounds only. */
+static int rd_skip(rd *r, int depth) {
+  uint64_t v;
+  if (r->p == r->end) return -1;
+  switch (*r->p++) {
+  case T_NIL: case T_FALSE: case T_TRUE:
+    return 0;
+  case T_INT: case T_PID: case T_REF: case T_BACKREF:
+    return rd_varint(r, &v);
+  case T_FLOAT:
+    if (rd_left(r) < 8) return -1;
+    r->p += 8;
+    return 0;
+  case T_STR:
+    if (rd_varint(r, &v) || v > rd_left(r)) return -1;
+    r->p += v;
+    return 0;
+  case T_TABLE: {
+    uint32_t nh;
+    if (depth >= MB_CODEC_MAXDEPTH || rd_table(r, &v, &nh)) return -1;
+    for (uint64_t i = 0; i < v + 2 * (uint64_t)nh; i++)
+      if (rd_skip(r, depth + 1)) return -1;
+    return 0;
+  }
+  default:
+    return -1;
+  }
+}
+
+static int rd_is_string(rd *r, const char *s, size_t n) {
+  uint64_t len;
+  if (r->p == r->end || *r->p++ != T_STR || rd_varint(r, &len) || len > rd_left(r)) return 0;
+  r->p += len;
+  return len == n && memcmp(r->p - len, s, n) == 0;
+}
+
+int mb_encoded_is_string(const char *p, size_t len, const char *s) {
+  rd r;
+  int br;
+  return !rd_header(&r, p, len, &br) && rd_is_string(&r, s, strlen(s)) && r.p == r.end;
+}
+
+int mb_reason_is_normal(const char *p, size_t len) {
+  rd r;
+  int br;
+  uint64_t narr;
+  uint32_t nh;
+  if (rd_header(&r, p, len, &br) || r.p == r.end) return 0;
+  if (*r.p == T_STR)
+    return mb_encoded_is_string(p, len, "normal") || mb_encoded_is_string(p, len, "shutdown");
+  if (*r.p++ != T_TABLE || rd_table(&r, &narr, &nh) || narr != 2 || nh != 0) return 0;
+  return rd_is_string(&r, "shutdown", 8) && !rd_skip(&r, 1) && r.p == r.end;
+}
+
+/* ---------------------------------------------------------------- decoder */
+
+typedef struct dec {
+  lua_State *L;
+  rd r;
+  int refs;        /* stack index of the decoded tables (by number), 0 = no back-references */
+  uint32_t ntabs;
+  int depth;
+  uint32_t open[MB_CODEC_MAXDEPTH]; /* numbers of the tables being filled */
+} dec;
+
+/* Stack slots a level may use: table, key, value, and mb_push_pid's own. */
+#define DEC_SLOTS 8
+
+static int dec_value(dec *d);
+
+static int dec_table(dec *d) {
+  lua_State *L = d->L;
+  uint64_t narr;
+  uint32_t nh;
+  if (rd_table(&d->r, &narr, &nh) || d->depth >= MB_CODEC_MAXDEPTH || d->ntabs == UINT32_MAX ||
+      !lua_checkstack(L, DEC_SLOTS))
+    return -1;
+  lua_createtable(L, narr > INT_MAX ? INT_MAX : (int)narr, nh > INT_MAX ? INT_MAX : (int)nh);
+  uint32_t k = d->ntabs++;
+  if (d->refs) {
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, d->refs, (lua_Integer)k + 1);
+  }
+  d->open[d->depth++] = k;
+  for (uint64_t i = 1; i <= narr; i++) {
+    if (dec_value(d)) return -1;
+    lua_rawseti(L, -2, (lua_Integer)i);
+  }
+  for (uint32_t j = 0; j < nh; j++) {
+    if (dec_value(d)) return -1;
+    /* lua_rawset would raise on these */
+    if (lua_type(L, -1) == LUA_TNIL) return -1;
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+      lua_Number n = lua_tonumber(L, -1);
+      if (n != n) return -1;
+    }
+    if (dec_value(d)) return -1;
+    lua_rawset(L, -3);
+  }
+  d->depth--;
+  return 0;
+}
+
+static int dec_value(dec *d) {
+  lua_State *L = d->L;
+  rd *r = &d->r;
+  uint64_t v;
+  if (r->p == r->end) return -1;
+  switch (*r->p++) {
+  case T_NIL: lua_pushnil(L); return 0;
+  case T_FALSE: lua_pushboolean(L, 0); return 0;
+  case T_TRUE: lua_pushboolean(L, 1); return 0;
+  case T_INT:
+    if (rd_varint(r, &v)) return -1;
+    lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (0 - (v & 1))));
+    return 0;
+  case T_FLOAT: {
+    lua_Number n;
+    if (rd_left(r) < 8) return -1;
+    memcpy(&n, r->p, 8);
+    r->p += 8;
+    lua_pushnumber(L, n);
+    return 0;
+  }
+  case T_STR:
+    if (rd_varint(r, &v) || v > rd_left(r)) return -1;
+    lua_pushlstring(L, (const char *)r->p, (size_t)v);
+    r->p += v;
+    return 0;
+  case T_PID:
+    if (rd_varint(r, &v)) return -1;
+    mb_push_pid(L, v);
+    return 0;
+  case T_REF:
+    if (rd_varint(r, &v)) return -1;
+    mb_push_ref(L, v);
+    return 0;
+  case T_TABLE:
+    return dec_table(d);
+  case T_BACKREF:
+    if (!d->refs || rd_varint(r, &v) || v >= d->ntabs) return -1;
+    for (int i = 0; i < d->depth; i++)
+      if (d->open[i] == v) return -1; /* the encoder never writes a cycle */
+    lua_rawgeti(L, d->refs, (lua_Integer)v + 1);
+    return 0;
+  default:
+    return -1;
+  }
+}
+
+static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
+  int backrefs;
+  d->L = L;
+  d->refs = 0;
+  d->ntabs = 0;
+  d->depth = 0;
+  if (rd_header(&d->r, p, len, &backrefs) || !lua_checkstack(L, DEC_SLOTS + 1)) return -1;
+  if (backrefs) { /* only then keep every table reachable by number */
+    lua_createtable(L, 8, 0);
+    d->refs = lua_gettop(L);
+  }
+  return 0;
+}
+
+int mb_decode(lua_State *L, const char *p, size_t len) {
+  dec d;
+  int top = lua_gettop(L);
+  if (dec_open(&d, L, p, len) || dec_value(&d) || d.r.p != d.r.end) {
+    lua_settop(L, top);
+    return -1;
+  }
+  if (d.refs) lua_remove(L, d.refs);
+  return 0;
+}
+
+int mb_decode_values(lua_State *L, const char *p, size_t len) {
+  dec d;
+  uint64_t n;
+  int top = lua_gettop(L);
+  if (dec_open(&d, L, p, len) || rd_varint(&d.r, &n) || n > rd_left(&d.r) ||
+      n > INT_MAX - 2 * DEC_SLOTS || !lua_checkstack(L, (int)n + DEC_SLOTS))
+    goto bad;
+  for (uint64_t i = 0; i < n; i++)
+    if (dec_value(&d)) goto bad;
+  if (d.r.p != d.r.end) goto bad;
+  if (d.refs) lua_remove(L, d.refs);
+  return (int)n;
+bad:
+  lua_settop(L, top);
+  return -1;
+}

@@ -1,0 +1,57 @@
+/* codec: the compact binary encoding of Lua values that carries every message
+ * between process states. Encoded once by the sender, decoded by the receiver. */
+#ifndef MB_CODEC_H
+#define MB_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <lua.h>
+
+/* A growable byte buffer. `data` is malloc'd and owned by whoever holds the buffer;
+ * `start` bytes at the front are reserved for the caller (a message header), the
+ * encoding follows them. `limit` bounds len - start (0 = no bound). */
+typedef struct mb_buf {
+  char *data;
+  size_t len, cap;
+  size_t start;
+  size_t limit;
+} mb_buf;
+
+/* Initialise with `reserve` header bytes (zeroed) in front; returns 0 or -1 (no memory). */
+int mb_buf_init(mb_buf *b, size_t reserve, size_t limit);
+void mb_buf_free(mb_buf *b);
+
+/* Result codes of the encoder. */
+#define MB_ENC_OK       0
+#define MB_ENC_BADVALUE (-1) /* unsendable value; err holds "cannot send a function (at msg[2].cb)" */
+#define MB_ENC_TOOBIG   (-2) /* over b->limit; err holds "message too large" */
+#define MB_ENC_NOMEM    (-3) /* malloc failed; err holds "not enough memory" */
+#define MB_ENC_DEEP     (-4) /* nesting deeper than MB_CODEC_MAXDEPTH; err holds "message nested too deeply (at ...)" */
+
+#define MB_CODEC_MAXDEPTH 100
+
+/* Append the encoding of the value at idx. `root` names it in error paths ("msg").
+ * Never raises a Lua error and never leaves anything on L's stack. `err` (may be
+ * NULL) receives a message of at most errlen bytes on failure. */
+int mb_encode(lua_State *L, int idx, mb_buf *b, const char *root, char *err, size_t errlen);
+
+/* Append a count and then n values L[first..first+n-1], nils allowed (spawn arguments).
+ * Paths in errors are "args[i]..." */
+int mb_encode_values(lua_State *L, int first, int n, mb_buf *b, char *err, size_t errlen);
+
+/* C-side writers for values the core builds itself (exit reasons, DOWN messages). */
+int mb_encode_string(mb_buf *b, const char *s, size_t len);
+
+/* Decode one value from [p, p+len) and push it. Returns 0, or -1 on malformed input
+ * (nothing pushed). Must run where a Lua error is allowed: memory errors raise. */
+int mb_decode(lua_State *L, const char *p, size_t len);
+
+/* Decode what mb_encode_values wrote: pushes the values, returns their count, or -1. */
+int mb_decode_values(lua_State *L, const char *p, size_t len);
+
+/* Exit-reason classification on an encoded value: "normal", "shutdown" or {"shutdown", x}. */
+int mb_reason_is_normal(const char *p, size_t len);
+/* 1 if the encoded value is exactly the string s. */
+int mb_encoded_is_string(const char *p, size_t len, const char *s);
+
+#endif

@@ -1,0 +1,204 @@
+/* node: creation and teardown of a runtime, its lifecycle (start, wait, stop,
+ * halt) and the node-wide counters. A node ends when its last process ends (the
+ * CLI), when halt() is called, or when the embedder stops it. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <lauxlib.h>
+#include "node.h"
+#include "ptab.h"
+#include "registry.h"
+#include "code.h"
+#include "scheduler.h"
+#include "timer.h"
+#include "io.h"
+#include "log.h"
+
+#ifndef MB_LIBDIR
+#define MB_LIBDIR "/usr/local/share/moonbeam"
+#endif
+
+uint64_t mb_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+const char *mb_version_string(void) { return MB_VERSION_STRING; }
+
+const char *mb_strerror(int code) {
+  switch (code) {
+  case MB_OK: return "ok";
+  case MB_ENOMEM: return "out of memory";
+  case MB_EINVAL: return "invalid argument";
+  case MB_ENOPROC: return "noproc";
+  case MB_ENOTFOUND: return "not found";
+  case MB_ETIMEOUT: return "timeout";
+  case MB_ESTATE: return "node not in a state for this call";
+  case MB_EBADMSG: return "value cannot be sent";
+  case MB_ETOOBIG: return "message too large";
+  case MB_ELIMIT: return "process table full";
+  case MB_ESYS: return "system call failed";
+  default: return "unknown error";
+  }
+}
+
+mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state) {
+  mb_node *n = calloc(1, sizeof *n);
+  if (!n) return NULL;
+  if (opts) n->opts = *opts;
+  n->opts.path = NULL;
+  n->opts.log_level = NULL;
+  n->nsched = n->opts.schedulers > 0 ? n->opts.schedulers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (n->nsched < 1) n->nsched = 1;
+  n->max_message = n->opts.max_message ? n->opts.max_message : (size_t)64 << 20;
+  int level = opts && opts->log_level ? mb_log_level_parse(opts->log_level) : MB_LOG_INFO;
+  atomic_store(&n->log_level, level < 0 ? MB_LOG_INFO : level);
+  const char *user = opts && opts->path ? opts->path : "";
+  size_t len = strlen(user) + 2 * strlen(MB_LIBDIR) + 64;
+  n->path = malloc(len);
+  if (n->path)
+    snprintf(n->path, len, "%s%s./?.lua;./?/init.lua;%s/?.lua;%s/?/init.lua", user,
+             *user ? ";" : "", MB_LIBDIR, MB_LIBDIR);
+  n->ptab = mb_ptab_new(n->opts.max_processes ? n->opts.max_processes : 1u << 20);
+  n->reg = mb_registry_new();
+  n->codes = mb_codecache_new();
+  n->timers = mb_timers_new();
+  n->open_state = open_state;
+  atomic_store(&n->next_ref, 1);
+  pthread_mutex_init(&n->inject_lock, NULL);
+  pthread_mutex_init(&n->life_lock, NULL);
+  pthread_cond_init(&n->done_cond, NULL);
+  n->start_ns = mb_now_ns();
+  if (!n->path || !n->ptab || !n->reg || !n->codes || !n->timers) { mb_node_free(n); return NULL; }
+  return n;
+}
+
+uint64_t mb_node_make_ref(mb_node *n) { return atomic_fetch_add(&n->next_ref, 1); }
+
+static void set_done(mb_node *n) {
+  pthread_mutex_lock(&n->life_lock);
+  if (!n->done) {
+    n->done = 1;
+    atomic_store(&n->state, MB_NODE_STOPPED);
+    pthread_cond_broadcast(&n->done_cond);
+  }
+  pthread_mutex_unlock(&n->life_lock);
+  if (n->sched) mb_sched_wake_all(n);
+}
+
+void mb_node_proc_ended(mb_node *n, mb_proc *p, int abnormal) {
+  if (p->first && abnormal) atomic_store(&n->first_abnormal, 1);
+  if (p->kind == MB_PK_EXTERNAL) return;
+  if (atomic_fetch_sub(&n->live, 1) == 1 &&
+      (!n->keep_alive || atomic_load(&n->state) == MB_NODE_STOPPING))
+    set_done(n);
+}
+
+void mb_node_halt(mb_node *n, int code) {
+  pthread_mutex_lock(&n->life_lock);
+  if (!atomic_load(&n->halting)) {
+    n->exit_status = code;
+    atomic_store(&n->halting, 1);
+  }
+  pthread_mutex_unlock(&n->life_lock);
+  fflush(NULL);
+  set_done(n);
+}
+
+void mb_node_exit_all(mb_node *n, const char *reason) {
+  size_t cap = 1024, k;
+  mb_pid *pids = NULL;
+  for (;;) {
+    mb_pid *np = realloc(pids, sizeof *pids * cap);
+    if (!np) { free(pids); return; }
+    pids = np;
+    k = mb_ptab_list(n->ptab, pids, cap);
+    if (k <= cap) break;
+    cap = k + 1024;
+  }
+  for (size_t i = 0; i < k; i++) {
+    mb_sig *s = mb_sig_string(MB_SIG_EXIT, 0, 0, reason);
+    if (s) mb_send_sig(n, pids[i], s);
+  }
+  free(pids);
+}
+
+int mb_node_start(mb_node *n) {
+  int expected = MB_NODE_NEW;
+  if (!atomic_compare_exchange_strong(&n->state, &expected, MB_NODE_RUNNING)) return MB_ESTATE;
+  n->io = mb_io_start(n, n->opts.handle_signals);
+  if (!n->io) return MB_ESYS;
+  return mb_sched_start_all(n);
+}
+
+int mb_node_wait(mb_node *n) {
+  pthread_mutex_lock(&n->life_lock);
+  while (!n->done) pthread_cond_wait(&n->done_cond, &n->life_lock);
+  pthread_mutex_unlock(&n->life_lock);
+  mb_sched_join_all(n);
+  if (n->io) { mb_io_stop(n->io); n->io = NULL; }
+  if (atomic_load(&n->halting)) return n->exit_status;
+  return atomic_load(&n->first_abnormal) ? 1 : 0;
+}
+
+int mb_node_run(mb_node *n) {
+  int rc = mb_node_start(n);
+  if (rc != 0) return rc;
+  if (atomic_load(&n->live) == 0) set_done(n);
+  return mb_node_wait(n);
+}
+
+int mb_node_stop(mb_node *n) {
+  int st = atomic_load(&n->state);
+  if (st == MB_NODE_NEW) { atomic_store(&n->state, MB_NODE_STOPPED); n->done = 1; return 0; }
+  if (st == MB_NODE_RUNNING) {
+    atomic_store(&n->state, MB_NODE_STOPPING);
+    if (atomic_load(&n->live) == 0) set_done(n);
+    else mb_node_exit_all(n, "kill");
+  }
+  return mb_node_wait(n);
+}
+
+/* Close what halt left behind: processes that never finished. */
+static void reap(mb_node *n) {
+  mb_pid pids[256];
+  for (;;) {
+    size_t k = mb_ptab_list(n->ptab, pids, 256);
+    if (k == 0) break;
+    if (k > 256) k = 256;
+    for (size_t i = 0; i < k; i++) {
+      mb_proc *p = mb_proc_get(n, pids[i]);
+      if (!p) continue;
+      for (mb_sig *m = p->inbox, *next; m; m = next) { next = m->next; mb_sig_free(m); }
+      p->inbox = p->inbox_tail = NULL;
+      mb_ptab_remove(n->ptab, p);
+      atomic_store(&p->state, MB_PS_DEAD);
+      if (p->L) { lua_close(p->L); p->L = NULL; }
+      mb_proc_unref(p);   /* ours */
+      mb_proc_unref(p);   /* the table's */
+    }
+  }
+}
+
+void mb_node_free(mb_node *n) {
+  if (!n) return;
+  int st = atomic_load(&n->state);
+  if (st == MB_NODE_RUNNING || st == MB_NODE_STOPPING) mb_node_stop(n);
+  if (n->ptab) reap(n);
+  mb_sched_free_all(n);
+  if (n->io) mb_io_stop(n->io);
+  mb_timers_free(n->timers);
+  mb_codecache_free(n->codes);
+  mb_registry_free(n->reg);
+  mb_ptab_free(n->ptab);
+  for (mb_preload *p = n->preloads, *next; p; p = next) { next = p->next; free(p->name); free(p); }
+  free(n->inject);
+  free(n->path);
+  pthread_mutex_destroy(&n->inject_lock);
+  pthread_mutex_destroy(&n->life_lock);
+  pthread_cond_destroy(&n->done_cond);
+  free(n);
+}

@@ -1,0 +1,81 @@
+/* node: one moonbeam runtime — its schedulers, process table, names, code cache,
+ * timers registry, I/O thread and lifecycle. Owned by the embedder (mb_node_new /
+ * mb_node_free); everything else in the core hangs off it. */
+#ifndef MB_NODE_H
+#define MB_NODE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <lua.h>
+#include "moonbeam.h"
+#include "proc.h"
+
+typedef struct mb_ptab mb_ptab;
+typedef struct mb_registry mb_registry;
+typedef struct mb_codecache mb_codecache;
+typedef struct mb_io mb_io;
+typedef struct mb_timers mb_timers;
+
+/* Preloaded modules: `require name` in any process state calls `open`. */
+typedef struct mb_preload { char *name; lua_CFunction open; struct mb_preload *next; } mb_preload;
+
+/* The bindings set this: it turns a new lua_State into a process environment. */
+typedef int (*mb_open_state_fn)(lua_State *L, mb_proc *p);
+
+enum { MB_NODE_NEW, MB_NODE_RUNNING, MB_NODE_STOPPING, MB_NODE_STOPPED };
+
+struct mb_node {
+  mb_node_opts opts;
+  char *path;                    /* full search path: user's; ./?.lua;./?/init.lua; library */
+  _Atomic int log_level;
+  size_t max_message;
+
+  int nsched;
+  mb_sched **sched;
+  mb_ptab *ptab;
+  mb_registry *reg;
+  mb_codecache *codes;
+  mb_timers *timers;             /* ref -> timer, for cancel_timer from anywhere */
+  mb_io *io;
+  mb_preload *preloads;
+  mb_open_state_fn open_state;
+
+  /* work injected from outside the schedulers (host thread, I/O thread) */
+  pthread_mutex_t inject_lock;
+  mb_proc **inject; size_t inject_n, inject_cap;
+  _Atomic int inject_count;
+
+  /* idle schedulers */
+  _Atomic int nsleeping, nspinning;
+
+  _Atomic uint64_t next_ref;
+  _Atomic int64_t live;          /* processes alive, external ones excluded */
+  _Atomic int state;
+  _Atomic int halting;           /* halt() called: run no more Lua */
+  int exit_status;
+  mb_pid first_pid;
+  _Atomic int first_abnormal;
+  int keep_alive;                /* a host node runs until stopped, not until empty */
+
+  pthread_mutex_t life_lock;     /* guards state changes; done_cond signals the end */
+  pthread_cond_t done_cond;
+  int done;
+  uint64_t start_ns;
+};
+
+/* Monotonic clock. */
+uint64_t mb_now_ns(void);
+
+/* The core half of mb_node_new: no modules opened. `open_state` prepares each process state. */
+mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state);
+uint64_t mb_node_make_ref(mb_node *n);
+
+/* A process ended (called by mb_proc_finish). */
+void mb_node_proc_ended(mb_node *n, mb_proc *p, int abnormal);
+/* halt(code): stop running Lua, end the node with that status. */
+void mb_node_halt(mb_node *n, int code);
+/* Send an exit signal with reason `reason` from no process to every live process. */
+void mb_node_exit_all(mb_node *n, const char *reason);
+
+#endif

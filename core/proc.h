@@ -1,0 +1,160 @@
+/* proc: a process — its pid, mailbox, links, monitors, flags and counters — and
+ * the signals (messages, exits, links, monitors) that travel between processes.
+ *
+ * Ownership: the process table holds one reference to a live process; a lookup
+ * (mb_proc_get) takes another, dropped with mb_proc_unref. Process structs are
+ * pooled and never returned to malloc while the node lives, so a stale pointer
+ * may be dereferenced safely and its pid checked. Fields marked [owner] are read
+ * and written only by the thread running the process; [meta] fields are also
+ * read by mb.info from other threads and change under `meta` lock. */
+#ifndef MB_PROC_H
+#define MB_PROC_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <lua.h>
+#include "moonbeam.h"
+#include "mailbox.h"
+#include "codec.h"
+
+typedef struct mb_sched mb_sched;
+typedef struct mb_code mb_code;
+
+/* Signal kinds. A signal is one malloc'd block: this header, then its payload. */
+enum {
+  MB_SIG_MSG,        /* payload: the encoded message */
+  MB_SIG_EXIT,       /* payload: the encoded reason; flags: MB_SIGF_LINK */
+  MB_SIG_DOWN,       /* ref: monitor ref; payload: the encoded reason */
+  MB_SIG_LINK,
+  MB_SIG_UNLINK,
+  MB_SIG_MONITOR,    /* ref: the monitor's ref */
+  MB_SIG_DEMONITOR,  /* ref */
+};
+#define MB_SIGF_LINK 1   /* an EXIT that comes from a link (the sender ended) */
+
+typedef struct mb_sig {
+  mb_qnode q;              /* must be first: the mailbox link */
+  struct mb_sig *next;     /* [owner] the inbox list once drained */
+  uint8_t kind, flags;
+  mb_pid from;
+  uint64_t ref;
+  int lref;                /* [owner] registry ref of the decoded value, or LUA_NOREF */
+  size_t len;              /* payload bytes */
+  char data[];
+} mb_sig;
+
+#define MB_SIG_HDR (offsetof(mb_sig, data))
+
+/* Process kinds: Lua body, native C handler (supervisors), or external (a host thread). */
+enum { MB_PK_LUA, MB_PK_NATIVE, MB_PK_EXTERNAL };
+
+/* Scheduling states. */
+enum { MB_PS_FREE, MB_PS_RUNNABLE, MB_PS_RUNNING, MB_PS_WAITING, MB_PS_DEAD };
+
+/* Why the body yielded to the scheduler. */
+enum { MB_Y_NONE, MB_Y_WAIT, MB_Y_PREEMPT, MB_Y_DOOM };
+
+typedef struct mb_pidset { mb_pid *v; int n, cap; } mb_pidset;
+typedef struct mb_monset { uint64_t *ref; mb_pid *pid; int n, cap; } mb_monset;
+
+typedef struct mb_proc mb_proc;
+typedef void (*mb_native_fn)(mb_proc *p);
+
+struct mb_proc {
+  _Atomic uint64_t pid;
+  _Atomic int refs;
+  _Atomic int state;
+  int kind;
+  mb_node *node;
+  mb_mpsc mq;                   /* incoming signals, any thread pushes */
+  _Atomic int64_t mq_count;     /* signals pushed on mq and not yet drained */
+  _Atomic int64_t inbox_len;    /* messages drained and not yet received (owner writes) */
+  _Atomic int64_t queue_bytes;  /* bytes of queued messages */
+  _Atomic int64_t heap_bytes;   /* bytes of the Lua state, fed by its allocator */
+  _Atomic uint64_t reductions;
+  _Atomic uint32_t wait_seq;    /* bumped at every wait; a timer for an old wait is stale */
+  size_t max_heap;              /* 0 = unbounded */
+
+  /* [owner] */
+  lua_State *L;                 /* the process state */
+  lua_State *co;                /* the body coroutine */
+  lua_State *volatile cur;      /* the thread of L now running (user coroutines included) */
+  int yield_reason;
+  int nargs;
+  uint8_t started, oom, first, script;
+  mb_sig *inbox, *inbox_tail;   /* drained messages, in arrival order */
+  mb_sig *doom;                 /* set: the process must end with this reason (EXIT-shaped sig) */
+  mb_code *code;                /* what to run: a module ... */
+  char *fn_code; size_t fn_len; /* ... or a dumped function */
+  mb_sig *args;                 /* encoded spawn arguments */
+  mb_native_fn native;
+  void *native_data;
+  struct mb_timer *wait_timer;   /* the armed wait timer, its scheduler and sequence */
+  mb_sched *wait_sched;
+  uint32_t wait_armed_seq;
+  uint64_t deadline;             /* [owner] of the current receive/sleep, 0 = none */
+  mb_sig *recv_pos;              /* [owner] selective receive: last message examined */
+  mb_proc *pool_next;
+
+  /* [meta] */
+  pthread_mutex_t meta;
+  mb_pidset links;
+  mb_monset monitors;      /* monitors this process holds: ref -> target */
+  mb_monset monitored_by;  /* monitors on this process: ref -> watcher */
+  uint8_t trap_exit;
+  char *name;              /* registered name */
+  char *module;
+
+  /* external processes: the host thread waits on this */
+  pthread_mutex_t ext_lock;
+  pthread_cond_t ext_cond;
+};
+
+/* The process running on this thread's state L. */
+static inline mb_proc *mb_proc_of(lua_State *L) { return *(mb_proc **)lua_getextraspace(L); }
+
+mb_proc *mb_proc_alloc(mb_node *n, int kind);
+mb_proc *mb_proc_get(mb_node *n, mb_pid pid);  /* +1 ref, or NULL if not alive */
+void mb_proc_ref(mb_proc *p);
+void mb_proc_unref(mb_proc *p);
+
+/* Signals. mb_sig_new returns a signal with an empty payload. */
+mb_sig *mb_sig_new(int kind, mb_pid from, uint64_t ref);
+mb_sig *mb_sig_from_buf(mb_buf *b, int kind, mb_pid from, uint64_t ref); /* takes the buffer */
+mb_sig *mb_sig_string(int kind, mb_pid from, uint64_t ref, const char *s);  /* payload = encoded s */
+mb_sig *mb_sig_copy(const mb_sig *s, int kind, mb_pid from, uint64_t ref);
+void mb_sig_free(mb_sig *s);
+
+/* Deliver a signal; takes ownership. MB_ENOPROC if the target is not alive (then
+ * the sender's side of the protocol applies: see mb_proc_send_* below). */
+int mb_send_sig(mb_node *n, mb_pid to, mb_sig *s);
+int mb_send_sig_to(mb_proc *to, mb_sig *s);   /* to a referenced process */
+/* Make a waiting process runnable (a message or timer came). */
+void mb_proc_wake(mb_proc *p);
+
+/* The operations of SPEC section 1 that act on other processes. `self` runs on this thread. */
+void mb_proc_link(mb_proc *self, mb_pid other);
+void mb_proc_unlink(mb_proc *self, mb_pid other);
+void mb_proc_monitor(mb_proc *self, mb_pid other, uint64_t ref);
+int mb_proc_demonitor(mb_proc *self, uint64_t ref);  /* 1 if it was active */
+int mb_proc_exit_signal(mb_proc *self, mb_pid to, mb_sig *reason);  /* exit/2 */
+
+/* [owner] Take signals off the mailbox: messages go to the inbox, control signals are
+ * acted on (which may set p->doom). */
+void mb_proc_drain(mb_proc *p);
+/* [owner] Remove a message from the inbox (prev = its predecessor or NULL). */
+void mb_proc_take(mb_proc *p, mb_sig *prev, mb_sig *m);
+
+/* [owner] The process has ended with `reason` (an EXIT-shaped sig whose payload is the
+ * reason, taken). Frees its name, leaves the table, tells links and monitors. */
+void mb_proc_finish(mb_proc *p, mb_sig *reason);
+
+/* Set membership helpers (under meta). */
+int mb_pidset_add(mb_pidset *s, mb_pid pid);
+int mb_pidset_del(mb_pidset *s, mb_pid pid);
+int mb_pidset_has(const mb_pidset *s, mb_pid pid);
+int mb_monset_add(mb_monset *s, uint64_t ref, mb_pid pid);
+int mb_monset_del(mb_monset *s, uint64_t ref, mb_pid *pid);
+
+#endif

@@ -1,0 +1,100 @@
+/* registry: a chained hash of names under one mutex. A process's own `name` field
+ * mirrors its entry (under its meta lock) so the name is freed when it ends. */
+#include <stdlib.h>
+#include <string.h>
+#include "registry.h"
+
+#define NB 1024
+
+typedef struct entry { char *name; mb_pid pid; struct entry *next; } entry;
+
+struct mb_registry {
+  pthread_mutex_t lock;
+  entry *b[NB];
+};
+
+static unsigned hash(const char *s) {
+  unsigned h = 2166136261u;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  return h % NB;
+}
+
+mb_registry *mb_registry_new(void) {
+  mb_registry *r = calloc(1, sizeof *r);
+  if (r) pthread_mutex_init(&r->lock, NULL);
+  return r;
+}
+
+void mb_registry_free(mb_registry *r) {
+  if (!r) return;
+  for (int i = 0; i < NB; i++)
+    for (entry *e = r->b[i], *next; e; e = next) { next = e->next; free(e->name); free(e); }
+  pthread_mutex_destroy(&r->lock);
+  free(r);
+}
+
+static entry **find(mb_registry *r, const char *name) {
+  entry **pp = &r->b[hash(name)];
+  while (*pp && strcmp((*pp)->name, name) != 0) pp = &(*pp)->next;
+  return pp;
+}
+
+int mb_registry_add(mb_node *n, const char *name, mb_pid pid) {
+  mb_registry *r = n->reg;
+  mb_proc *p = mb_proc_get(n, pid);
+  if (!p) return MB_ENOPROC;
+  int rc = 0;
+  pthread_mutex_lock(&r->lock);
+  entry **pp = find(r, name);
+  if (*pp) { rc = MB_EINVAL; goto out; }
+  pthread_mutex_lock(&p->meta);
+  if (p->name) rc = MB_EINVAL;
+  else if (atomic_load(&p->state) == MB_PS_DEAD) rc = MB_ENOPROC;
+  else {
+    entry *e = malloc(sizeof *e);
+    char *a = strdup(name), *b = strdup(name);
+    if (!e || !a || !b) { free(e); free(a); free(b); rc = MB_ENOMEM; }
+    else { e->name = a; e->pid = pid; e->next = NULL; *pp = e; p->name = b; }
+  }
+  pthread_mutex_unlock(&p->meta);
+out:
+  pthread_mutex_unlock(&r->lock);
+  mb_proc_unref(p);
+  return rc;
+}
+
+int mb_registry_unregister(mb_node *n, const char *name) {
+  mb_registry *r = n->reg;
+  pthread_mutex_lock(&r->lock);
+  entry **pp = find(r, name), *e = *pp;
+  if (!e) { pthread_mutex_unlock(&r->lock); return MB_ENOTFOUND; }
+  *pp = e->next;
+  mb_proc *p = mb_proc_get(n, e->pid);
+  if (p) {
+    pthread_mutex_lock(&p->meta);
+    if (p->name && strcmp(p->name, name) == 0) { free(p->name); p->name = NULL; }
+    pthread_mutex_unlock(&p->meta);
+    mb_proc_unref(p);
+  }
+  pthread_mutex_unlock(&r->lock);
+  free(e->name);
+  free(e);
+  return 0;
+}
+
+mb_pid mb_registry_whereis(mb_registry *r, const char *name) {
+  pthread_mutex_lock(&r->lock);
+  entry *e = *find(r, name);
+  mb_pid pid = e ? e->pid : 0;
+  pthread_mutex_unlock(&r->lock);
+  return pid;
+}
+
+void mb_registry_remove(mb_registry *r, const char *name, mb_pid pid) {
+  pthread_mutex_lock(&r->lock);
+  entry **pp = find(r, name), *e = *pp;
+  if (e && e->pid == pid) *pp = e->next;
+  else e = NULL;
+  pthread_mutex_unlock(&r->lock);
+  if (e) { free(e->name); free(e); }
+}

@@ -1,0 +1,497 @@
+/* scheduler: the scheduler threads. Each owns a run queue (a ring under its own lock:
+ * only the owner pushes, the owner and thieves pop), a `next` slot only the owner
+ * touches, and a timer heap. A process woken by the running one takes `next` and
+ * inherits the rest of the slice, so a message hop stays on one thread; spawned,
+ * preempted and timer-woken processes go to the queue, which idle schedulers steal
+ * from. Preemption: a periodic per-thread timer signal; when the same slice is still
+ * running at a tick, the handler arms a count hook on the running Lua thread (the
+ * way lua.c handles Ctrl-C) and the hook yields at the next instruction. */
+#include <errno.h>
+#include <lauxlib.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include "scheduler.h"
+#include "spawn.h"
+#include "registry.h"
+#include "log.h"
+
+#define SPIN_ROUNDS 2000
+#define TICK_NS 500000   /* preemption tick: a slice ends after 0.5 to 1 ms */
+
+struct mb_sched {
+  mb_node *node;
+  int id;
+  pthread_t thread;
+  int started;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int sleeping, wakeup;          /* under lock */
+  mb_proc **rq;                  /* ring, under lock */
+  uint32_t rq_head, rq_n, rq_cap;
+  _Atomic int rq_len;
+  mb_proc *next;
+  mb_heap timers;
+  volatile uint64_t run_seq, seen_seq;
+  mb_proc *volatile current;
+  lua_State *volatile hooked;
+  timer_t ptimer;
+  int has_ptimer;
+};
+
+static _Thread_local mb_sched *tls_sched;
+
+mb_sched *mb_sched_self(void) { return tls_sched; }
+
+/* ---- run queues ---- */
+
+static int rq_push(mb_sched *s, mb_proc *p) {
+  pthread_mutex_lock(&s->lock);
+  if (s->rq_n == s->rq_cap) {
+    uint32_t cap = s->rq_cap ? s->rq_cap * 2 : 256;
+    mb_proc **v = malloc(sizeof *v * cap);
+    if (!v) { pthread_mutex_unlock(&s->lock); return -1; }
+    for (uint32_t i = 0; i < s->rq_n; i++) v[i] = s->rq[(s->rq_head + i) % s->rq_cap];
+    free(s->rq);
+    s->rq = v;
+    s->rq_cap = cap;
+    s->rq_head = 0;
+  }
+  s->rq[(s->rq_head + s->rq_n) % s->rq_cap] = p;
+  s->rq_n++;
+  atomic_store(&s->rq_len, (int)s->rq_n);
+  pthread_mutex_unlock(&s->lock);
+  return 0;
+}
+
+/* Pop up to max from the front into out. */
+static uint32_t rq_take(mb_sched *s, mb_proc **out, uint32_t max) {
+  if (atomic_load(&s->rq_len) == 0) return 0;
+  pthread_mutex_lock(&s->lock);
+  uint32_t k = s->rq_n < max ? s->rq_n : max;
+  for (uint32_t i = 0; i < k; i++) {
+    out[i] = s->rq[s->rq_head];
+    s->rq_head = (s->rq_head + 1) % s->rq_cap;
+  }
+  s->rq_n -= k;
+  atomic_store(&s->rq_len, (int)s->rq_n);
+  pthread_mutex_unlock(&s->lock);
+  return k;
+}
+
+static void notify(mb_node *n, int force) {
+  if (atomic_load(&n->nsleeping) == 0 || !n->sched) return;
+  if (!force && atomic_load(&n->nspinning) > 0) return;
+  for (int i = 0; i < n->nsched; i++) {
+    mb_sched *s = n->sched[i];
+    pthread_mutex_lock(&s->lock);
+    if (s->sleeping && !s->wakeup) {
+      s->wakeup = 1;
+      pthread_cond_signal(&s->cond);
+      pthread_mutex_unlock(&s->lock);
+      return;
+    }
+    pthread_mutex_unlock(&s->lock);
+  }
+}
+
+void mb_sched_wake_all(mb_node *n) {
+  for (int i = 0; i < n->nsched; i++) {
+    mb_sched *s = n->sched[i];
+    pthread_mutex_lock(&s->lock);
+    s->wakeup = 1;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+  }
+}
+
+static void inject(mb_node *n, mb_proc *p) {
+  pthread_mutex_lock(&n->inject_lock);
+  if (n->inject_n == n->inject_cap) {
+    size_t cap = n->inject_cap ? n->inject_cap * 2 : 64;
+    mb_proc **v = realloc(n->inject, sizeof *v * cap);
+    if (!v) { pthread_mutex_unlock(&n->inject_lock); return; }
+    n->inject = v;
+    n->inject_cap = cap;
+  }
+  n->inject[n->inject_n++] = p;
+  atomic_store(&n->inject_count, (int)n->inject_n);
+  pthread_mutex_unlock(&n->inject_lock);
+  notify(n, 1);
+}
+
+/* Move work injected from outside onto the back of our queue. */
+static void pull_injected(mb_sched *s) {
+  mb_node *n = s->node;
+  if (atomic_load(&n->inject_count) == 0) return;
+  pthread_mutex_lock(&n->inject_lock);
+  for (size_t i = 0; i < n->inject_n; i++) rq_push(s, n->inject[i]);
+  n->inject_n = 0;
+  atomic_store(&n->inject_count, 0);
+  pthread_mutex_unlock(&n->inject_lock);
+}
+
+void mb_sched_ready(mb_node *n, mb_proc *p, int woken) {
+  mb_sched *s = tls_sched;
+  if (!s || s->node != n) { inject(n, p); return; }
+  if (woken && s->current) {
+    mb_proc *old = s->next;
+    s->next = p;
+    if (!old) return;
+    p = old;
+  }
+  rq_push(s, p);
+  notify(n, 0);
+}
+
+#define STEAL_MAX 64
+
+static mb_proc *steal(mb_sched *s) {
+  mb_node *n = s->node;
+  mb_proc *got[STEAL_MAX];
+  for (int k = 1; k < n->nsched; k++) {
+    mb_sched *v = n->sched[(s->id + k) % n->nsched];
+    int len = atomic_load(&v->rq_len);
+    if (len == 0) continue;
+    uint32_t want = (uint32_t)(len + 1) / 2;
+    if (want > STEAL_MAX) want = STEAL_MAX;
+    uint32_t got_n = rq_take(v, got, want);
+    if (!got_n) continue;
+    for (uint32_t i = 1; i < got_n; i++) rq_push(s, got[i]);
+    return got[0];
+  }
+  return NULL;
+}
+
+static int work_visible(mb_sched *s) {
+  mb_node *n = s->node;
+  if (atomic_load(&n->inject_count) > 0 || atomic_load(&s->rq_len) > 0) return 1;
+  for (int k = 1; k < n->nsched; k++)
+    if (atomic_load(&n->sched[(s->id + k) % n->nsched]->rq_len) > 0) return 1;
+  return 0;
+}
+
+/* ---- timers ---- */
+
+int mb_sched_arm_wait(mb_proc *p, uint64_t deadline) {
+  mb_sched *s = tls_sched;
+  mb_timer *t = calloc(1, sizeof *t);
+  if (!t) return -1;
+  uint32_t seq = atomic_fetch_add(&p->wait_seq, 1) + 1;
+  t->deadline = deadline;
+  t->pid = atomic_load(&p->pid);
+  t->seq = seq;
+  if (mb_heap_push(&s->timers, t) != 0) { free(t); return -1; }
+  p->wait_timer = t;
+  p->wait_sched = s;
+  p->wait_armed_seq = seq;
+  return 0;
+}
+
+void mb_sched_disarm_wait(mb_proc *p) {
+  mb_timer *t = p->wait_timer;
+  if (!t) return;
+  p->wait_timer = NULL;
+  uint32_t armed = p->wait_armed_seq;
+  /* If the timer has not fired, consume its sequence; only its own scheduler may
+   * free it, and a stale one is freed when it comes due. */
+  if (atomic_compare_exchange_strong(&p->wait_seq, &armed, armed + 1) && p->wait_sched == tls_sched) {
+    mb_heap_remove(&tls_sched->timers, t);
+    mb_timer_free(t);
+  }
+}
+
+int mb_sched_add_timer(mb_timer *t) {
+  mb_sched *s = tls_sched;
+  if (!s) return -1;
+  return mb_heap_push(&s->timers, t);
+}
+
+static void fire_timer(mb_sched *s, mb_timer *t) {
+  mb_node *n = s->node;
+  if (t->ref == 0) {
+    mb_proc *p = mb_proc_get(n, t->pid);
+    if (p) {
+      uint32_t seq = t->seq;
+      if (atomic_compare_exchange_strong(&p->wait_seq, &seq, seq + 1)) {
+        int st = MB_PS_WAITING;
+        if (atomic_compare_exchange_strong(&p->state, &st, MB_PS_RUNNABLE)) rq_push(s, p);
+      }
+      mb_proc_unref(p);
+    }
+  } else if (mb_timers_claim(n->timers, t)) {
+    mb_pid to = t->name ? mb_registry_whereis(n->reg, t->name) : t->pid;
+    if (to) { mb_send_sig(n, to, t->msg); }
+    else mb_sig_free(t->msg);
+    t->msg = NULL;
+  }
+  mb_timer_free(t);
+}
+
+static void fire_due(mb_sched *s) {
+  if (!s->timers.n) return;
+  uint64_t now = mb_now_ns();
+  mb_timer *t;
+  while ((t = mb_heap_top(&s->timers)) && t->deadline <= now) {
+    mb_heap_pop(&s->timers);
+    fire_timer(s, t);
+  }
+}
+
+/* ---- preemption ---- */
+
+void mb_sched_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  mb_proc *p = mb_proc_of(L);
+  if (p && L != p->L && lua_isyieldable(L)) {
+    lua_sethook(L, NULL, 0, 0);
+    p->yield_reason = (p->doom || p->oom) ? MB_Y_DOOM : MB_Y_PREEMPT;
+    lua_yield(L, 0);
+    return;
+  }
+  /* Not yieldable here (a callback from C): look again soon. */
+  lua_sethook(L, mb_sched_hook, LUA_MASKCOUNT, 1000);
+}
+
+void mb_sched_arm_hook(mb_proc *p) {
+  lua_State *L = p->cur;
+  if (L) lua_sethook(L, mb_sched_hook, LUA_MASKCOUNT, 1);
+}
+
+static void on_tick(int sig, siginfo_t *si, void *uc) {
+  (void)sig; (void)si; (void)uc;
+  int saved = errno;
+  mb_sched *s = tls_sched;
+  if (s) {
+    if (s->run_seq != s->seen_seq) s->seen_seq = s->run_seq;
+    else {
+      mb_proc *p = s->current;
+      lua_State *L = p ? p->cur : NULL;
+      if (L) { s->hooked = L; lua_sethook(L, mb_sched_hook, LUA_MASKCOUNT, 1); }
+    }
+  }
+  errno = saved;
+}
+
+static int install_handler(int signo) {
+  static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
+  static int installed[128];
+  if (signo <= 0 || signo >= 128) return -1;
+  pthread_mutex_lock(&once);
+  if (!installed[signo]) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_tick;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(signo, &sa, NULL) == 0) installed[signo] = 1;
+  }
+  int ok = installed[signo];
+  pthread_mutex_unlock(&once);
+  return ok ? 0 : -1;
+}
+
+static void ptimer_set(mb_sched *s, int on) {
+  if (!s->has_ptimer) return;
+  struct itimerspec its;
+  memset(&its, 0, sizeof its);
+  if (on) {
+    its.it_value.tv_nsec = TICK_NS;
+    its.it_interval.tv_nsec = TICK_NS;
+  }
+  timer_settime(s->ptimer, 0, &its, NULL);
+}
+
+static void ptimer_create(mb_sched *s) {
+  int signo = s->node->opts.preempt_signal;
+  if (signo < 0) return;
+  if (signo == 0) signo = SIGRTMIN + 3;
+  if (install_handler(signo) != 0) return;
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = signo;
+  sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+  if (timer_create(CLOCK_MONOTONIC, &sev, &s->ptimer) == 0) s->has_ptimer = 1;
+}
+
+/* ---- running a process ---- */
+
+static void park(mb_sched *s, mb_proc *p) {
+  atomic_store(&p->state, MB_PS_WAITING);
+  atomic_thread_fence(memory_order_seq_cst);
+  int pending = atomic_load(&p->mq_count) > 0 ||
+                (p->wait_timer && atomic_load(&p->wait_seq) != p->wait_armed_seq);
+  if (pending) {
+    int st = MB_PS_WAITING;
+    if (atomic_compare_exchange_strong(&p->state, &st, MB_PS_RUNNABLE)) rq_push(s, p);
+  }
+}
+
+static void preempted(mb_sched *s, mb_proc *p) {
+  atomic_store(&p->state, MB_PS_RUNNABLE);
+  if (s->next) { rq_push(s, s->next); s->next = NULL; }
+  rq_push(s, p);
+}
+
+static void run_lua(mb_sched *s, mb_proc *p) {
+  mb_proc_drain(p);
+  if (!p->doom && !p->started) mb_spawn_start(p);
+  if (p->doom) { mb_spawn_end(p, LUA_OK); return; }
+  p->yield_reason = MB_Y_NONE;
+  p->cur = p->co;
+  s->hooked = NULL;
+  s->current = p;
+  int nres = 0;
+  int st = lua_resume(p->co, NULL, p->nargs, &nres);
+  s->current = NULL;
+  lua_State *last = p->cur;
+  p->cur = NULL;
+  if (s->hooked && s->hooked == last) lua_sethook(last, NULL, 0, 0);
+  p->nargs = 0;
+  atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
+  if (p->oom && !p->doom) p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, "out of memory");
+  if (st == LUA_YIELD && !p->doom) {
+    if (p->yield_reason == MB_Y_WAIT) { park(s, p); return; }
+    if (p->yield_reason == MB_Y_PREEMPT) { preempted(s, p); return; }
+    if (p->yield_reason == MB_Y_NONE) {
+      lua_settop(p->co, 0);
+      lua_pushliteral(p->co, "attempt to yield from outside a coroutine");
+      st = LUA_ERRRUN;
+    }
+  }
+  if (st == LUA_YIELD) lua_settop(p->co, 0);
+  mb_spawn_end(p, st == LUA_YIELD ? LUA_OK : st);
+}
+
+static void run(mb_sched *s, mb_proc *p) {
+  atomic_store(&p->state, MB_PS_RUNNING);
+  if (p->kind == MB_PK_NATIVE) {
+    mb_proc_drain(p);
+    if (p->doom) { mb_spawn_end(p, LUA_OK); return; }
+    s->current = NULL;
+    p->native(p);
+    if (atomic_load(&p->state) == MB_PS_RUNNING) park(s, p);
+    return;
+  }
+  run_lua(s, p);
+}
+
+static mb_proc *find_work(mb_sched *s, int *new_slice) {
+  mb_proc *p = s->next;
+  if (p) { s->next = NULL; *new_slice = 0; return p; }
+  *new_slice = 1;
+  pull_injected(s);   /* behind what is queued already, so nothing starves */
+  if (rq_take(s, &p, 1)) return p;
+  return steal(s);
+}
+
+static int node_done(mb_node *n) {
+  return atomic_load(&n->halting) || atomic_load(&n->state) >= MB_NODE_STOPPED;
+}
+
+static void idle(mb_sched *s) {
+  mb_node *n = s->node;
+  atomic_fetch_add(&n->nspinning, 1);
+  for (int i = 0; i < SPIN_ROUNDS; i++) {
+    if (work_visible(s) || node_done(n)) { atomic_fetch_sub(&n->nspinning, 1); return; }
+    if ((i & 63) == 63) {
+      mb_timer *t = mb_heap_top(&s->timers);
+      if (t && t->deadline <= mb_now_ns()) { atomic_fetch_sub(&n->nspinning, 1); return; }
+    }
+    __builtin_ia32_pause();
+  }
+  atomic_fetch_sub(&n->nspinning, 1);
+  ptimer_set(s, 0);
+  pthread_mutex_lock(&s->lock);
+  s->sleeping = 1;
+  atomic_fetch_add(&n->nsleeping, 1);
+  if (!s->wakeup && !work_visible(s) && !node_done(n)) {
+    mb_timer *t = mb_heap_top(&s->timers);
+    if (t) {
+      struct timespec ts = { (time_t)(t->deadline / 1000000000u), (long)(t->deadline % 1000000000u) };
+      pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+    } else {
+      pthread_cond_wait(&s->cond, &s->lock);
+    }
+  }
+  s->sleeping = 0;
+  s->wakeup = 0;
+  atomic_fetch_sub(&n->nsleeping, 1);
+  pthread_mutex_unlock(&s->lock);
+  ptimer_set(s, 1);
+}
+
+static void *sched_main(void *arg) {
+  mb_sched *s = arg;
+  mb_node *n = s->node;
+  tls_sched = s;
+  ptimer_create(s);
+  ptimer_set(s, 1);
+  while (!node_done(n)) {
+    fire_due(s);
+    int new_slice;
+    mb_proc *p = find_work(s, &new_slice);
+    if (!p) { idle(s); continue; }
+    if (new_slice) s->run_seq++;
+    run(s, p);
+  }
+  ptimer_set(s, 0);
+  if (s->has_ptimer) timer_delete(s->ptimer);
+  s->has_ptimer = 0;
+  tls_sched = NULL;
+  return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+int mb_sched_start_all(mb_node *n) {
+  n->sched = calloc((size_t)n->nsched, sizeof *n->sched);
+  if (!n->sched) return MB_ENOMEM;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  for (int i = 0; i < n->nsched; i++) {
+    mb_sched *s = calloc(1, sizeof *s);
+    if (!s) return MB_ENOMEM;
+    s->node = n;
+    s->id = i;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, &ca);
+    n->sched[i] = s;
+  }
+  pthread_condattr_destroy(&ca);
+  for (int i = 0; i < n->nsched; i++) {
+    if (pthread_create(&n->sched[i]->thread, NULL, sched_main, n->sched[i]) != 0) return MB_ESYS;
+    n->sched[i]->started = 1;
+  }
+  return 0;
+}
+
+void mb_sched_join_all(mb_node *n) {
+  if (!n->sched) return;
+  mb_sched_wake_all(n);
+  for (int i = 0; i < n->nsched; i++)
+    if (n->sched[i] && n->sched[i]->started) {
+      pthread_join(n->sched[i]->thread, NULL);
+      n->sched[i]->started = 0;
+    }
+}
+
+void mb_sched_free_all(mb_node *n) {
+  if (!n->sched) return;
+  for (int i = 0; i < n->nsched; i++) {
+    mb_sched *s = n->sched[i];
+    if (!s) continue;
+    mb_heap_free(&s->timers);
+    free(s->rq);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+  }
+  free(n->sched);
+  n->sched = NULL;
+}

@@ -1,0 +1,34 @@
+/* scheduler: M:N scheduling. One thread per scheduler, each with a run queue, a `next`
+ * slot for the process it just woke (so a message hop stays on one thread), a timer
+ * heap, and a per-thread preemption timer signal that arms a one-shot Lua hook on
+ * the running state when a slice has expired. Idle schedulers steal, spin briefly,
+ * then sleep on a condition variable. */
+#ifndef MB_SCHED_H
+#define MB_SCHED_H
+
+#include "node.h"
+#include "timer.h"
+
+int mb_sched_start_all(mb_node *n);  /* create and start n->nsched threads */
+void mb_sched_join_all(mb_node *n);
+void mb_sched_free_all(mb_node *n);
+void mb_sched_wake_all(mb_node *n);
+
+/* Make a runnable process run. `woken`: it was woken by the running process (a
+ * message), so it takes the `next` slot of this thread's scheduler. */
+void mb_sched_ready(mb_node *n, mb_proc *p, int woken);
+
+/* The scheduler running on this thread, or NULL. */
+mb_sched *mb_sched_self(void);
+
+/* [owner] Timers on the current scheduler. */
+int mb_sched_arm_wait(mb_proc *p, uint64_t deadline);
+void mb_sched_disarm_wait(mb_proc *p);
+int mb_sched_add_timer(mb_timer *t);   /* send_after: on this thread's scheduler */
+
+/* The Lua hook the preemption signal arms; also armed to end a doomed process. */
+void mb_sched_hook(lua_State *L, lua_Debug *ar);
+/* Arm the hook on the running thread of p now (from p's own thread). */
+void mb_sched_arm_hook(mb_proc *p);
+
+#endif

@@ -1,0 +1,290 @@
+/* spawn: process creation and the first and last moments of a Lua process. */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+#include "spawn.h"
+#include "scheduler.h"
+#include "log.h"
+
+/* ---- the allocator: one per process, counting its bytes ---- */
+
+static void *proc_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  mb_proc *p = ud;
+  size_t old = ptr ? osize : 0;
+  int64_t heap = atomic_load_explicit(&p->heap_bytes, memory_order_relaxed);
+  if (nsize == 0) {
+    free(ptr);
+    atomic_store_explicit(&p->heap_bytes, heap - (int64_t)old, memory_order_relaxed);
+    return NULL;
+  }
+  if (nsize > old && (p->oom || (p->max_heap &&
+      heap + atomic_load_explicit(&p->queue_bytes, memory_order_relaxed) + (int64_t)(nsize - old) >
+      (int64_t)p->max_heap))) {
+    if (!p->oom) { p->oom = 1; mb_sched_arm_hook(p); }
+    return NULL;
+  }
+  void *np = realloc(ptr, nsize);
+  if (!np) {
+    if (!p->oom) { p->oom = 1; mb_sched_arm_hook(p); }
+    return NULL;
+  }
+  atomic_store_explicit(&p->heap_bytes, heap + (int64_t)nsize - (int64_t)old, memory_order_relaxed);
+  return np;
+}
+
+/* ---- creation ---- */
+
+int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out) {
+  if (atomic_load(&n->state) >= MB_NODE_STOPPING && !r->first) goto fail_state;
+  mb_proc *p = mb_proc_alloc(n, MB_PK_LUA);
+  if (!p) {
+    if (r->code) mb_code_unref(r->code);
+    if (r->args) mb_sig_free(r->args);
+    return MB_ELIMIT;
+  }
+  mb_pid pid = atomic_load(&p->pid);
+  p->code = r->code;
+  if (r->fn) {
+    p->fn_code = malloc(r->fn_len);
+    if (p->fn_code) { memcpy(p->fn_code, r->fn, r->fn_len); p->fn_len = r->fn_len; }
+  }
+  p->args = r->args;
+  p->max_heap = r->max_heap;
+  p->first = (uint8_t)r->first;
+  p->script = (uint8_t)r->script;
+  p->module = r->code ? strdup(r->code->name) : NULL;
+  if (r->link) {
+    mb_pid other = atomic_load(&r->link->pid);
+    mb_pidset_add(&p->links, other);
+    pthread_mutex_lock(&r->link->meta);
+    mb_pidset_add(&r->link->links, pid);
+    pthread_mutex_unlock(&r->link->meta);
+  }
+  if (r->monitor) {
+    mb_monset_add(&p->monitored_by, r->mref, atomic_load(&r->monitor->pid));
+    pthread_mutex_lock(&r->monitor->meta);
+    mb_monset_add(&r->monitor->monitors, r->mref, pid);
+    pthread_mutex_unlock(&r->monitor->meta);
+  }
+  if (r->first) n->first_pid = pid;
+  *out = pid;
+  mb_sched_ready(n, p, 0);
+  return 0;
+fail_state:
+  if (r->code) mb_code_unref(r->code);
+  if (r->args) mb_sig_free(r->args);
+  return MB_ESTATE;
+}
+
+/* ---- first run ---- */
+
+static int boot_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  if (ctx == 1) {
+    /* the chunk returned: a function, or a table with main */
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "main");
+      lua_remove(L, -2);
+    }
+    if (!lua_isfunction(L, -1)) {
+      mb_proc *p = mb_proc_of(L);
+      return luaL_error(L, "module '%s' returned neither a function nor a table with main",
+                        p->module ? p->module : "?");
+    }
+    lua_replace(L, 1);
+    lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 2, boot_k);
+    return boot_k(L, LUA_OK, 2);
+  }
+  return lua_gettop(L);
+}
+
+/* The body of a module process: run the chunk, then its function with the arguments. */
+static int boot(lua_State *L) {
+  lua_pushvalue(L, 1);
+  lua_callk(L, 0, 1, 1, boot_k);
+  return boot_k(L, LUA_OK, 1);
+}
+
+static int start_protected(lua_State *L) {
+  mb_proc *p = lua_touserdata(L, 1);
+  if (p->node->open_state) p->node->open_state(L, p);
+  lua_State *co = lua_newthread(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, p);   /* keeps the body alive */
+  int nargs = 0;
+  if (p->code) {
+    if (!p->script) { lua_pushcfunction(co, boot); nargs = 1; }
+    if (mb_code_load(co, p->code) != LUA_OK) return lua_error(co);
+  } else {
+    if (luaL_loadbufferx(co, p->fn_code, p->fn_len, "=spawned function", "b") != LUA_OK)
+      return lua_error(co);
+  }
+  if (p->args) {
+    int k = mb_decode_values(co, p->args->data, p->args->len);
+    if (k < 0) return luaL_error(L, "spawn: corrupt arguments");
+    nargs += k;
+  }
+  p->nargs = nargs;
+  p->co = co;
+  return 0;
+}
+
+void mb_spawn_start(mb_proc *p) {
+  p->started = 1;
+  lua_State *L = lua_newstate(proc_alloc, p);
+  if (!L) { p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, "out of memory"); return; }
+  *(mb_proc **)lua_getextraspace(L) = p;
+  p->L = L;
+  lua_pushcfunction(L, start_protected);
+  lua_pushlightuserdata(L, p);
+  int st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) {
+    const char *msg = st == LUA_ERRMEM || p->oom ? "out of memory" : lua_tostring(L, -1);
+    p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, msg ? msg : "spawn failed");
+    if (st != LUA_ERRMEM && !p->oom)
+      mb_log(p->node, MB_LOG_ERROR, atomic_load(&p->pid), "crash report: process could not start: %s",
+             msg ? msg : "?");
+    lua_settop(L, 0);
+  }
+  free(p->fn_code); p->fn_code = NULL; p->fn_len = 0;
+  if (p->args) { mb_sig_free(p->args); p->args = NULL; }
+}
+
+/* ---- the end ---- */
+
+/* Append a readable rendering of the value at idx (depth-limited). */
+static void render(lua_State *L, luaL_Buffer *b, int idx, int depth) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TSTRING && depth > 0) {
+    lua_getglobal(L, "string");
+    lua_getfield(L, -1, "format");
+    lua_pushliteral(L, "%q");
+    lua_pushvalue(L, idx);
+    lua_call(L, 2, 1);
+    lua_remove(L, -2);
+    luaL_addvalue(b);
+    return;
+  }
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    luaL_tolstring(L, idx, NULL);
+    luaL_addvalue(b);
+    return;
+  }
+  if (depth > 4) { luaL_addstring(b, "{...}"); return; }
+  luaL_addchar(b, '{');
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), i = 0;
+  for (i = 1; i <= n; i++) {
+    if (i > 1) luaL_addstring(b, ", ");
+    lua_rawgeti(L, idx, i);
+    render(L, b, -1, depth + 1);
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_isinteger(L, -2) && lua_tointeger(L, -2) >= 1 && lua_tointeger(L, -2) <= n) { lua_pop(L, 1); continue; }
+    if (i++ > 1) luaL_addstring(b, ", ");
+    luaL_addchar(b, '[');
+    render(L, b, -2, depth + 1);
+    luaL_addstring(b, "] = ");
+    render(L, b, -1, depth + 1);
+    lua_pop(L, 1);
+  }
+  luaL_addchar(b, '}');
+}
+
+static int render_reason(lua_State *L) {
+  const mb_sig *r = lua_touserdata(L, 1);
+  luaL_openlibs(L);
+  if (mb_decode(L, r->data, r->len) != 0) return luaL_error(L, "corrupt reason");
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  render(L, &b, 2, 0);
+  luaL_pushresult(&b);
+  return 1;
+}
+
+char *mb_reason_text(const mb_sig *reason) {
+  lua_State *L = luaL_newstate();
+  if (!L) return NULL;
+  char *out = NULL;
+  lua_pushcfunction(L, render_reason);
+  lua_pushlightuserdata(L, (void *)reason);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) out = strdup(lua_tostring(L, -1));
+  lua_close(L);
+  return out;
+}
+
+/* Render the reason and the traceback of the errored body; runs protected. */
+static int crash_text(lua_State *L) {
+  mb_proc *p = lua_touserdata(L, 1);
+  lua_State *co = p->co;
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1);
+  const char *reason = luaL_tolstring(L, -1, NULL);
+  luaL_traceback(L, co, NULL, 0);
+  lua_pushfstring(L, "crash report: process <0.%I> (module '%s') ended with reason: %s\n%s",
+                  (lua_Integer)atomic_load(&p->pid), p->module ? p->module : "function",
+                  reason, lua_tostring(L, -1));
+  return 1;
+}
+
+/* The reason of an errored body: its error value if sendable, else its tostring. */
+static mb_sig *error_reason(mb_proc *p) {
+  mb_buf b;
+  char err[256];
+  if (mb_buf_init(&b, MB_SIG_HDR, p->node->max_message) == 0) {
+    if (mb_encode(p->co, -1, &b, "reason", err, sizeof err) == MB_ENC_OK)
+      return mb_sig_from_buf(&b, MB_SIG_EXIT, 0, 0);
+    mb_buf_free(&b);
+  }
+  const char *s = luaL_tolstring(p->co, -1, NULL);   /* may raise only on memory */
+  return mb_sig_string(MB_SIG_EXIT, 0, 0, s ? s : "error");
+}
+
+static int error_reason_protected(lua_State *L) {
+  mb_proc *p = lua_touserdata(L, 1);
+  lua_pushlightuserdata(L, error_reason(p));
+  return 1;
+}
+
+void mb_spawn_end(mb_proc *p, int status) {
+  mb_node *n = p->node;
+  mb_sig *reason = NULL;
+  int reported = 0;
+  if (p->doom) {
+    reason = p->doom;
+  } else if (status == LUA_OK) {
+    reason = mb_sig_string(MB_SIG_EXIT, 0, 0, "normal");
+  } else if (p->L) {
+    p->oom = 0;  /* let the report allocate */
+    lua_pushcfunction(p->L, error_reason_protected);
+    lua_pushlightuserdata(p->L, p);
+    if (lua_pcall(p->L, 1, 1, 0) == LUA_OK) reason = lua_touserdata(p->L, -1);
+    lua_pop(p->L, 1);
+    lua_pushcfunction(p->L, crash_text);
+    lua_pushlightuserdata(p->L, p);
+    if (lua_pcall(p->L, 1, 1, 0) == LUA_OK) {
+      size_t len;
+      const char *t = lua_tolstring(p->L, -1, &len);
+      mb_log_str(n, MB_LOG_ERROR, atomic_load(&p->pid), t, len);
+      reported = 1;
+    }
+    lua_pop(p->L, 1);
+  }
+  if (!reason) reason = mb_sig_string(MB_SIG_EXIT, 0, 0, "error");
+  if (!reason) abort();  /* no memory for four bytes: nothing sensible is left */
+  if (p->oom && !reported && mb_encoded_is_string(reason->data, reason->len, "out of memory")) {
+    mb_log(n, MB_LOG_ERROR, atomic_load(&p->pid), "crash report: process (module '%s') ended with reason: out of memory",
+           p->module ? p->module : "function");
+    reported = 1;
+  }
+  if (p->first && !reported && !mb_reason_is_normal(reason->data, reason->len)) {
+    char *text = mb_reason_text(reason);
+    mb_log(n, MB_LOG_ERROR, atomic_load(&p->pid),
+           "crash report: process <0.%llu> (module '%s') exited with reason: %s",
+           (unsigned long long)atomic_load(&p->pid), p->module ? p->module : "function",
+           text ? text : "?");
+    free(text);
+  }
+  mb_proc_finish(p, reason);
+}

@@ -1,0 +1,36 @@
+/* spawn: creating a process from a module or a dumped function, building its
+ * lua_State (with its own counting allocator) on its first run, and turning the
+ * end of its body into an exit reason and, for errors, a crash report. */
+#ifndef MB_SPAWN_H
+#define MB_SPAWN_H
+
+#include "node.h"
+#include "code.h"
+
+typedef struct mb_spawn_req {
+  mb_code *code;             /* a module (the request's reference passes to the process) */
+  const char *fn; size_t fn_len;  /* or a function dumped with string.dump */
+  mb_sig *args;              /* encoded arguments (mb_encode_values), taken; NULL = none */
+  size_t max_heap;
+  mb_proc *link;             /* link the new process with this one */
+  mb_proc *monitor;          /* this one monitors the new process with ref mref */
+  uint64_t mref;
+  int first;                 /* the CLI's first process */
+  int script;                /* run the chunk itself as the body, `...` = arguments */
+} mb_spawn_req;
+
+/* Create and schedule a process. 0 and *out, or MB_E*. On failure the request's code
+ * and args are released. */
+int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out);
+
+/* [owner] First run: build the state, load the code, decode the arguments onto the
+ * body coroutine. On failure sets p->doom. */
+void mb_spawn_start(mb_proc *p);
+/* [owner] The body ended: status LUA_OK (returned, or doomed) or an error status with
+ * the error value on top of p->co. Reports crashes and finishes the process. */
+void mb_spawn_end(mb_proc *p, int status);
+
+/* A readable rendering of an encoded exit reason (malloc'd), or NULL. */
+char *mb_reason_text(const mb_sig *reason);
+
+#endif

@@ -1,0 +1,24 @@
+/* term: pids and refs as Lua userdata, interned per state so that equal ids are the same value. */
+#ifndef MB_TERM_H
+#define MB_TERM_H
+
+#include <stdint.h>
+#include <lua.h>
+#include "moonbeam.h"
+
+#define MB_PID_MT "moonbeam.pid"
+#define MB_REF_MT "moonbeam.ref"
+
+/* Push the pid (ref) userdata for id; the same id gives the same userdata in one state. */
+void mb_push_pid(lua_State *L, mb_pid pid);
+void mb_push_ref(lua_State *L, uint64_t ref);
+
+/* 1 and *out set if the value at idx is a pid (ref); else 0. Never raises. */
+int mb_test_pid(lua_State *L, int idx, mb_pid *out);
+int mb_test_ref(lua_State *L, int idx, uint64_t *out);
+
+/* The pid (ref) at idx, or a luaL_argerror. */
+mb_pid mb_check_pid(lua_State *L, int idx);
+uint64_t mb_check_ref(lua_State *L, int idx);
+
+#endif

@@ -1,0 +1,139 @@
+/* timer: a binary min-heap of deadlines per scheduler, and the node-wide map from
+ * timer ref to timer used by cancel_timer. */
+#include <pthread.h>
+#include <stdlib.h>
+#include "timer.h"
+
+static void heap_set(mb_heap *h, uint32_t i, mb_timer *t) { h->v[i] = t; t->idx = i; }
+
+static void sift_up(mb_heap *h, uint32_t i) {
+  mb_timer *t = h->v[i];
+  while (i > 0) {
+    uint32_t parent = (i - 1) / 2;
+    if (h->v[parent]->deadline <= t->deadline) break;
+    heap_set(h, i, h->v[parent]);
+    i = parent;
+  }
+  heap_set(h, i, t);
+}
+
+static void sift_down(mb_heap *h, uint32_t i) {
+  mb_timer *t = h->v[i];
+  for (;;) {
+    uint32_t c = 2 * i + 1;
+    if (c >= h->n) break;
+    if (c + 1 < h->n && h->v[c + 1]->deadline < h->v[c]->deadline) c++;
+    if (t->deadline <= h->v[c]->deadline) break;
+    heap_set(h, i, h->v[c]);
+    i = c;
+  }
+  heap_set(h, i, t);
+}
+
+int mb_heap_push(mb_heap *h, mb_timer *t) {
+  if (h->n == h->cap) {
+    uint32_t cap = h->cap ? h->cap * 2 : 64;
+    mb_timer **v = realloc(h->v, sizeof *v * cap);
+    if (!v) return -1;
+    h->v = v;
+    h->cap = cap;
+  }
+  heap_set(h, h->n++, t);
+  sift_up(h, h->n - 1);
+  return 0;
+}
+
+mb_timer *mb_heap_pop(mb_heap *h) {
+  if (!h->n) return NULL;
+  mb_timer *top = h->v[0];
+  h->n--;
+  if (h->n) { heap_set(h, 0, h->v[h->n]); sift_down(h, 0); }
+  return top;
+}
+
+void mb_heap_remove(mb_heap *h, mb_timer *t) {
+  uint32_t i = t->idx;
+  if (i >= h->n || h->v[i] != t) return;
+  h->n--;
+  if (i == h->n) return;
+  heap_set(h, i, h->v[h->n]);
+  sift_down(h, i);
+  sift_up(h, h->v[i]->idx);
+}
+
+void mb_timer_free(mb_timer *t) {
+  if (!t) return;
+  if (t->msg) mb_sig_free(t->msg);
+  free(t->name);
+  free(t);
+}
+
+void mb_heap_free(mb_heap *h) {
+  for (uint32_t i = 0; i < h->n; i++) mb_timer_free(h->v[i]);
+  free(h->v);
+  h->v = NULL;
+  h->n = h->cap = 0;
+}
+
+#define NBUCKETS 4096
+
+struct mb_timers {
+  pthread_mutex_t lock;
+  mb_timer *b[NBUCKETS];
+};
+
+mb_timers *mb_timers_new(void) {
+  mb_timers *m = calloc(1, sizeof *m);
+  if (m) pthread_mutex_init(&m->lock, NULL);
+  return m;
+}
+
+void mb_timers_free(mb_timers *m) {
+  if (!m) return;
+  pthread_mutex_destroy(&m->lock);
+  free(m);
+}
+
+void mb_timers_add(mb_timers *m, mb_timer *t) {
+  pthread_mutex_lock(&m->lock);
+  mb_timer **b = &m->b[t->ref % NBUCKETS];
+  t->map_next = *b;
+  *b = t;
+  pthread_mutex_unlock(&m->lock);
+}
+
+static mb_timer *unmap(mb_timers *m, uint64_t ref) {
+  for (mb_timer **pp = &m->b[ref % NBUCKETS]; *pp; pp = &(*pp)->map_next)
+    if ((*pp)->ref == ref) {
+      mb_timer *t = *pp;
+      *pp = t->map_next;
+      return t;
+    }
+  return NULL;
+}
+
+double mb_timers_cancel(mb_timers *m, uint64_t ref, uint64_t now, mb_pid *target) {
+  double left = -1;
+  pthread_mutex_lock(&m->lock);
+  mb_timer *t = NULL;
+  for (t = m->b[ref % NBUCKETS]; t && t->ref != ref; t = t->map_next) {}
+  int pending = MB_T_PENDING;
+  if (t && atomic_compare_exchange_strong(&t->state, &pending, MB_T_CANCELLED)) {
+    unmap(m, ref);
+    left = t->deadline > now ? (double)(t->deadline - now) / 1e6 : 0;
+    if (target) *target = t->pid;
+  }
+  pthread_mutex_unlock(&m->lock);
+  return left;
+}
+
+int mb_timers_claim(mb_timers *m, mb_timer *t) {
+  int pending = MB_T_PENDING;
+  if (!atomic_compare_exchange_strong(&t->state, &pending, MB_T_FIRED)) return 0;
+  if (t->ref) {
+    pthread_mutex_lock(&m->lock);
+    unmap(m, t->ref);
+    pthread_mutex_unlock(&m->lock);
+  }
+  return 1;
+}

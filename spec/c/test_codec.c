@@ -1,0 +1,1027 @@
+/* test_codec: the message codec, one behaviour per test. */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include "check.h"
+#include "codec.h"
+#include "term.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define LEAK_CHECK() CHECK(__lsan_do_recoverable_leak_check() == 0)
+#else
+#define LEAK_CHECK() ((void)0)
+#endif
+
+#define RESERVE 16
+
+/* ------------------------------------------------------------ helpers */
+
+/* Lua-side helpers: a deep equality that also checks sharing is preserved. */
+static const char *prelude =
+  "function deq(a, b, fwd, rev)\n"
+  "  fwd, rev = fwd or {}, rev or {}\n"
+  "  if type(a) ~= type(b) or math.type(a) ~= math.type(b) then return false end\n"
+  "  if type(a) == 'number' then\n"
+  "    if a ~= a then return b ~= b end\n"
+  "    if a == 0 and b == 0 then return 1/a == 1/b end\n"
+  "    return a == b\n"
+  "  end\n"
+  "  if type(a) ~= 'table' then return rawequal(a, b) end\n"
+  "  if rawequal(a, b) then return false end -- a copy is never the original\n"
+  "  if fwd[a] ~= nil or rev[b] ~= nil then return fwd[a] == b and rev[b] == a end\n"
+  "  fwd[a], rev[b] = b, a\n"
+  "  local n = 0\n"
+  "  for k, v in pairs(a) do\n"
+  "    n = n + 1\n"
+  "    local kb = k\n"
+  "    if type(k) == 'table' then\n"
+  "      kb = fwd[k]\n"
+  "      if kb == nil then\n"
+  "        for k2 in pairs(b) do\n"
+  "          if type(k2) == 'table' and rev[k2] == nil and deq(k, k2, {}, {}) then kb = k2 break end\n"
+  "        end\n"
+  "        if kb == nil or not deq(k, kb, fwd, rev) then return false end\n"
+  "      end\n"
+  "    end\n"
+  "    if not deq(v, rawget(b, kb), fwd, rev) then return false end\n"
+  "  end\n"
+  "  for _ in pairs(b) do n = n - 1 end\n"
+  "  return n == 0\n"
+  "end\n";
+
+/* rt(v): encode then decode v in the same state; raises with the encoder's message. */
+static int l_rt(lua_State *L) {
+  mb_buf b;
+  char err[256];
+  lua_settop(L, 1);
+  CHECK(mb_buf_init(&b, RESERVE, 0) == 0);
+  int st = mb_encode(L, 1, &b, "msg", err, sizeof err);
+  CHECK(lua_gettop(L) == 1);
+  if (st != MB_ENC_OK) {
+    mb_buf_free(&b);
+    return luaL_error(L, "%s", err);
+  }
+  CHECK(mb_decode(L, b.data + b.start, b.len - b.start) == 0);
+  CHECK(lua_gettop(L) == 2);
+  mb_buf_free(&b);
+  return 1;
+}
+
+/* try_send(v): true, or nil, message, code. */
+static int l_try_send(lua_State *L) {
+  mb_buf b;
+  char err[256];
+  lua_settop(L, 1);
+  CHECK(mb_buf_init(&b, RESERVE, 0) == 0);
+  int st = mb_encode(L, 1, &b, "msg", err, sizeof err);
+  CHECK(lua_gettop(L) == 1);
+  CHECK(st != MB_ENC_OK || b.len > b.start);
+  CHECK(st == MB_ENC_OK || b.len == b.start);
+  mb_buf_free(&b);
+  if (st == MB_ENC_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, err);
+  lua_pushinteger(L, st);
+  return 3;
+}
+
+static int l_pid(lua_State *L) { mb_push_pid(L, (mb_pid)luaL_checkinteger(L, 1)); return 1; }
+static int l_ref(lua_State *L) { mb_push_ref(L, (uint64_t)luaL_checkinteger(L, 1)); return 1; }
+
+static lua_State *new_state(void) {
+  lua_State *L = luaL_newstate();
+  CHECK(L != NULL);
+  luaL_openlibs(L);
+  lua_register(L, "rt", l_rt);
+  lua_register(L, "try_send", l_try_send);
+  lua_register(L, "pid", l_pid);
+  lua_register(L, "ref", l_ref);
+  CHECK(luaL_dostring(L, prelude) == LUA_OK);
+  return L;
+}
+
+static void done(lua_State *L) {
+  CHECK(lua_gettop(L) == 0);
+  lua_close(L);
+  LEAK_CHECK();
+}
+
+static void run(lua_State *L, const char *code) {
+  if (luaL_dostring(L, code) != LUA_OK) {
+    fprintf(stderr, "lua: %s\n", lua_tostring(L, -1));
+    CHECK(0);
+  }
+  lua_settop(L, 0);
+}
+
+/* Encode the top value into a fresh buffer; the stack must be unchanged. */
+static int encode_top(lua_State *L, mb_buf *b, size_t limit, char *err, size_t errlen) {
+  int top = lua_gettop(L);
+  CHECK(mb_buf_init(b, RESERVE, limit) == 0);
+  int st = mb_encode(L, -1, b, "msg", err, errlen);
+  CHECK_EQ_INT(lua_gettop(L), top);
+  if (st != MB_ENC_OK) CHECK_EQ_INT(b->len, b->start);
+  return st;
+}
+
+/* Replace the top value by its round-tripped copy. */
+static void round_trip_top(lua_State *L) {
+  mb_buf b;
+  char err[256] = "";
+  int st = encode_top(L, &b, 0, err, sizeof err);
+  if (st != MB_ENC_OK) fprintf(stderr, "encode: %s\n", err);
+  CHECK_EQ_INT(st, MB_ENC_OK);
+  int top = lua_gettop(L);
+  CHECK_EQ_INT(mb_decode(L, b.data + b.start, b.len - b.start), 0);
+  CHECK_EQ_INT(lua_gettop(L), top + 1);
+  lua_remove(L, -2);
+  mb_buf_free(&b);
+}
+
+/* The refusal of the value the Lua expression evaluates to. */
+static void expect_refusal(lua_State *L, const char *expr, int code, const char *msg) {
+  char chunk[512], err[256] = "";
+  mb_buf b;
+  snprintf(chunk, sizeof chunk, "return %s", expr);
+  CHECK(luaL_dostring(L, chunk) == LUA_OK);
+  CHECK_EQ_INT(encode_top(L, &b, 0, err, sizeof err), code);
+  CHECK_EQ_STR(err, msg);
+  mb_buf_free(&b);
+  lua_pop(L, 1);
+}
+
+/* xorshift64*: a fixed-seed PRNG so failures reproduce. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void) {
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * 2685821657736338717ull;
+}
+
+typedef struct blob { const char *p; size_t len; int values; } blob;
+
+/* Decode under pcall: -1 leaves the stack alone, success pushes exactly one value
+ * (or the count), and whatever decodes must be sendable again. */
+static int l_decode_blob(lua_State *L) {
+  blob *bl = lua_touserdata(L, 1);
+  int top = lua_gettop(L);
+  int r = bl->values ? mb_decode_values(L, bl->p, bl->len) : mb_decode(L, bl->p, bl->len);
+  if (r < 0) {
+    CHECK_EQ_INT(lua_gettop(L), top);
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  int n = bl->values ? r : 1;
+  CHECK_EQ_INT(lua_gettop(L), top + n);
+  mb_buf b;
+  char err[256];
+  CHECK(mb_buf_init(&b, 0, 0) == 0);
+  int st = bl->values ? mb_encode_values(L, top + 1, n, &b, err, sizeof err)
+                      : mb_encode(L, -1, &b, "msg", err, sizeof err);
+  CHECK_EQ_INT(st, MB_ENC_OK);
+  mb_buf_free(&b);
+  CHECK_EQ_INT(lua_gettop(L), top + n);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int decode_protected(lua_State *L, const char *p, size_t len, int values) {
+  blob bl = {p, len, values};
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, l_decode_blob);
+  lua_pushlightuserdata(L, &bl);
+  int st = lua_pcall(L, 1, 1, 0);
+  if (st != LUA_OK) fprintf(stderr, "decode raised: %s\n", lua_tostring(L, -1));
+  CHECK_EQ_INT(st, LUA_OK);
+  int ok = lua_toboolean(L, -1);
+  lua_settop(L, top);
+  return ok;
+}
+
+/* A few valid encodings to cut up and mutate. */
+static const char *samples[] = {
+  "nil", "true", "-1", "math.mininteger", "1.5", "'hello\\0world'", "pid(7)", "ref(1 << 40)",
+  "{}", "{1, 2, 3}", "{a = 1, b = {c = 'x'}, [1.5] = false, [true] = 'y'}",
+  "(function() local s = {1} return {s, s, k = s, [s] = s} end)()",
+  "(function() local t = {} for i = 1, 40 do t[i] = {i} t[-i] = t[i] end return t end)()",
+  "{{{{{{{{'deep'}}}}}}}, {[{}] = {}, [pid(3)] = ref(4)}}",
+};
+
+/* Encode sample i (mb_encode, or mb_encode_values of two copies) into b. */
+static void encode_sample(lua_State *L, int i, int values, mb_buf *b) {
+  char chunk[512];
+  snprintf(chunk, sizeof chunk, "return %s", samples[i]);
+  CHECK(luaL_dostring(L, chunk) == LUA_OK);
+  CHECK(mb_buf_init(b, 0, 0) == 0);
+  if (values) {
+    lua_pushvalue(L, -1);
+    CHECK_EQ_INT(mb_encode_values(L, -2, 2, b, NULL, 0), MB_ENC_OK);
+  } else {
+    CHECK_EQ_INT(mb_encode(L, -1, b, "msg", NULL, 0), MB_ENC_OK);
+  }
+  lua_settop(L, 0);
+}
+
+#define NSAMPLES ((int)(sizeof samples / sizeof samples[0]))
+
+/* ------------------------------------------------------------ round trips */
+
+TEST(round_trips_nil_and_booleans) {
+  lua_State *L = new_state();
+  lua_pushnil(L);
+  round_trip_top(L);
+  CHECK(lua_isnil(L, -1));
+  lua_pushboolean(L, 0);
+  round_trip_top(L);
+  CHECK(lua_isboolean(L, -1) && !lua_toboolean(L, -1));
+  lua_pushboolean(L, 1);
+  round_trip_top(L);
+  CHECK(lua_isboolean(L, -1) && lua_toboolean(L, -1));
+  lua_settop(L, 0);
+  done(L);
+}
+
+TEST(round_trips_integers) {
+  static const lua_Integer ints[] = {
+    0, 1, -1, 63, 64, -64, -65, 127, 128, 300, -300, 1 << 20, (lua_Integer)1 << 53,
+    -((lua_Integer)1 << 53), LUA_MAXINTEGER, LUA_MININTEGER, LUA_MAXINTEGER - 1, LUA_MININTEGER + 1};
+  lua_State *L = new_state();
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+    lua_pushinteger(L, ints[i]);
+    round_trip_top(L);
+    CHECK(lua_isinteger(L, -1));
+    CHECK(lua_tointeger(L, -1) == ints[i]);
+    lua_pop(L, 1);
+  }
+  done(L);
+}
+
+TEST(small_integers_encode_in_two_bytes) {
+  lua_State *L = new_state();
+  mb_buf b;
+  lua_pushinteger(L, -5);
+  CHECK_EQ_INT(encode_top(L, &b, 0, NULL, 0), MB_ENC_OK);
+  CHECK_EQ_INT(b.len - b.start, 3); /* header, tag, one varint byte */
+  mb_buf_free(&b);
+  lua_pop(L, 1);
+  lua_pushinteger(L, LUA_MININTEGER);
+  CHECK_EQ_INT(encode_top(L, &b, 0, NULL, 0), MB_ENC_OK);
+  CHECK_EQ_INT(b.len - b.start, 12); /* the longest varint is 10 bytes */
+  mb_buf_free(&b);
+  lua_pop(L, 1);
+  done(L);
+}
+
+TEST(round_trips_floats_keeping_the_subtype) {
+  const double floats[] = {0.0, -0.0, 1.5, -2.25, 3.0, 0.1, 1e308, -1e-308, DBL_MIN, DBL_MAX,
+                           DBL_TRUE_MIN, HUGE_VAL, -HUGE_VAL, 9007199254740993.0};
+  lua_State *L = new_state();
+  for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++) {
+    lua_pushnumber(L, floats[i]);
+    round_trip_top(L);
+    CHECK(lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1));
+    double d = lua_tonumber(L, -1);
+    CHECK(memcmp(&d, &floats[i], sizeof d) == 0); /* bit-exact, so -0.0 keeps its sign */
+    lua_pop(L, 1);
+  }
+  lua_pushnumber(L, NAN);
+  round_trip_top(L);
+  CHECK(!lua_isinteger(L, -1) && isnan(lua_tonumber(L, -1)));
+  lua_pop(L, 1);
+  run(L, "assert(math.type(rt(3)) == 'integer' and math.type(rt(3.0)) == 'float')\n"
+         "assert(1/rt(-0.0) == -math.huge and rt(0/0) ~= rt(0/0))\n"
+         "assert(math.type(rt(2^63)) == 'float' and rt(2^63) == 2^63)");
+  done(L);
+}
+
+TEST(round_trips_strings_with_any_bytes) {
+  lua_State *L = new_state();
+  char all[256];
+  for (int i = 0; i < 256; i++) all[i] = (char)i;
+  lua_pushlstring(L, all, sizeof all);
+  round_trip_top(L);
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  CHECK(n == sizeof all && memcmp(s, all, n) == 0);
+  lua_pop(L, 1);
+  run(L, "for _, s in ipairs{'', 'a', 'a\\0b', '\\0', ('x'):rep(127), ('y'):rep(128),\n"
+         "                   ('z\\0'):rep(100000)} do\n"
+         "  local c = rt(s) assert(c == s and #c == #s)\n"
+         "end");
+  done(L);
+}
+
+TEST(numbers_are_not_converted_to_strings) {
+  lua_State *L = new_state();
+  run(L, "local t = rt{1, 2.5, '3'}\n"
+         "assert(math.type(t[1]) == 'integer' and math.type(t[2]) == 'float' and type(t[3]) == 'string')");
+  lua_pushinteger(L, 42);
+  mb_buf b;
+  CHECK_EQ_INT(encode_top(L, &b, 0, NULL, 0), MB_ENC_OK);
+  CHECK(lua_isinteger(L, -1) && lua_type(L, -1) == LUA_TNUMBER); /* still a number on the stack */
+  mb_buf_free(&b);
+  lua_pop(L, 1);
+  done(L);
+}
+
+TEST(round_trips_nested_tables) {
+  lua_State *L = new_state();
+  run(L, "local t = {1, 'two', 3.0, {4, {5, {6}}}, name = 'x', sub = {a = {b = {c = true}}},\n"
+         "           list = {{}, {{}}, {1, {2, {3}}}}}\n"
+         "local c = rt(t)\n"
+         "assert(deq(t, c))\n"
+         "assert(c[4][2][2][1] == 6 and c.sub.a.b.c == true and #c.list == 3)");
+  done(L);
+}
+
+TEST(round_trips_mixed_keys) {
+  lua_State *L = new_state();
+  run(L, "local tk, p, r = {k = 1}, pid(12), ref(99)\n"
+         "local t = {10, 20, 30, [0] = 'zero', [-1] = 'neg', [1.5] = 'f', [true] = 't', [false] = 'f',\n"
+         "           [tk] = 'table key', [p] = 'pid key', [r] = 'ref key', ['a b'] = 1, [''] = 2,\n"
+         "           [math.maxinteger] = 'max', [math.mininteger] = 'min', [2^70] = 'bigf',\n"
+         "           [-0.5] = {}, [100] = 'sparse'}\n"
+         "local c = rt(t)\n"
+         "assert(deq(t, c))\n"
+         "assert(c[1] == 10 and c[3] == 30 and c[0] == 'zero' and c[1.5] == 'f' and c[true] == 't')\n"
+         "assert(c[p] == 'pid key' and c[r] == 'ref key' and c[100] == 'sparse' and c[2^70] == 'bigf')\n"
+         "local found for k, v in pairs(c) do if type(k) == 'table' then found = k end end\n"
+         "assert(found and found ~= tk and found.k == 1 and c[found] == 'table key')");
+  done(L);
+}
+
+TEST(round_trips_arrays_with_holes) {
+  lua_State *L = new_state();
+  run(L, "local t = {1, nil, 3}\n"
+         "local c = rt(t)\n"
+         "assert(c[1] == 1 and c[2] == nil and c[3] == 3)\n"
+         "local u = {} for i = 1, 100 do u[i] = i end for i = 1, 100, 3 do u[i] = nil end\n"
+         "assert(deq(u, rt(u)))\n"
+         "local v = {n = 0} for i = 1, 1000 do v[i * i] = i end\n"
+         "assert(deq(v, rt(v)))");
+  done(L);
+}
+
+TEST(round_trips_arrays_kept_in_the_hash_part) {
+  lua_State *L = new_state();
+  /* built backwards, so 1..n live in the hash part and lua_next meets them in any order */
+  run(L, "local t = {} for i = 50, 1, -1 do t[i] = i * 10 end t.x = 'x' t[-1] = -1\n"
+         "local c = rt(t)\n"
+         "assert(deq(t, c) and #c == 50 and c[50] == 500 and c.x == 'x')\n"
+         "local u = {x = 1, y = 2, z = 3} for i = 1, 20 do u[i] = i end u[21] = nil\n"
+         "assert(deq(u, rt(u)))\n"
+         "local v = {} v.a = 1 v[2] = 2 v[1] = 1 v.b = 2 v[3] = 3\n"
+         "assert(deq(v, rt(v)))\n"
+         "local w = {} for i = 30, 1, -1 do w[i] = {i} end w.s = w[7]\n"
+         "local cw = rt(w) assert(deq(w, cw) and rawequal(cw.s, cw[7]))");
+  expect_refusal(L, "(function() local t = {} for i = 5, 1, -1 do t[i] = i end t[3] = print t.k = 1 return t end)()",
+                 MB_ENC_BADVALUE, "cannot send a function (at msg[3])");
+  expect_refusal(L, "{1, 2, nil, {f = print}}", MB_ENC_BADVALUE, "cannot send a function (at msg[4].f)");
+  done(L);
+}
+
+TEST(pids_and_refs_keep_identity) {
+  lua_State *L = new_state();
+  mb_push_pid(L, 42);
+  round_trip_top(L);
+  mb_push_pid(L, 42);
+  CHECK(lua_rawequal(L, -1, -2));
+  mb_pid pid = 0;
+  CHECK(mb_test_pid(L, -1, &pid) && pid == 42);
+  lua_settop(L, 0);
+  mb_push_ref(L, UINT64_MAX);
+  round_trip_top(L);
+  mb_push_ref(L, UINT64_MAX);
+  CHECK(lua_rawequal(L, -1, -2));
+  uint64_t ref = 0;
+  CHECK(mb_test_ref(L, -1, &ref) && ref == UINT64_MAX);
+  CHECK(!mb_test_pid(L, -1, NULL)); /* a ref is not a pid */
+  lua_settop(L, 0);
+  run(L, "local t = rt{pid(1), ref(1), [pid(2)] = ref(2)}\n"
+         "assert(rawequal(t[1], pid(1)) and rawequal(t[2], ref(1)) and rawequal(t[pid(2)], ref(2)))");
+  done(L);
+}
+
+TEST(pids_decode_into_another_state) {
+  lua_State *L = new_state(), *L2 = new_state();
+  mb_buf b;
+  CHECK(luaL_dostring(L, "return {pid(5), ref(6), 'x'}") == LUA_OK);
+  CHECK_EQ_INT(encode_top(L, &b, 0, NULL, 0), MB_ENC_OK);
+  lua_pop(L, 1);
+  CHECK_EQ_INT(mb_decode(L2, b.data + b.start, b.len - b.start), 0);
+  CHECK(lua_rawgeti(L2, 1, 1) == LUA_TUSERDATA);
+  mb_push_pid(L2, 5);
+  CHECK(lua_rawequal(L2, -1, -2));
+  CHECK(lua_rawgeti(L2, 1, 2) == LUA_TUSERDATA);
+  mb_push_ref(L2, 6);
+  CHECK(lua_rawequal(L2, -1, -2));
+  lua_settop(L2, 0);
+  mb_buf_free(&b);
+  done(L2);
+  done(L);
+}
+
+TEST(metatables_are_not_copied) {
+  lua_State *L = new_state();
+  run(L, "local t = setmetatable({1, x = 2}, {__index = function() return 'mt' end,\n"
+         "                                     __len = function() return 99 end,\n"
+         "                                     __pairs = function() error('no') end})\n"
+         "local c = rt(t)\n"
+         "assert(getmetatable(c) == nil and c[1] == 1 and c.x == 2 and c.y == nil and #c == 1)");
+  done(L);
+}
+
+TEST(deep_equality_of_a_generated_message) {
+  lua_State *L = new_state();
+  run(L, "math.randomseed(7)\n"
+         "local pool = {}\n"
+         "local function gen(d)\n"
+         "  local r = math.random(10)\n"
+         "  if d > 3 or r <= 4 then\n"
+         "    local s = math.random(8)\n"
+         "    if s == 1 then return math.random(-1e9, 1e9) elseif s == 2 then return math.random() * 1e6\n"
+         "    elseif s == 3 then return ('s'):rep(math.random(0, 40)) .. math.random(100)\n"
+         "    elseif s == 4 then return math.random(2) == 1 elseif s == 5 then return pid(math.random(50))\n"
+         "    elseif s == 6 then return ref(math.random(50)) elseif s == 7 and #pool > 0 then return pool[math.random(#pool)]\n"
+         "    else return math.mininteger end\n"
+         "  end\n"
+         "  local t = {}\n"
+         "  for i = 1, math.random(0, 6) do t[i] = gen(d + 1) end\n"
+         "  for i = 1, math.random(0, 6) do\n"
+         "    local k = gen(99)\n"
+         "    -- table keys get distinct contents, so deq can pair them up unambiguously\n"
+         "    if type(k) == 'table' then uid = (uid or 0) + 1 k = {uid, gen(d + 1)} end\n"
+         "    t[k] = gen(d + 1)\n"
+         "  end\n"
+         "  if math.random(4) == 1 then pool[#pool + 1] = t end\n"
+         "  return t\n"
+         "end\n"
+         "for i = 1, 200 do local v = gen(0) assert(deq(v, rt(v)), i) end");
+  done(L);
+}
+
+/* ------------------------------------------------------------ sharing and cycles */
+
+TEST(shared_subtables_stay_shared) {
+  lua_State *L = new_state();
+  run(L, "local s = {1, 2}\n"
+         "local t = {a = s, b = s, list = {s, s}, [s] = s}\n"
+         "local c = rt(t)\n"
+         "assert(c.a ~= s and c.a[2] == 2)\n"
+         "assert(rawequal(c.a, c.b) and rawequal(c.a, c.list[1]) and rawequal(c.a, c.list[2]))\n"
+         "assert(rawequal(c[c.a], c.a))\n"
+         "local n = 0 for k in pairs(c) do n = n + 1 end assert(n == 4)\n"
+         "local d = {x = {}, y = {}} assert(not rawequal(rt(d).x, rt(d).y))");
+  done(L);
+}
+
+TEST(shared_subtables_stay_shared_with_many_tables) {
+  lua_State *L = new_state();
+  /* Past the small array the seen set is a hash set; both paths must agree. */
+  run(L, "local t, leaves = {}, {}\n"
+         "for i = 1, 2000 do leaves[i] = {i} end\n"
+         "for i = 1, 2000 do t[i] = {leaves[i], leaves[(i * 7) % 2000 + 1]} end\n"
+         "local c = rt(t)\n"
+         "assert(deq(t, c))\n"
+         "for i = 1, 2000 do assert(rawequal(c[i][2], c[(i * 7) % 2000 + 1][1])) end");
+  done(L);
+}
+
+TEST(header_flags_back_references_only_when_present) {
+  lua_State *L = new_state();
+  mb_buf b;
+  CHECK(luaL_dostring(L, "return {{}, {}}") == LUA_OK);
+  CHECK_EQ_INT(encode_top(L, &b, 0, NULL, 0), MB_ENC_OK);
+  unsigned char plain = (unsigned char)b.data[b.start];
+  mb_buf_free(&b);
+  lua_pop(L, 1);
+  CHECK(luaL_dostring(L, "local s = {} return {s, s}") == LUA_OK);
+  CHECK_EQ_INT(encode_top(L, &b, 0, NULL, 0), MB_ENC_OK);
+  unsigned char shared = (unsigned char)b.data[b.start];
+  mb_buf_free(&b);
+  lua_pop(L, 1);
+  CHECK(plain != shared);
+  CHECK((plain & 0x80) == 0 && (shared & 0x80) != 0);
+  done(L);
+}
+
+TEST(cycles_are_refused_with_the_path) {
+  lua_State *L = new_state();
+  expect_refusal(L, "(function() local t = {} t.self = t return t end)()", MB_ENC_BADVALUE,
+                 "cannot send a cycle (at msg.self)");
+  expect_refusal(L, "(function() local t = {a = {1, {}}} t.a[2].back = t return t end)()",
+                 MB_ENC_BADVALUE, "cannot send a cycle (at msg.a[2].back)");
+  expect_refusal(L, "(function() local t = {} t[1] = {t} return t end)()", MB_ENC_BADVALUE,
+                 "cannot send a cycle (at msg[1][1])");
+  expect_refusal(L, "(function() local t = {} t[t] = 1 return t end)()", MB_ENC_BADVALUE,
+                 "cannot send a cycle (at msg[table])");
+  /* deep in the hash-set regime */
+  expect_refusal(L, "(function() local t = {} for i = 1, 100 do t[i] = {} end t[100].up = t return t end)()",
+                 MB_ENC_BADVALUE, "cannot send a cycle (at msg[100].up)");
+  CHECK_EQ_INT(lua_gettop(L), 0);
+  done(L);
+}
+
+/* ------------------------------------------------------------ refusals */
+
+TEST(functions_are_refused_with_the_path) {
+  lua_State *L = new_state();
+  expect_refusal(L, "{1, {cb = print}}", MB_ENC_BADVALUE, "cannot send a function (at msg[2].cb)");
+  expect_refusal(L, "print", MB_ENC_BADVALUE, "cannot send a function (at msg)");
+  expect_refusal(L, "{[print] = 1}", MB_ENC_BADVALUE, "cannot send a function (at msg[function])");
+  expect_refusal(L, "{a = {b = {c = {function() end}}}}", MB_ENC_BADVALUE,
+                 "cannot send a function (at msg.a.b.c[1])");
+  done(L);
+}
+
+TEST(coroutines_are_refused_with_the_path) {
+  lua_State *L = new_state();
+  expect_refusal(L, "{co = coroutine.create(print)}", MB_ENC_BADVALUE,
+                 "cannot send a coroutine (at msg.co)");
+  expect_refusal(L, "{coroutine.running()}", MB_ENC_BADVALUE, "cannot send a coroutine (at msg[1])");
+  done(L);
+}
+
+TEST(foreign_userdata_is_refused_with_the_path) {
+  lua_State *L = new_state();
+  expect_refusal(L, "{x = io.stdout}", MB_ENC_BADVALUE, "cannot send a userdata (at msg.x)");
+  mb_buf b;
+  char err[256];
+  lua_createtable(L, 0, 2);
+  lua_newuserdatauv(L, 8, 0); /* same size as a pid, but no pid metatable */
+  lua_setfield(L, -2, "x");
+  CHECK_EQ_INT(encode_top(L, &b, 0, err, sizeof err), MB_ENC_BADVALUE);
+  CHECK_EQ_STR(err, "cannot send a userdata (at msg.x)");
+  mb_buf_free(&b);
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushlightuserdata(L, &b);
+  lua_setfield(L, -2, "light");
+  CHECK_EQ_INT(encode_top(L, &b, 0, err, sizeof err), MB_ENC_BADVALUE);
+  CHECK_EQ_STR(err, "cannot send a userdata (at msg.light)");
+  mb_buf_free(&b);
+  lua_pop(L, 1);
+  done(L);
+}
+
+TEST(error_paths_quote_keys_like_lua) {
+  lua_State *L = new_state();
+  expect_refusal(L, "{['a b'] = print}", MB_ENC_BADVALUE, "cannot send a function (at msg[\"a b\"])");
+  expect_refusal(L, "{['end'] = print}", MB_ENC_BADVALUE, "cannot send a function (at msg[\"end\"])");
+  expect_refusal(L, "{['1x'] = print}", MB_ENC_BADVALUE, "cannot send a function (at msg[\"1x\"])");
+  expect_refusal(L, "{_ok9 = print}", MB_ENC_BADVALUE, "cannot send a function (at msg._ok9)");
+  expect_refusal(L, "{['q\"\\\\\\n\\0\\1'] = print}", MB_ENC_BADVALUE,
+                 "cannot send a function (at msg[\"q\\\"\\\\\\n\\0\\1\"])");
+  expect_refusal(L, "{[1.5] = print}", MB_ENC_BADVALUE, "cannot send a function (at msg[1.5])");
+  expect_refusal(L, "{[-3] = print}", MB_ENC_BADVALUE, "cannot send a function (at msg[-3])");
+  expect_refusal(L, "{[true] = print}", MB_ENC_BADVALUE, "cannot send a function (at msg[true])");
+  expect_refusal(L, "{[pid(1)] = print}", MB_ENC_BADVALUE, "cannot send a function (at msg[userdata])");
+  expect_refusal(L, "{[{}] = print}", MB_ENC_BADVALUE, "cannot send a function (at msg[table])");
+  expect_refusal(L, "{[{f = print}] = 1}", MB_ENC_BADVALUE, "cannot send a function (at msg[table].f)");
+  done(L);
+}
+
+TEST(error_messages_are_truncated_to_errlen) {
+  lua_State *L = new_state();
+  mb_buf b;
+  char err[16];
+  memset(err, 'Z', sizeof err);
+  CHECK(luaL_dostring(L, "return {a = {b = {c = print}}}") == LUA_OK);
+  CHECK_EQ_INT(encode_top(L, &b, 0, err, 10), MB_ENC_BADVALUE);
+  CHECK_EQ_STR(err, "cannot se");
+  CHECK(err[10] == 'Z');
+  mb_buf_free(&b);
+  CHECK_EQ_INT(encode_top(L, &b, 0, NULL, 0), MB_ENC_BADVALUE); /* no err buffer at all */
+  mb_buf_free(&b);
+  lua_pop(L, 1);
+  done(L);
+}
+
+TEST(failures_leave_stack_and_buffer_as_found) {
+  lua_State *L = new_state();
+  const char *bad[] = {
+    "{1, 2, {3, {4, print}}}", "{a = {b = {c = {d = coroutine.create(print)}}}}",
+    "(function() local t = {} for i = 1, 50 do t['k' .. i] = {{}} end t.k25[1].x = io.stdout return t end)()",
+    "(function() local t = {} t[{1, {t}}] = 1 return t end)()",
+    "(function() local t = {} local c = t for i = 1, 150 do c.n = {} c = c.n end return t end)()",
+    "{('x'):rep(5000)}",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char chunk[256];
+    snprintf(chunk, sizeof chunk, "return 'below', %s", bad[i]);
+    CHECK(luaL_dostring(L, chunk) == LUA_OK);
+    CHECK_EQ_INT(lua_gettop(L), 2);
+    mb_buf b;
+    CHECK(mb_buf_init(&b, RESERVE, 1000) == 0);
+    CHECK_EQ_INT(mb_encode(L, 1, &b, "msg", NULL, 0), MB_ENC_OK); /* something already in the buffer */
+    size_t len = b.len;
+    char err[256];
+    CHECK(mb_encode(L, 2, &b, "msg", err, sizeof err) != MB_ENC_OK);
+    CHECK_EQ_INT(lua_gettop(L), 2);
+    CHECK_EQ_INT(b.len, len);
+    CHECK(lua_type(L, 1) == LUA_TSTRING && lua_type(L, 2) == LUA_TTABLE);
+    mb_buf_free(&b);
+    lua_settop(L, 0);
+  }
+  done(L);
+}
+
+TEST(too_large_is_refused) {
+  lua_State *L = new_state();
+  mb_buf b;
+  char err[256];
+  lua_pushlstring(L, "0123456789", 10); /* header, tag, length, 10 bytes: 13 */
+  CHECK_EQ_INT(encode_top(L, &b, 12, err, sizeof err), MB_ENC_TOOBIG);
+  CHECK_EQ_STR(err, "message too large");
+  mb_buf_free(&b);
+  CHECK_EQ_INT(encode_top(L, &b, 13, err, sizeof err), MB_ENC_OK); /* exactly at the limit */
+  CHECK_EQ_INT(b.len - b.start, 13);
+  mb_buf_free(&b);
+  lua_pop(L, 1);
+  lua_pushinteger(L, 1); /* a short value must not be refused for a varint's worst case */
+  CHECK_EQ_INT(encode_top(L, &b, 3, err, sizeof err), MB_ENC_OK);
+  mb_buf_free(&b);
+  lua_pop(L, 1);
+  done(L);
+}
+
+TEST(too_large_fails_before_allocating_it_all) {
+  lua_State *L = new_state();
+  mb_buf b;
+  char err[256];
+  CHECK(luaL_dostring(L, "local t = {} for i = 1, 200000 do t[i] = ('v'):rep(20) .. i end return t") == LUA_OK);
+  CHECK_EQ_INT(encode_top(L, &b, 4096, err, sizeof err), MB_ENC_TOOBIG);
+  CHECK_EQ_STR(err, "message too large");
+  CHECK(b.cap <= b.start + 4096);
+  mb_buf_free(&b);
+  CHECK_EQ_INT(encode_top(L, &b, 0, err, sizeof err), MB_ENC_OK); /* unbounded it fits */
+  CHECK(b.len - b.start > 4000000);
+  mb_buf_free(&b);
+  lua_pop(L, 1);
+  done(L);
+}
+
+TEST(too_deep_is_refused) {
+  lua_State *L = new_state();
+  mb_buf b;
+  char err[512];
+  char chunk[256];
+  snprintf(chunk, sizeof chunk,
+           "local t = {} local c = t for i = 2, %d do c[1] = {} c = c[1] end c[1] = 'leaf' return t",
+           MB_CODEC_MAXDEPTH);
+  CHECK(luaL_dostring(L, chunk) == LUA_OK);
+  CHECK_EQ_INT(encode_top(L, &b, 0, err, sizeof err), MB_ENC_OK);
+  CHECK_EQ_INT(mb_decode(L, b.data + b.start, b.len - b.start), 0); /* the decoder takes the same depth */
+  mb_buf_free(&b);
+  lua_settop(L, 0);
+  snprintf(chunk, sizeof chunk,
+           "local t = {} local c = t for i = 2, %d do c.d = {} c = c.d end return t", MB_CODEC_MAXDEPTH + 1);
+  CHECK(luaL_dostring(L, chunk) == LUA_OK);
+  CHECK_EQ_INT(encode_top(L, &b, 0, err, sizeof err), MB_ENC_DEEP);
+  CHECK(strncmp(err, "message nested too deeply (at msg.d.d.d", 39) == 0);
+  CHECK(err[strlen(err) - 1] == ')');
+  mb_buf_free(&b);
+  lua_settop(L, 0);
+  done(L);
+}
+
+/* ------------------------------------------------------------ values, strings, reasons */
+
+TEST(encode_values_keeps_nils_and_the_count) {
+  lua_State *L = new_state();
+  mb_buf b;
+  char err[256];
+  lua_pushnil(L);
+  lua_pushinteger(L, 1);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  CHECK(mb_buf_init(&b, RESERVE, 0) == 0);
+  CHECK_EQ_INT(mb_encode_values(L, 1, 4, &b, err, sizeof err), MB_ENC_OK);
+  CHECK_EQ_INT(lua_gettop(L), 4);
+  lua_settop(L, 0);
+  CHECK_EQ_INT(mb_decode_values(L, b.data + b.start, b.len - b.start), 4);
+  CHECK_EQ_INT(lua_gettop(L), 4);
+  CHECK(lua_isnil(L, 1) && lua_tointeger(L, 2) == 1 && lua_isnil(L, 3) && lua_isnil(L, 4));
+  CHECK_EQ_INT(mb_decode(L, b.data + b.start, b.len - b.start), -1); /* not a single value */
+  lua_settop(L, 0);
+  mb_buf_free(&b);
+
+  CHECK(mb_buf_init(&b, 0, 0) == 0);
+  CHECK_EQ_INT(mb_encode_values(L, 1, 0, &b, err, sizeof err), MB_ENC_OK);
+  CHECK_EQ_INT(mb_decode_values(L, b.data, b.len), 0);
+  CHECK_EQ_INT(lua_gettop(L), 0);
+  mb_buf_free(&b);
+  done(L);
+}
+
+TEST(encode_values_names_args_in_paths) {
+  lua_State *L = new_state();
+  mb_buf b;
+  char err[256];
+  CHECK(luaL_dostring(L, "return 1, {f = print}") == LUA_OK);
+  CHECK(mb_buf_init(&b, RESERVE, 0) == 0);
+  CHECK_EQ_INT(mb_encode_values(L, -2, 2, &b, err, sizeof err), MB_ENC_BADVALUE);
+  CHECK_EQ_STR(err, "cannot send a function (at args[2].f)");
+  CHECK_EQ_INT(lua_gettop(L), 2);
+  CHECK_EQ_INT(b.len, b.start);
+  lua_settop(L, 0);
+  lua_pushcfunction(L, l_pid);
+  CHECK_EQ_INT(mb_encode_values(L, 1, 1, &b, err, sizeof err), MB_ENC_BADVALUE);
+  CHECK_EQ_STR(err, "cannot send a function (at args[1])");
+  lua_settop(L, 0);
+  mb_buf_free(&b);
+  done(L);
+}
+
+TEST(encode_values_shares_tables_across_values) {
+  lua_State *L = new_state();
+  mb_buf b;
+  CHECK(luaL_dostring(L, "local s = {1} return s, {s}, s") == LUA_OK);
+  CHECK(mb_buf_init(&b, 0, 0) == 0);
+  CHECK_EQ_INT(mb_encode_values(L, 1, 3, &b, NULL, 0), MB_ENC_OK);
+  lua_settop(L, 0);
+  CHECK_EQ_INT(mb_decode_values(L, b.data, b.len), 3);
+  CHECK(lua_rawgeti(L, 2, 1) == LUA_TTABLE);
+  CHECK(lua_rawequal(L, 1, -1) && lua_rawequal(L, 1, 3));
+  lua_settop(L, 0);
+  mb_buf_free(&b);
+  done(L);
+}
+
+TEST(encode_string_writes_a_string_value) {
+  lua_State *L = new_state();
+  mb_buf b;
+  CHECK(mb_buf_init(&b, RESERVE, 0) == 0);
+  for (int i = 0; i < RESERVE; i++) CHECK(b.data[i] == 0);
+  CHECK_EQ_INT(mb_encode_string(&b, "noproc", 6), MB_ENC_OK);
+  CHECK(mb_encoded_is_string(b.data + b.start, b.len - b.start, "noproc"));
+  CHECK(!mb_encoded_is_string(b.data + b.start, b.len - b.start, "noproc2"));
+  CHECK(!mb_encoded_is_string(b.data + b.start, b.len - b.start, "noprod"));
+  CHECK(!mb_encoded_is_string(b.data + b.start, b.len - b.start - 1, "noproc"));
+  CHECK_EQ_INT(mb_decode(L, b.data + b.start, b.len - b.start), 0);
+  CHECK_EQ_STR(lua_tostring(L, -1), "noproc");
+  lua_pop(L, 1);
+  mb_buf_free(&b);
+  CHECK(mb_buf_init(&b, 0, 4) == 0);
+  CHECK_EQ_INT(mb_encode_string(&b, "toolong", 7), MB_ENC_TOOBIG);
+  CHECK_EQ_INT(b.len, 0);
+  CHECK_EQ_INT(mb_encode_string(&b, NULL, 0), MB_ENC_OK);
+  CHECK(mb_encoded_is_string(b.data, b.len, ""));
+  mb_buf_free(&b);
+  lua_pushliteral(L, "noproc");
+  CHECK_EQ_INT(encode_top(L, &b, 0, NULL, 0), MB_ENC_OK);
+  CHECK(mb_encoded_is_string(b.data + b.start, b.len - b.start, "noproc"));
+  mb_buf_free(&b);
+  lua_pop(L, 1);
+  done(L);
+}
+
+TEST(reason_is_normal_cases) {
+  static const struct { const char *expr; int normal; } cases[] = {
+    {"'normal'", 1}, {"'shutdown'", 1}, {"{'shutdown', 5}", 1}, {"{'shutdown', {why = {1, 2}}}", 1},
+    {"{'shutdown', 'x'}", 1}, {"{'shutdown', pid(3)}", 1},
+    {"(function() local s = {} return {'shutdown', {s, s}} end)()", 1},
+    {"'killed'", 0}, {"'Normal'", 0}, {"'normal\\0'", 0}, {"'shutdow'", 0}, {"{'shutdown'}", 0},
+    {"{'shutdown', 1, 2}", 0}, {"{'shutdown', 1, k = 1}", 0}, {"{'normal', 1}", 0},
+    {"{'shutdown', nil, 1}", 0}, {"{shutdown = 1}", 0}, {"5", 0}, {"nil", 0}, {"true", 0},
+    {"{{'shutdown', 1}}", 0},
+  };
+  lua_State *L = new_state();
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char chunk[256];
+    mb_buf b;
+    snprintf(chunk, sizeof chunk, "return %s", cases[i].expr);
+    CHECK(luaL_dostring(L, chunk) == LUA_OK);
+    CHECK_EQ_INT(encode_top(L, &b, 0, NULL, 0), MB_ENC_OK);
+    if (mb_reason_is_normal(b.data + b.start, b.len - b.start) != cases[i].normal) {
+      fprintf(stderr, "reason %s\n", cases[i].expr);
+      CHECK(0);
+    }
+    /* never true on a cut or padded encoding */
+    for (size_t n = 0; n < b.len - b.start; n++) CHECK(!mb_reason_is_normal(b.data + b.start, n));
+    mb_buf_free(&b);
+    lua_pop(L, 1);
+  }
+  CHECK(!mb_reason_is_normal(NULL, 0));
+  done(L);
+}
+
+/* ------------------------------------------------------------ hostile input */
+
+TEST(decoder_rejects_malformed_encodings) {
+  static const struct { const char *bytes; size_t len; } bad[] = {
+    {"", 0},                                   /* empty */
+    {"\x02\x00", 2},                           /* unknown version */
+    {"\x41\x00", 2},                           /* unknown flag */
+    {"\x01", 1},                               /* no value */
+    {"\x01\x00\x00", 3},                       /* trailing garbage */
+    {"\x01\x0a", 2},                           /* unknown tag */
+    {"\x01\xff", 2},                           /* unknown tag */
+    {"\x01\x03\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 13}, /* varint over 10 bytes */
+    {"\x01\x03\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 11}, /* varint over 64 bits */
+    {"\x01\x05\x05" "abcd", 7},                /* string longer than the buffer */
+    {"\x01\x05\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12}, /* huge string length */
+    {"\x01\x04\x00\x00\x00", 5},               /* short float */
+    {"\x01\x08\x05\x00\x00\x00\x00\x00", 8},   /* array count past the end */
+    {"\x01\x08\x00\xff\xff\xff\x7f", 7},       /* hash count past the end */
+    {"\x01\x08\x00\x01\x00\x00\x00\x00\x02", 9},  /* nil key */
+    {"\x01\x08\x00\x01\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\xf8\x7f\x02", 17}, /* NaN key */
+    {"\x01\x08\x01\x00\x00\x00\x00\x09\x00", 9},  /* back-reference without the flag */
+    {"\x81\x08\x01\x00\x00\x00\x00\x09\x00", 9},  /* back-reference to its own ancestor */
+    {"\x81\x08\x01\x00\x00\x00\x00\x09\x01", 9},  /* back-reference past the tables seen */
+    {"\x81\x09\x00", 3},                          /* back-reference before any table */
+  };
+  lua_State *L = new_state();
+  lua_pushliteral(L, "sentinel");
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (mb_decode(L, bad[i].bytes, bad[i].len) != -1) {
+      fprintf(stderr, "case %zu decoded\n", i);
+      CHECK(0);
+    }
+    CHECK_EQ_INT(lua_gettop(L), 1);
+  }
+  /* and the well-formed neighbours of a few of them decode */
+  CHECK_EQ_INT(mb_decode(L, "\x01\x08\x00\x01\x00\x00\x00\x02\x00", 9), 0); /* {[true] = nil} */
+  CHECK_EQ_INT(mb_decode(L, "\x81\x08\x02\x00\x00\x00\x00\x08\x00\x00\x00\x00\x00\x09\x01", 15), 0);
+  CHECK(lua_rawgeti(L, -1, 1) == LUA_TTABLE && lua_rawgeti(L, -2, 2) == LUA_TTABLE);
+  CHECK(lua_rawequal(L, -1, -2));
+  lua_settop(L, 1);
+  CHECK_EQ_INT(mb_decode_values(L, "\x01\x05\x00", 3), -1); /* count past the end */
+  CHECK_EQ_INT(mb_decode_values(L, "\x01\x01\x00\x00", 4), -1); /* trailing garbage */
+  CHECK_EQ_INT(lua_gettop(L), 1);
+  lua_settop(L, 0);
+  done(L);
+}
+
+TEST(decoder_rejects_nesting_past_the_limit) {
+  lua_State *L = new_state();
+  /* MAXDEPTH + 1 nested one-element arrays, written by hand */
+  size_t n = MB_CODEC_MAXDEPTH + 1, len = 1 + 6 * n + 1;
+  char *p = malloc(len), *w = p;
+  *w++ = 0x01;
+  for (size_t i = 0; i < n; i++) {
+    memcpy(w, "\x08\x01\x00\x00\x00\x00", 6);
+    w += 6;
+  }
+  *w++ = 0x00;
+  CHECK_EQ_INT(mb_decode(L, p, len), -1);
+  CHECK_EQ_INT(lua_gettop(L), 0);
+  /* p + 6 is the last byte of the outermost table: made a header, one level fewer follows */
+  CHECK_EQ_INT(mb_decode(L, p + 6, len - 6), -1);
+  p[6] = 0x01;
+  CHECK_EQ_INT(mb_decode(L, p + 6, len - 6), 0); /* one level fewer is fine */
+  lua_settop(L, 0);
+  free(p);
+  done(L);
+}
+
+TEST(decoder_survives_every_prefix) {
+  lua_State *L = new_state();
+  for (int values = 0; values <= 1; values++)
+    for (int i = 0; i < NSAMPLES; i++) {
+      mb_buf b;
+      encode_sample(L, i, values, &b);
+      for (size_t n = 0; n < b.len; n++) {
+        char *copy = malloc(n ? n : 1); /* exact size, so ASan sees any overread */
+        memcpy(copy, b.data, n);
+        CHECK(!decode_protected(L, copy, n, values));
+        free(copy);
+      }
+      CHECK(decode_protected(L, b.data, b.len, values));
+      mb_buf_free(&b);
+    }
+  done(L);
+}
+
+TEST(decoder_survives_random_buffers) {
+  lua_State *L = new_state();
+  int decoded = 0;
+  for (int i = 0; i < 200000; i++) {
+    size_t len = rnd() % 64;
+    char *p = malloc(len ? len : 1);
+    for (size_t j = 0; j < len; j++) p[j] = (char)rnd();
+    /* mostly a valid header and small tags, so the walk gets past the first byte */
+    if (len && rnd() % 4) p[0] = (rnd() & 1) ? 0x01 : (char)0x81;
+    if (rnd() % 2)
+      for (size_t j = 1; j < len; j++)
+        if (rnd() % 3) p[j] = (char)(rnd() % 11);
+    decoded += decode_protected(L, p, len, (int)(rnd() % 5 == 0));
+    free(p);
+  }
+  CHECK(decoded > 0);
+  lua_settop(L, 0);
+  done(L);
+}
+
+TEST(decoder_survives_single_byte_mutations) {
+  lua_State *L = new_state();
+  for (int values = 0; values <= 1; values++)
+    for (int i = 0; i < NSAMPLES; i++) {
+      mb_buf b;
+      encode_sample(L, i, values, &b);
+      char *copy = malloc(b.len);
+      for (size_t pos = 0; pos < b.len; pos++) {
+        int tries = b.len < 64 ? 256 : 8;
+        for (int t = 0; t < tries; t++) {
+          memcpy(copy, b.data, b.len);
+          copy[pos] = (char)(tries == 256 ? t : (int)rnd());
+          decode_protected(L, copy, b.len, values);
+        }
+      }
+      free(copy);
+      mb_buf_free(&b);
+    }
+  done(L);
+}
+
+/* An allocator with a budget, to make Lua fail mid-decode. */
+typedef struct budget { size_t used, max; } budget;
+static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  budget *bu = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    bu->used -= old;
+    free(ptr);
+    return NULL;
+  }
+  if (nsize > old && bu->used + (nsize - old) > bu->max) return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p) bu->used = bu->used - old + nsize;
+  return p;
+}
+
+TEST(decoder_raises_cleanly_when_memory_runs_out) {
+  lua_State *L = new_state();
+  mb_buf b;
+  CHECK(luaL_dostring(L, "local t = {} for i = 1, 2000 do t[i] = {('x'):rep(100) .. i, k = i} end return t") == LUA_OK);
+  CHECK_EQ_INT(encode_top(L, &b, 0, NULL, 0), MB_ENC_OK);
+  lua_settop(L, 0);
+  budget bu = {0, 1 << 30};
+  lua_State *L2 = lua_newstate(budget_alloc, &bu);
+  CHECK(L2 != NULL);
+  luaL_openlibs(L2);
+  lua_gc(L2, LUA_GCCOLLECT);
+  bu.max = bu.used + 64 * 1024; /* far less than the decoded copy needs */
+  blob bl = {b.data + b.start, b.len - b.start, 0};
+  lua_pushcfunction(L2, l_decode_blob);
+  lua_pushlightuserdata(L2, &bl);
+  CHECK_EQ_INT(lua_pcall(L2, 1, 1, 0), LUA_ERRMEM);
+  lua_settop(L2, 0);
+  bu.max = 1 << 30;
+  lua_pushcfunction(L2, l_decode_blob);
+  lua_pushlightuserdata(L2, &bl);
+  CHECK_EQ_INT(lua_pcall(L2, 1, 1, 0), LUA_OK); /* and works again with room */
+  CHECK(lua_toboolean(L2, -1));
+  lua_settop(L2, 0);
+  mb_buf_free(&b);
+  done(L2);
+  done(L);
+}
+
+TEST_MAIN(
+  CHECK_CASE(round_trips_nil_and_booleans),
+  CHECK_CASE(round_trips_integers),
+  CHECK_CASE(small_integers_encode_in_two_bytes),
+  CHECK_CASE(round_trips_floats_keeping_the_subtype),
+  CHECK_CASE(round_trips_strings_with_any_bytes),
+  CHECK_CASE(numbers_are_not_converted_to_strings),
+  CHECK_CASE(round_trips_nested_tables),
+  CHECK_CASE(round_trips_mixed_keys),
+  CHECK_CASE(round_trips_arrays_with_holes),
+  CHECK_CASE(round_trips_arrays_kept_in_the_hash_part),
+  CHECK_CASE(pids_and_refs_keep_identity),
+  CHECK_CASE(pids_decode_into_another_state),
+  CHECK_CASE(metatables_are_not_copied),
+  CHECK_CASE(deep_equality_of_a_generated_message),
+  CHECK_CASE(shared_subtables_stay_shared),
+  CHECK_CASE(shared_subtables_stay_shared_with_many_tables),
+  CHECK_CASE(header_flags_back_references_only_when_present),
+  CHECK_CASE(cycles_are_refused_with_the_path),
+  CHECK_CASE(functions_are_refused_with_the_path),
+  CHECK_CASE(coroutines_are_refused_with_the_path),
+  CHECK_CASE(foreign_userdata_is_refused_with_the_path),
+  CHECK_CASE(error_paths_quote_keys_like_lua),
+  CHECK_CASE(error_messages_are_truncated_to_errlen),
+  CHECK_CASE(failures_leave_stack_and_buffer_as_found),
+  CHECK_CASE(too_large_is_refused),
+  CHECK_CASE(too_large_fails_before_allocating_it_all),
+  CHECK_CASE(too_deep_is_refused),
+  CHECK_CASE(encode_values_keeps_nils_and_the_count),
+  CHECK_CASE(encode_values_names_args_in_paths),
+  CHECK_CASE(encode_values_shares_tables_across_values),
+  CHECK_CASE(encode_string_writes_a_string_value),
+  CHECK_CASE(reason_is_normal_cases),
+  CHECK_CASE(decoder_rejects_malformed_encodings),
+  CHECK_CASE(decoder_rejects_nesting_past_the_limit),
+  CHECK_CASE(decoder_survives_every_prefix),
+  CHECK_CASE(decoder_survives_random_buffers),
+  CHECK_CASE(decoder_survives_single_byte_mutations),
+  CHECK_CASE(decoder_raises_cleanly_when_memory_runs_out))

@@ -1,0 +1,76 @@
+/* test_mailbox: the MPSC queue — order, emptiness, and a multi-producer hammer. */
+#include <pthread.h>
+#include <stdint.h>
+#include "check.h"
+#include "mailbox.h"
+
+typedef struct { mb_qnode q; int producer; int seq; } item;
+
+TEST(fifo_single_thread) {
+  mb_mpsc q;
+  mb_mpsc_init(&q);
+  CHECK(mb_mpsc_pop(&q) == NULL);
+  item it[100];
+  for (int i = 0; i < 100; i++) { it[i].seq = i; mb_mpsc_push(&q, &it[i].q); }
+  for (int i = 0; i < 100; i++) {
+    item *x = (item *)mb_mpsc_pop(&q);
+    CHECK(x != NULL);
+    CHECK_EQ_INT(x->seq, i);
+  }
+  CHECK(mb_mpsc_pop(&q) == NULL);
+}
+
+TEST(interleaved_push_pop) {
+  mb_mpsc q;
+  mb_mpsc_init(&q);
+  item it[10];
+  for (int round = 0; round < 1000; round++) {
+    int k = round % 10 + 1;
+    for (int i = 0; i < k; i++) { it[i].seq = i; mb_mpsc_push(&q, &it[i].q); }
+    for (int i = 0; i < k; i++) CHECK_EQ_INT(((item *)mb_mpsc_pop(&q))->seq, i);
+    CHECK(mb_mpsc_pop(&q) == NULL);
+  }
+}
+
+#define PRODUCERS 4
+#define PER_PRODUCER 200000
+
+static mb_mpsc hq;
+static item *items;
+
+static void *producer(void *arg) {
+  int id = (int)(intptr_t)arg;
+  for (int i = 0; i < PER_PRODUCER; i++) {
+    item *x = &items[id * PER_PRODUCER + i];
+    x->producer = id;
+    x->seq = i;
+    mb_mpsc_push(&hq, &x->q);
+  }
+  return NULL;
+}
+
+/* Every item arrives exactly once, and each producer's items in its order. */
+TEST(hammer_many_producers) {
+  mb_mpsc_init(&hq);
+  items = calloc(PRODUCERS * PER_PRODUCER, sizeof *items);
+  CHECK(items);
+  pthread_t t[PRODUCERS];
+  for (int i = 0; i < PRODUCERS; i++) pthread_create(&t[i], NULL, producer, (void *)(intptr_t)i);
+  int next[PRODUCERS] = { 0 };
+  long got = 0;
+  while (got < PRODUCERS * PER_PRODUCER) {
+    item *x = (item *)mb_mpsc_pop(&hq);
+    if (!x) continue;
+    CHECK(x->producer >= 0 && x->producer < PRODUCERS);
+    CHECK_EQ_INT(x->seq, next[x->producer]);
+    next[x->producer]++;
+    got++;
+  }
+  for (int i = 0; i < PRODUCERS; i++) pthread_join(t[i], NULL);
+  CHECK(mb_mpsc_pop(&hq) == NULL);
+  for (int i = 0; i < PRODUCERS; i++) CHECK_EQ_INT(next[i], PER_PRODUCER);
+  free(items);
+}
+
+TEST_MAIN(CHECK_CASE(fifo_single_thread), CHECK_CASE(interleaved_push_pop),
+          CHECK_CASE(hammer_many_producers))
