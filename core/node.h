@@ -38,6 +38,7 @@ struct mb_node {
   mb_codecache *codes;
   mb_timers *timers;             /* ref -> timer, for cancel_timer from anywhere */
   mb_io *io;
+  struct mb_ticker *ticker;      /* the preemption ticker (scheduler.c) */
   mb_preload *preloads;
   mb_open_state_fn open_state;
 

@@ -20,7 +20,7 @@
 #include "log.h"
 
 #define SPIN_ROUNDS 2000
-#define TICK_NS 500000   /* preemption tick: a slice ends after 0.5 to 1 ms */
+#define TICK_NS 500000   /* preemption tick: a contended slice ends after 0.5 to 1 ms */
 
 struct mb_sched {
   mb_node *node;
@@ -35,12 +35,27 @@ struct mb_sched {
   _Atomic int rq_len;
   mb_proc *next;
   mb_heap timers;
-  volatile uint64_t run_seq, seen_seq;
-  mb_proc *volatile current;
+  _Atomic uint64_t slice;        /* bumped when a process starts a fresh time slice */
+  _Atomic uint64_t kick_slice;   /* the slice the ticker asked to end */
+  uint64_t ticker_seen;          /* [ticker] the slice seen at its last tick */
+  _Atomic(mb_proc *) current;    /* the process running here, or NULL */
+  _Atomic int has_next;
+  _Atomic uint64_t next_deadline; /* earliest timer here, UINT64_MAX if none */
   lua_State *volatile hooked;
-  timer_t ptimer;
-  int has_ptimer;
 };
+
+/* The ticker: one thread per node that wakes every tick while some scheduler is
+ * busy and, when a slice has run a whole tick while something else waits for that
+ * thread (queued processes, a woken `next`, a due timer, a signal for the running
+ * process, a stopping node), sends that scheduler thread the preemption signal. A
+ * lone busy process is never interrupted, and an idle node parks the ticker. */
+typedef struct mb_ticker {
+  pthread_t thread;
+  int started, signo;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  _Atomic int parked;
+} mb_ticker;
 
 static _Thread_local mb_sched *tls_sched;
 
@@ -137,9 +152,10 @@ static void pull_injected(mb_sched *s) {
 void mb_sched_ready(mb_node *n, mb_proc *p, int woken) {
   mb_sched *s = tls_sched;
   if (!s || s->node != n) { inject(n, p); return; }
-  if (woken && s->current) {
+  if (woken && atomic_load_explicit(&s->current, memory_order_relaxed)) {
     mb_proc *old = s->next;
     s->next = p;
+    atomic_store_explicit(&s->has_next, 1, memory_order_relaxed);
     if (!old) return;
     p = old;
   }
@@ -176,6 +192,12 @@ static int work_visible(mb_sched *s) {
 
 /* ---- timers ---- */
 
+/* Publish the earliest deadline for the ticker. */
+static void heap_changed(mb_sched *s) {
+  mb_timer *t = mb_heap_top(&s->timers);
+  atomic_store_explicit(&s->next_deadline, t ? t->deadline : UINT64_MAX, memory_order_relaxed);
+}
+
 int mb_sched_arm_wait(mb_proc *p, uint64_t deadline) {
   mb_sched *s = tls_sched;
   mb_timer *t = calloc(1, sizeof *t);
@@ -185,6 +207,7 @@ int mb_sched_arm_wait(mb_proc *p, uint64_t deadline) {
   t->pid = atomic_load(&p->pid);
   t->seq = seq;
   if (mb_heap_push(&s->timers, t) != 0) { free(t); return -1; }
+  heap_changed(s);
   p->wait_timer = t;
   p->wait_sched = s;
   p->wait_armed_seq = seq;
@@ -200,14 +223,16 @@ void mb_sched_disarm_wait(mb_proc *p) {
    * free it, and a stale one is freed when it comes due. */
   if (atomic_compare_exchange_strong(&p->wait_seq, &armed, armed + 1) && p->wait_sched == tls_sched) {
     mb_heap_remove(&tls_sched->timers, t);
+    heap_changed(tls_sched);
     mb_timer_free(t);
   }
 }
 
 int mb_sched_add_timer(mb_timer *t) {
   mb_sched *s = tls_sched;
-  if (!s) return -1;
-  return mb_heap_push(&s->timers, t);
+  if (!s || mb_heap_push(&s->timers, t) != 0) return -1;
+  heap_changed(s);
+  return 0;
 }
 
 static void fire_timer(mb_sched *s, mb_timer *t) {
@@ -239,6 +264,7 @@ static void fire_due(mb_sched *s) {
     mb_heap_pop(&s->timers);
     fire_timer(s, t);
   }
+  heap_changed(s);
 }
 
 /* ---- preemption ---- */
@@ -261,17 +287,15 @@ void mb_sched_arm_hook(mb_proc *p) {
   if (L) lua_sethook(L, mb_sched_hook, LUA_MASKCOUNT, 1);
 }
 
-static void on_tick(int sig, siginfo_t *si, void *uc) {
+static void on_kick(int sig, siginfo_t *si, void *uc) {
   (void)sig; (void)si; (void)uc;
   int saved = errno;
   mb_sched *s = tls_sched;
-  if (s) {
-    if (s->run_seq != s->seen_seq) s->seen_seq = s->run_seq;
-    else {
-      mb_proc *p = s->current;
-      lua_State *L = p ? p->cur : NULL;
-      if (L) { s->hooked = L; lua_sethook(L, mb_sched_hook, LUA_MASKCOUNT, 1); }
-    }
+  if (s && atomic_load_explicit(&s->slice, memory_order_relaxed) ==
+           atomic_load_explicit(&s->kick_slice, memory_order_relaxed)) {
+    mb_proc *p = atomic_load_explicit(&s->current, memory_order_relaxed);
+    lua_State *L = p ? p->cur : NULL;
+    if (L) { s->hooked = L; lua_sethook(L, mb_sched_hook, LUA_MASKCOUNT, 1); }
   }
   errno = saved;
 }
@@ -284,7 +308,7 @@ static int install_handler(int signo) {
   if (!installed[signo]) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_tick;
+    sa.sa_sigaction = on_kick;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
     if (sigaction(signo, &sa, NULL) == 0) installed[signo] = 1;
@@ -294,28 +318,95 @@ static int install_handler(int signo) {
   return ok ? 0 : -1;
 }
 
-static void ptimer_set(mb_sched *s, int on) {
-  if (!s->has_ptimer) return;
-  struct itimerspec its;
-  memset(&its, 0, sizeof its);
-  if (on) {
-    its.it_value.tv_nsec = TICK_NS;
-    its.it_interval.tv_nsec = TICK_NS;
-  }
-  timer_settime(s->ptimer, 0, &its, NULL);
+/* Does anything wait for scheduler s's thread? */
+static int contended(mb_node *n, mb_sched *s, uint64_t now) {
+  if (atomic_load_explicit(&s->rq_len, memory_order_relaxed) > 0 ||
+      atomic_load_explicit(&s->has_next, memory_order_relaxed) ||
+      atomic_load_explicit(&n->inject_count, memory_order_relaxed) > 0 ||
+      atomic_load_explicit(&s->next_deadline, memory_order_relaxed) <= now ||
+      atomic_load_explicit(&n->halting, memory_order_relaxed) ||
+      atomic_load_explicit(&n->state, memory_order_relaxed) >= MB_NODE_STOPPING)
+    return 1;
+  /* process structs are pooled, never freed: a stale pointer is still readable */
+  mb_proc *p = atomic_load_explicit(&s->current, memory_order_relaxed);
+  return p && atomic_load_explicit(&p->mq_count, memory_order_relaxed) > 0;
 }
 
-static void ptimer_create(mb_sched *s) {
-  int signo = s->node->opts.preempt_signal;
+static void ticker_wake(mb_node *n) {
+  mb_ticker *t = n->ticker;
+  if (!t || !atomic_load_explicit(&t->parked, memory_order_relaxed)) return;
+  pthread_mutex_lock(&t->lock);
+  atomic_store(&t->parked, 0);
+  pthread_cond_signal(&t->cond);
+  pthread_mutex_unlock(&t->lock);
+}
+
+static int node_done(mb_node *n);
+
+static void *ticker_main(void *arg) {
+  mb_node *n = arg;
+  mb_ticker *t = n->ticker;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  int idle_ticks = 0;
+  while (!node_done(n)) {
+    struct timespec ts = { 0, TICK_NS };
+    nanosleep(&ts, NULL);
+    uint64_t now = mb_now_ns();
+    int busy = 0;
+    for (int i = 0; i < n->nsched; i++) {
+      mb_sched *s = n->sched[i];
+      mb_proc *cur = atomic_load_explicit(&s->current, memory_order_relaxed);
+      if (!cur) continue;
+      busy++;
+      /* reductions grow while a process runs, even one never preempted */
+      atomic_fetch_add_explicit(&cur->reductions, 1, memory_order_relaxed);
+      uint64_t slice = atomic_load_explicit(&s->slice, memory_order_relaxed);
+      if (slice != s->ticker_seen) { s->ticker_seen = slice; continue; }
+      if (!contended(n, s, now)) continue;
+      atomic_store_explicit(&s->kick_slice, slice, memory_order_relaxed);
+      pthread_kill(s->thread, t->signo);
+    }
+    if (busy) { idle_ticks = 0; continue; }
+    if (++idle_ticks < 8) continue;
+    pthread_mutex_lock(&t->lock);
+    atomic_store(&t->parked, 1);
+    while (atomic_load(&t->parked) && !node_done(n)) pthread_cond_wait(&t->cond, &t->lock);
+    pthread_mutex_unlock(&t->lock);
+    idle_ticks = 0;
+  }
+  return NULL;
+}
+
+static void ticker_start(mb_node *n) {
+  int signo = n->opts.preempt_signal;
   if (signo < 0) return;
   if (signo == 0) signo = SIGRTMIN + 3;
   if (install_handler(signo) != 0) return;
-  struct sigevent sev;
-  memset(&sev, 0, sizeof sev);
-  sev.sigev_notify = SIGEV_THREAD_ID;
-  sev.sigev_signo = signo;
-  sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
-  if (timer_create(CLOCK_MONOTONIC, &sev, &s->ptimer) == 0) s->has_ptimer = 1;
+  mb_ticker *t = calloc(1, sizeof *t);
+  if (!t) return;
+  t->signo = signo;
+  pthread_mutex_init(&t->lock, NULL);
+  pthread_cond_init(&t->cond, NULL);
+  n->ticker = t;
+  if (pthread_create(&t->thread, NULL, ticker_main, n) == 0) t->started = 1;
+}
+
+static void ticker_stop(mb_node *n) {
+  mb_ticker *t = n->ticker;
+  if (!t) return;
+  if (t->started) {
+    pthread_mutex_lock(&t->lock);
+    atomic_store(&t->parked, 0);
+    pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->thread, NULL);
+  }
+  pthread_mutex_destroy(&t->lock);
+  pthread_cond_destroy(&t->cond);
+  free(t);
+  n->ticker = NULL;
 }
 
 /* ---- running a process ---- */
@@ -333,7 +424,7 @@ static void park(mb_sched *s, mb_proc *p) {
 
 static void preempted(mb_sched *s, mb_proc *p) {
   atomic_store(&p->state, MB_PS_RUNNABLE);
-  if (s->next) { rq_push(s, s->next); s->next = NULL; }
+  if (s->next) { rq_push(s, s->next); s->next = NULL; atomic_store_explicit(&s->has_next, 0, memory_order_relaxed); }
   rq_push(s, p);
 }
 
@@ -344,10 +435,10 @@ static void run_lua(mb_sched *s, mb_proc *p) {
   p->yield_reason = MB_Y_NONE;
   p->cur = p->co;
   s->hooked = NULL;
-  s->current = p;
+  atomic_store_explicit(&s->current, p, memory_order_relaxed);
   int nres = 0;
   int st = lua_resume(p->co, NULL, p->nargs, &nres);
-  s->current = NULL;
+  atomic_store_explicit(&s->current, NULL, memory_order_relaxed);
   lua_State *last = p->cur;
   p->cur = NULL;
   if (s->hooked && s->hooked == last) lua_sethook(last, NULL, 0, 0);
@@ -372,7 +463,6 @@ static void run(mb_sched *s, mb_proc *p) {
   if (p->kind == MB_PK_NATIVE) {
     mb_proc_drain(p);
     if (p->doom) { mb_spawn_end(p, LUA_OK); return; }
-    s->current = NULL;
     p->native(p);
     if (atomic_load(&p->state) == MB_PS_RUNNING) park(s, p);
     return;
@@ -382,7 +472,12 @@ static void run(mb_sched *s, mb_proc *p) {
 
 static mb_proc *find_work(mb_sched *s, int *new_slice) {
   mb_proc *p = s->next;
-  if (p) { s->next = NULL; *new_slice = 0; return p; }
+  if (p) {
+    s->next = NULL;
+    atomic_store_explicit(&s->has_next, 0, memory_order_relaxed);
+    *new_slice = 0;
+    return p;
+  }
   *new_slice = 1;
   pull_injected(s);   /* behind what is queued already, so nothing starves */
   if (rq_take(s, &p, 1)) return p;
@@ -405,7 +500,6 @@ static void idle(mb_sched *s) {
     __builtin_ia32_pause();
   }
   atomic_fetch_sub(&n->nspinning, 1);
-  ptimer_set(s, 0);
   pthread_mutex_lock(&s->lock);
   s->sleeping = 1;
   atomic_fetch_add(&n->nsleeping, 1);
@@ -422,26 +516,21 @@ static void idle(mb_sched *s) {
   s->wakeup = 0;
   atomic_fetch_sub(&n->nsleeping, 1);
   pthread_mutex_unlock(&s->lock);
-  ptimer_set(s, 1);
 }
 
 static void *sched_main(void *arg) {
   mb_sched *s = arg;
   mb_node *n = s->node;
   tls_sched = s;
-  ptimer_create(s);
-  ptimer_set(s, 1);
   while (!node_done(n)) {
     fire_due(s);
     int new_slice;
     mb_proc *p = find_work(s, &new_slice);
     if (!p) { idle(s); continue; }
-    if (new_slice) s->run_seq++;
+    if (new_slice) atomic_fetch_add_explicit(&s->slice, 1, memory_order_relaxed);
+    ticker_wake(n);
     run(s, p);
   }
-  ptimer_set(s, 0);
-  if (s->has_ptimer) timer_delete(s->ptimer);
-  s->has_ptimer = 0;
   tls_sched = NULL;
   return NULL;
 }
@@ -458,6 +547,7 @@ int mb_sched_start_all(mb_node *n) {
     mb_sched *s = calloc(1, sizeof *s);
     if (!s) return MB_ENOMEM;
     s->node = n;
+    atomic_store(&s->next_deadline, UINT64_MAX);
     s->id = i;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, &ca);
@@ -468,12 +558,14 @@ int mb_sched_start_all(mb_node *n) {
     if (pthread_create(&n->sched[i]->thread, NULL, sched_main, n->sched[i]) != 0) return MB_ESYS;
     n->sched[i]->started = 1;
   }
+  ticker_start(n);
   return 0;
 }
 
 void mb_sched_join_all(mb_node *n) {
   if (!n->sched) return;
   mb_sched_wake_all(n);
+  ticker_stop(n);
   for (int i = 0; i < n->nsched; i++)
     if (n->sched[i] && n->sched[i]->started) {
       pthread_join(n->sched[i]->thread, NULL);
