@@ -38,6 +38,7 @@ struct mb_sched {
   _Atomic uint64_t slice;        /* bumped when a process starts a fresh time slice */
   _Atomic uint64_t kick_slice;   /* the slice the ticker asked to end */
   uint64_t ticker_seen;          /* [ticker] the slice seen at its last tick */
+  pthread_t self;                /* set by the thread itself; read after `current` */
   _Atomic(mb_proc *) current;    /* the process running here, or NULL */
   _Atomic int has_next;
   _Atomic uint64_t next_deadline; /* earliest timer here, UINT64_MAX if none */
@@ -357,7 +358,7 @@ static void *ticker_main(void *arg) {
     int busy = 0;
     for (int i = 0; i < n->nsched; i++) {
       mb_sched *s = n->sched[i];
-      mb_proc *cur = atomic_load_explicit(&s->current, memory_order_relaxed);
+      mb_proc *cur = atomic_load_explicit(&s->current, memory_order_acquire);
       if (!cur) continue;
       busy++;
       /* reductions grow while a process runs, even one never preempted */
@@ -366,7 +367,7 @@ static void *ticker_main(void *arg) {
       if (slice != s->ticker_seen) { s->ticker_seen = slice; continue; }
       if (!contended(n, s, now)) continue;
       atomic_store_explicit(&s->kick_slice, slice, memory_order_relaxed);
-      pthread_kill(s->thread, t->signo);
+      pthread_kill(s->self, t->signo);
     }
     if (busy) { idle_ticks = 0; continue; }
     if (++idle_ticks < 8) continue;
@@ -435,7 +436,7 @@ static void run_lua(mb_sched *s, mb_proc *p) {
   p->yield_reason = MB_Y_NONE;
   p->cur = p->co;
   s->hooked = NULL;
-  atomic_store_explicit(&s->current, p, memory_order_relaxed);
+  atomic_store_explicit(&s->current, p, memory_order_release);
   int nres = 0;
   int st = lua_resume(p->co, NULL, p->nargs, &nres);
   atomic_store_explicit(&s->current, NULL, memory_order_relaxed);
@@ -522,6 +523,7 @@ static void *sched_main(void *arg) {
   mb_sched *s = arg;
   mb_node *n = s->node;
   tls_sched = s;
+  s->self = pthread_self();
   while (!node_done(n)) {
     fire_due(s);
     int new_slice;
@@ -554,11 +556,11 @@ int mb_sched_start_all(mb_node *n) {
     n->sched[i] = s;
   }
   pthread_condattr_destroy(&ca);
+  ticker_start(n);
   for (int i = 0; i < n->nsched; i++) {
     if (pthread_create(&n->sched[i]->thread, NULL, sched_main, n->sched[i]) != 0) return MB_ESYS;
     n->sched[i]->started = 1;
   }
-  ticker_start(n);
   return 0;
 }
 
