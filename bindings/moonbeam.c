@@ -569,17 +569,49 @@ static int l_halt(lua_State *L) {
   return doomed(L, p);
 }
 
+static const luaL_Reg functions[] = {
+  { "self", l_self }, { "spawn", l_spawn }, { "spawn_link", l_spawn_link },
+  { "spawn_monitor", l_spawn_monitor }, { "send", l_send }, { "receive", l_receive },
+  { "link", l_link }, { "unlink", l_unlink }, { "monitor", l_monitor },
+  { "demonitor", l_demonitor }, { "trap_exit", l_trap_exit }, { "exit", l_exit },
+  { "register", l_register }, { "unregister", l_unregister }, { "whereis", l_whereis },
+  { "make_ref", l_make_ref }, { "send_after", l_send_after }, { "cancel_timer", l_cancel_timer },
+  { "sleep", l_sleep }, { "now", l_now }, { "is_alive", l_is_alive },
+  { "processes", l_processes }, { "info", l_info }, { "log", l_log },
+  { "log_level", l_log_level }, { "halt", l_halt }, { NULL, NULL } };
+
+/* The module table fills itself on first use of each function, so a process that
+ * uses two of them does not pay for twenty-six. */
+static int module_index(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  if (!k || lua_type(L, 2) != LUA_TSTRING) return 0;
+  for (const luaL_Reg *r = functions; r->name; r++)
+    if (strcmp(r->name, k) == 0) {
+      lua_pushcfunction(L, r->func);
+      lua_pushvalue(L, 2);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, 1);
+      return 1;
+    }
+  return 0;
+}
+
+static int module_pairs(lua_State *L) {
+  luaL_setfuncs(L, functions, 0);   /* complete the table, then iterate it */
+  lua_getglobal(L, "next");
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
 int luaopen_moonbeam(lua_State *L) {
-  static const luaL_Reg fns[] = {
-    { "self", l_self }, { "spawn", l_spawn }, { "spawn_link", l_spawn_link },
-    { "spawn_monitor", l_spawn_monitor }, { "send", l_send }, { "receive", l_receive },
-    { "link", l_link }, { "unlink", l_unlink }, { "monitor", l_monitor },
-    { "demonitor", l_demonitor }, { "trap_exit", l_trap_exit }, { "exit", l_exit },
-    { "register", l_register }, { "unregister", l_unregister }, { "whereis", l_whereis },
-    { "make_ref", l_make_ref }, { "send_after", l_send_after }, { "cancel_timer", l_cancel_timer },
-    { "sleep", l_sleep }, { "now", l_now }, { "is_alive", l_is_alive },
-    { "processes", l_processes }, { "info", l_info }, { "log", l_log },
-    { "log_level", l_log_level }, { "halt", l_halt }, { NULL, NULL } };
-  luaL_newlib(L, fns);
+  lua_createtable(L, 0, 4);
+  if (luaL_newmetatable(L, "moonbeam.module")) {
+    lua_pushcfunction(L, module_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, module_pairs);
+    lua_setfield(L, -2, "__pairs");
+  }
+  lua_setmetatable(L, -2);
   return 1;
 }

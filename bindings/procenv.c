@@ -212,7 +212,7 @@ static const lib libs[] = {
   { LUA_MATHLIBNAME, luaopen_math }, { LUA_UTF8LIBNAME, luaopen_utf8 },
   { LUA_DBLIBNAME, luaopen_debug }, { NULL, NULL } };
 
-/* Open library i into _G and package.loaded, with moonbeam's changes; pushes it. */
+/* Open library l into _G and package.loaded, with moonbeam's changes; pushes it. */
 static void open_lib(lua_State *L, const lib *l) {
   luaL_requiref(L, l->name, l->open, 1);
   mb_proc *p = mb_proc_of(L);
@@ -222,46 +222,106 @@ static void open_lib(lua_State *L, const lib *l) {
   else if (l->open == luaopen_debug) { lua_pushcfunction(L, refuse_sethook); lua_setfield(L, -2, "sethook"); }
 }
 
-static int lazy_index(lua_State *L) {
-  const char *k = lua_tostring(L, 2);
-  if (!k || lua_type(L, 2) != LUA_TSTRING) return 0;
-  if (strcmp(k, "require") == 0) {
-    open_lib(L, &libs[0]);
-    lua_getfield(L, 1, "require");
-    return 1;
-  }
+static const lib *find_lib(const char *name) {
   for (const lib *l = libs; l->name; l++)
-    if (strcmp(k, l->name) == 0) { open_lib(L, l); return 1; }
-  return 0;
+    if (strcmp(name, l->name) == 0) return l;
+  return NULL;
 }
 
-/* A string method before `string` was touched: open it, then look the key up. */
+/* The base library (print, pairs, assert, ...) the first time a global is missing. */
+static int open_base(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, (void *)open_base) != LUA_TNIL) { lua_pop(L, 1); return 0; }
+  lua_pop(L, 1);
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, (void *)open_base);
+  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+  lua_pushcfunction(L, mb_procenv_print);
+  lua_setfield(L, -2, "print");
+  lua_pop(L, 1);
+  return 1;
+}
+
+static int lazy_index(lua_State *L) {
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  const lib *l = find_lib(lua_tostring(L, 2));
+  if (l) { open_lib(L, l); return 1; }
+  if (!open_base(L)) return 0;
+  lua_rawget(L, 1);
+  return 1;
+}
+
+/* A string method before `string` was touched: open it (which installs the real
+ * string metatable), then look the key up. */
 static int lazy_string_index(lua_State *L) {
-  lua_pushglobaltable(L);
-  lua_getfield(L, -1, LUA_STRLIBNAME);   /* triggers lazy_index, which sets the real metatable */
-  lua_getfield(L, -1, lua_tostring(L, 2));
+  open_lib(L, find_lib(LUA_STRLIBNAME));
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+/* ---- require before the package library is opened ---- */
+
+/* `require` without the package library: package.loaded, the node's preloads, the
+ * standard libraries, then the node's code cache. Touching `package` opens the real
+ * library, whose require (with the same loaded table and searchers) replaces this. */
+static int light_require(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);   /* 2 */
+  if (lua_getfield(L, 2, name) != LUA_TNIL && lua_toboolean(L, -1)) return 1;
+  lua_pop(L, 1);
+  mb_proc *p = mb_proc_of(L);
+  const lib *l = find_lib(name);
+  if (l) { open_lib(L, l); return 1; }
+  for (mb_preload *pl = p->node->preloads; pl; pl = pl->next)
+    if (strcmp(pl->name, name) == 0) {
+      lua_pushcfunction(L, pl->open);
+      lua_pushvalue(L, 1);
+      lua_pushliteral(L, ":preload:");
+      lua_call(L, 2, 1);
+      goto loaded;
+    }
+  char err[2048];
+  mb_code *c = mb_code_get(p->node, name, err, sizeof err);
+  if (!c) {
+    const char *nl = strchr(err, '\n');
+    if (strncmp(err, "module '", 8) == 0)
+      return luaL_error(L, "module '%s' not found:\n\tno field package.preload['%s']%s", name, name, nl ? nl : "");
+    return luaL_error(L, "error loading module '%s':\n\t%s", name, err);
+  }
+  int st = mb_code_load(L, c);
+  lua_pushvalue(L, 1);
+  lua_pushstring(L, c->chunkname + 1);
+  mb_code_unref(c);
+  if (st != LUA_OK) return luaL_error(L, "error loading module '%s': %s", name, lua_tostring(L, -3));
+  lua_call(L, 2, 1);
+loaded:
+  if (!lua_isnil(L, -1)) lua_setfield(L, 2, name);
+  else lua_pop(L, 1);
+  if (lua_getfield(L, 2, name) == LUA_TNIL) {   /* a module that returned nothing */
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 2, name);
+  }
   return 1;
 }
 
 int mb_procenv_open(lua_State *L, mb_proc *p) {
   (void)p;
-  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
-  lua_pushcfunction(L, mb_procenv_print);
-  lua_setfield(L, -2, "print");
+  lua_pushglobaltable(L);
+  lua_pushcfunction(L, light_require);
+  lua_setfield(L, -2, "require");
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, lazy_index);
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, -2);
   lua_pop(L, 1);
-  /* string metatable placeholder */
+  /* strings get their methods when `string` opens; until then this opens it */
   lua_pushliteral(L, "");
-  lua_createtable(L, 0, 1);     /* the string metatable */
-  lua_createtable(L, 0, 0);     /* its __index, empty until string is opened */
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, lazy_string_index);
   lua_setfield(L, -2, "__index");
-  lua_setmetatable(L, -2);      /* {} with __index = lazy */
-  lua_setfield(L, -2, "__index");  /* metatable.__index = that table */
   lua_setmetatable(L, -2);
   lua_pop(L, 1);
   return 0;

@@ -108,17 +108,23 @@ void mb_node_halt(mb_node *n, int code) {
   set_done(n);
 }
 
-void mb_node_exit_all(mb_node *n, const char *reason) {
-  size_t cap = 1024, k;
+/* Every live process's pid (malloc'd), or NULL with *k = 0. */
+static mb_pid *list_pids(mb_node *n, size_t *k) {
+  size_t cap = 1024;
   mb_pid *pids = NULL;
   for (;;) {
     mb_pid *np = realloc(pids, sizeof *pids * cap);
-    if (!np) { free(pids); return; }
+    if (!np) { free(pids); *k = 0; return NULL; }
     pids = np;
-    k = mb_ptab_list(n->ptab, pids, cap);
-    if (k <= cap) break;
-    cap = k + 1024;
+    *k = mb_ptab_list(n->ptab, pids, cap);
+    if (*k <= cap) return pids;
+    cap = *k + 1024;
   }
+}
+
+void mb_node_exit_all(mb_node *n, const char *reason) {
+  size_t k;
+  mb_pid *pids = list_pids(n, &k);
   for (size_t i = 0; i < k; i++) {
     mb_sig *s = mb_sig_string(MB_SIG_EXIT, 0, 0, reason);
     if (s) mb_send_sig(n, pids[i], s);
@@ -164,23 +170,20 @@ int mb_node_stop(mb_node *n) {
 
 /* Close what halt left behind: processes that never finished. */
 static void reap(mb_node *n) {
-  mb_pid pids[256];
-  for (;;) {
-    size_t k = mb_ptab_list(n->ptab, pids, 256);
-    if (k == 0) break;
-    if (k > 256) k = 256;
-    for (size_t i = 0; i < k; i++) {
-      mb_proc *p = mb_proc_get(n, pids[i]);
-      if (!p) continue;
-      for (mb_sig *m = p->inbox, *next; m; m = next) { next = m->next; mb_sig_free(m); }
-      p->inbox = p->inbox_tail = NULL;
-      mb_ptab_remove(n->ptab, p);
-      atomic_store(&p->state, MB_PS_DEAD);
-      if (p->L) { lua_close(p->L); p->L = NULL; }
-      mb_proc_unref(p);   /* ours */
-      mb_proc_unref(p);   /* the table's */
-    }
+  size_t k;
+  mb_pid *pids = list_pids(n, &k);
+  for (size_t i = 0; i < k; i++) {
+    mb_proc *p = mb_proc_get(n, pids[i]);
+    if (!p) continue;
+    for (mb_sig *m = p->inbox, *next; m; m = next) { next = m->next; mb_sig_free(m); }
+    p->inbox = p->inbox_tail = NULL;
+    mb_ptab_remove(n->ptab, p);
+    atomic_store(&p->state, MB_PS_DEAD);
+    if (p->L) { lua_close(p->L); p->L = NULL; }
+    mb_proc_unref(p);   /* ours */
+    mb_proc_unref(p);   /* the table's */
   }
+  free(pids);
 }
 
 void mb_node_free(mb_node *n) {
