@@ -136,10 +136,23 @@ static int put_bytes(enc *e, const void *p, size_t n) {
   return 0;
 }
 
-static int put_tagvar(enc *e, int tag, uint64_t v) {
-  unsigned char w[1 + VARINT_MAX];
+static inline int put_byte(enc *e, unsigned char c) {
+  int st = room(e, 1);
+  if (st) return st;
+  e->b->data[e->b->len++] = (char)c;
+  return 0;
+}
+
+/* A tag and a varint, written in place (the hottest write: every integer). */
+static inline int put_tagvar(enc *e, int tag, uint64_t v) {
+  size_t n = v < 0x80 ? 1 : (size_t)(64 - __builtin_clzll(v) + 6) / 7;
+  int st = room(e, 1 + n);
+  if (st) return st;
+  unsigned char *w = (unsigned char *)e->b->data + e->b->len;
   w[0] = (unsigned char)tag;
-  return put_bytes(e, w, 1 + put_varint(w + 1, v));
+  put_varint(w + 1, v);
+  e->b->len += 1 + n;
+  return 0;
 }
 
 static int put_string(enc *e, const char *s, size_t len) {
@@ -256,8 +269,11 @@ static int enc_table(enc *e, int idx) {
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int top = lua_gettop(L);
-    int isint = lua_isinteger(L, top - 1);
-    lua_Unsigned ki = isint ? (lua_Unsigned)lua_tointeger(L, top - 1) : 0;
+    /* a float key is never integral (Lua normalises those), so tointegerx on a
+     * number key tells integer keys apart; strings are excluded by the type */
+    int isint = 0;
+    lua_Unsigned ki = lua_type(L, top - 1) == LUA_TNUMBER ? (lua_Unsigned)lua_tointegerx(L, top - 1, &isint) : 0;
+    if (!isint) ki = 0;
     if (i <= n) {
       if (ki == i) {
         if ((st = enc_value(e, top))) return note(e, st, SEG_INDEX, (lua_Integer)i, 0);
@@ -291,14 +307,10 @@ static int enc_value(enc *e, int idx) {
   lua_State *L = e->L;
   switch (lua_type(L, idx)) {
   case LUA_TNONE: /* past the top, as a missing argument: nil */
-  case LUA_TNIL: {
-    unsigned char t = T_NIL;
-    return put_bytes(e, &t, 1);
-  }
-  case LUA_TBOOLEAN: {
-    unsigned char t = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
-    return put_bytes(e, &t, 1);
-  }
+  case LUA_TNIL:
+    return put_byte(e, T_NIL);
+  case LUA_TBOOLEAN:
+    return put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
   case LUA_TNUMBER:
     if (lua_isinteger(L, idx)) return put_tagvar(e, T_INT, zigzag(lua_tointeger(L, idx)));
     else {

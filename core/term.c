@@ -8,6 +8,9 @@
 
 typedef struct { uint64_t id; } box;
 
+/* registry keys: the addresses of these */
+static const char pid_key, ref_key;
+
 static int pid_tostring(lua_State *L) {
   box *b = luaL_checkudata(L, 1, MB_PID_MT);
   lua_pushfstring(L, "<0.%I>", (lua_Integer)b->id);
@@ -20,51 +23,60 @@ static int ref_tostring(lua_State *L) {
   return 1;
 }
 
-/* The intern table for a kind lives in the registry under the metatable name's address. */
-static void push_box(lua_State *L, const char *mt, lua_CFunction tostr, uint64_t id) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, mt) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 4);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, mt);
-  }
+/* Per kind, the registry holds its metatable under the address of a static key
+ * (a light userdata: no string hashing on the hot path) and under the name
+ * itself (for luaL_checkudata); the metatable's [1] is the weak intern table. */
+static void push_meta(lua_State *L, const char *key, const char *mt, lua_CFunction tostr) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  luaL_newmetatable(L, mt);
+  lua_pushcfunction(L, tostr);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_createtable(L, 0, 4);           /* the intern table: id -> userdata, weak values */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+static void push_box(lua_State *L, const char *key, const char *mt, lua_CFunction tostr, uint64_t id) {
+  push_meta(L, key, mt, tostr);                       /* mt */
+  lua_rawgeti(L, -1, 1);                         /* mt intern */
   if (lua_rawgeti(L, -1, (lua_Integer)id) != LUA_TNIL) {
-    lua_remove(L, -2);
+    lua_copy(L, -1, -3);
+    lua_settop(L, -3);
     return;
   }
   lua_pop(L, 1);
-  box *b = lua_newuserdatauv(L, sizeof(box), 0);
+  box *b = lua_newuserdatauv(L, sizeof(box), 0); /* mt intern ud */
   b->id = id;
-  if (luaL_newmetatable(L, mt)) {
-    lua_pushcfunction(L, tostr);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushstring(L, mt);
-    lua_setfield(L, -2, "__name");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-  }
+  lua_pushvalue(L, -3);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   lua_rawseti(L, -3, (lua_Integer)id);
-  lua_remove(L, -2);
+  lua_copy(L, -1, -3);
+  lua_settop(L, -3);
 }
 
-void mb_push_pid(lua_State *L, mb_pid pid) { push_box(L, MB_PID_MT, pid_tostring, pid); }
-void mb_push_ref(lua_State *L, uint64_t ref) { push_box(L, MB_REF_MT, ref_tostring, ref); }
+void mb_push_pid(lua_State *L, mb_pid pid) { push_box(L, &pid_key, MB_PID_MT, pid_tostring, pid); }
+void mb_push_ref(lua_State *L, uint64_t ref) { push_box(L, &ref_key, MB_REF_MT, ref_tostring, ref); }
 
-static int test_box(lua_State *L, int idx, const char *mt, uint64_t *out) {
-  box *b = luaL_testudata(L, idx, mt);
-  if (!b) return 0;
-  if (out) *out = b->id;
-  return 1;
+static int test_box(lua_State *L, int idx, const char *key, uint64_t *out) {
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+  int ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  if (ok && out) *out = ((box *)lua_touserdata(L, idx))->id;
+  return ok;
 }
 
-int mb_test_pid(lua_State *L, int idx, mb_pid *out) { return test_box(L, idx, MB_PID_MT, out); }
-int mb_test_ref(lua_State *L, int idx, uint64_t *out) { return test_box(L, idx, MB_REF_MT, out); }
+int mb_test_pid(lua_State *L, int idx, mb_pid *out) { return test_box(L, idx, &pid_key, out); }
+int mb_test_ref(lua_State *L, int idx, uint64_t *out) { return test_box(L, idx, &ref_key, out); }
 
 mb_pid mb_check_pid(lua_State *L, int idx) {
   mb_pid p = 0;
