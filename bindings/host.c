@@ -49,6 +49,7 @@ static int h_start(lua_State *L) {
   h->self = mb_proc_alloc(h->node, MB_PK_EXTERNAL);
   if (!h->self) { mb_node_free(h->node); h->node = NULL; return luaL_error(L, "start: cannot create the host process"); }
   atomic_store(&h->self->state, MB_PS_RUNNING);
+  h->self->trap_exit = 1;   /* the host's pid always gets exits as messages */
   int rc = mb_node_start(h->node);
   if (rc != 0) { mb_node_free(h->node); h->node = NULL; return luaL_error(L, "start: %s", mb_strerror(rc)); }
   h->stopped = 0;

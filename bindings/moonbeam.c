@@ -186,6 +186,11 @@ static void push_message(lua_State *L, mb_sig *m) {
   lua_rawseti(L, -2, i);
 }
 
+static int call_match(lua_State *L) {
+  lua_call(L, 1, 1);
+  return 1;
+}
+
 int mb_l_select(lua_State *L, mb_proc *p, int match_idx) {
   mb_sig *prev = p->recv_pos;
   mb_sig *m = prev ? prev->next : p->inbox;
@@ -193,9 +198,18 @@ int mb_l_select(lua_State *L, mb_proc *p, int match_idx) {
     push_message(L, m);
     int ok = 1;
     if (match_idx) {
+      /* The match function must not change the inbox under our feet: receive
+       * and demonitor refuse to run inside it (see `selecting`). */
+      lua_pushcfunction(L, call_match);
       lua_pushvalue(L, match_idx);
-      lua_pushvalue(L, -2);
-      lua_call(L, 1, 1);
+      lua_pushvalue(L, -3);
+      p->selecting = 1;
+      int st = lua_pcall(L, 2, 1, 0);
+      p->selecting = 0;
+      if (st != LUA_OK) {
+        if (m->lref == LUA_NOREF) { lua_pushvalue(L, -2); m->lref = luaL_ref(L, LUA_REGISTRYINDEX); }
+        return lua_error(L);
+      }
       ok = lua_toboolean(L, -1);
       lua_pop(L, 1);
     }
@@ -266,6 +280,7 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int l_receive(lua_State *L) {
   mb_proc *p = self_proc(L);
+  if (p->selecting) return luaL_error(L, "receive: cannot be called from a match function");
   uint64_t deadline;
   int match = mb_l_receive_args(L, &deadline, "receive");
   p->recv_pos = NULL;
@@ -326,6 +341,7 @@ static int l_monitor(lua_State *L) {
 
 static int l_demonitor(lua_State *L) {
   mb_proc *p = self_proc(L);
+  if (p->selecting) return luaL_error(L, "demonitor: cannot be called from a match function");
   lua_pushboolean(L, mb_proc_demonitor(p, mb_check_ref(L, 1)));
   return 1;
 }
@@ -606,12 +622,11 @@ static int module_pairs(lua_State *L) {
 
 int luaopen_moonbeam(lua_State *L) {
   lua_createtable(L, 0, 4);
-  if (luaL_newmetatable(L, "moonbeam.module")) {
-    lua_pushcfunction(L, module_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, module_pairs);
-    lua_setfield(L, -2, "__pairs");
-  }
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, module_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, module_pairs);
+  lua_setfield(L, -2, "__pairs");
   lua_setmetatable(L, -2);
   return 1;
 }

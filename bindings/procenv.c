@@ -44,7 +44,7 @@ static int os_exit(lua_State *L) {
   else code = (int)luaL_optinteger(L, 1, 0);
   mb_proc *p = mb_proc_of(L);
   mb_node_halt(p->node, code);
-  p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, "normal");
+  if (!p->doom) p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, "normal");
   if (lua_isyieldable(L)) { p->yield_reason = MB_Y_DOOM; return lua_yield(L, 0); }
   mb_sched_arm_hook(p);
   return luaL_error(L, "halted");
@@ -176,7 +176,7 @@ static int cache_searcher(lua_State *L) {
   if (!c) {
     /* not found: return the list of paths (like the standard searcher) */
     const char *nl = strchr(err, '\n');
-    if (strncmp(err, "module '", 8) == 0) { lua_pushstring(L, nl ? nl : ""); return 1; }
+    if (strncmp(err, "module '", 8) == 0) { lua_pushstring(L, nl ? nl + 2 : ""); return 1; }
     return luaL_error(L, "error loading module '%s':\n\t%s", name, err);
   }
   int st = mb_code_load(L, c);
@@ -185,6 +185,11 @@ static int cache_searcher(lua_State *L) {
   if (st != LUA_OK) return luaL_error(L, "error loading module '%s': %s", name, lua_tostring(L, -2));
   return 2;
 }
+
+static int preload_std(lua_State *L);
+static const char *const lazy_names[] = {
+  LUA_COLIBNAME, LUA_TABLIBNAME, LUA_IOLIBNAME, LUA_OSLIBNAME, LUA_STRLIBNAME,
+  LUA_MATHLIBNAME, LUA_UTF8LIBNAME, LUA_DBLIBNAME, NULL };
 
 static void setup_package(lua_State *L, mb_proc *p) {
   /* package is on the stack */
@@ -195,6 +200,10 @@ static void setup_package(lua_State *L, mb_proc *p) {
   lua_rawseti(L, -2, 2);   /* replaces the Lua-file searcher */
   lua_pop(L, 1);
   lua_getfield(L, -1, "preload");
+  for (const char *const *name = lazy_names; *name; name++) {
+    lua_pushcfunction(L, preload_std);
+    lua_setfield(L, -2, *name);
+  }
   for (mb_preload *pl = p->node->preloads; pl; pl = pl->next) {
     lua_pushcfunction(L, pl->open);
     lua_setfield(L, -2, pl->name);
@@ -226,6 +235,12 @@ static const lib *find_lib(const char *name) {
   for (const lib *l = libs; l->name; l++)
     if (strcmp(name, l->name) == 0) return l;
   return NULL;
+}
+
+/* package.preload entry of a standard library not opened yet. */
+static int preload_std(lua_State *L) {
+  open_lib(L, find_lib(luaL_checkstring(L, 1)));
+  return 1;
 }
 
 /* The base library (print, pairs, assert, ...) the first time a global is missing. */

@@ -7,9 +7,10 @@
 #include <lua.h>
 #include "proc.h"
 
+/* Prepare a new process state (the node's open_state hook). */
 int mb_procenv_open(lua_State *L, mb_proc *p);
 
-/* Resume `co` from L the way coroutine.resume does, passing the core's yields up. */
+/* print: the arguments as one whole line on stdout. */
 int mb_procenv_print(lua_State *L);
 
 #endif

@@ -143,9 +143,18 @@ int mb_node_start(mb_node *n) {
 int mb_node_wait(mb_node *n) {
   pthread_mutex_lock(&n->life_lock);
   while (!n->done) pthread_cond_wait(&n->done_cond, &n->life_lock);
+  if (!n->joining) {
+    /* the first waiter joins the threads; any other waits until it has */
+    n->joining = 1;
+    pthread_mutex_unlock(&n->life_lock);
+    mb_sched_join_all(n);
+    if (n->io) { mb_io_stop(n->io); n->io = NULL; }
+    pthread_mutex_lock(&n->life_lock);
+    n->joined = 1;
+    pthread_cond_broadcast(&n->done_cond);
+  }
+  while (!n->joined) pthread_cond_wait(&n->done_cond, &n->life_lock);
   pthread_mutex_unlock(&n->life_lock);
-  mb_sched_join_all(n);
-  if (n->io) { mb_io_stop(n->io); n->io = NULL; }
   if (atomic_load(&n->halting)) return n->exit_status;
   return atomic_load(&n->first_abnormal) ? 1 : 0;
 }
@@ -159,7 +168,11 @@ int mb_node_run(mb_node *n) {
 
 int mb_node_stop(mb_node *n) {
   int st = atomic_load(&n->state);
-  if (st == MB_NODE_NEW) { atomic_store(&n->state, MB_NODE_STOPPED); n->done = 1; return 0; }
+  if (st == MB_NODE_NEW) {
+    atomic_store(&n->state, MB_NODE_STOPPED);
+    n->done = n->joining = n->joined = 1;
+    return 0;
+  }
   if (st == MB_NODE_RUNNING) {
     atomic_store(&n->state, MB_NODE_STOPPING);
     if (atomic_load(&n->live) == 0) set_done(n);

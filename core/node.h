@@ -61,7 +61,7 @@ struct mb_node {
 
   pthread_mutex_t life_lock;     /* guards state changes; done_cond signals the end */
   pthread_cond_t done_cond;
-  int done;
+  int done, joining, joined;
   uint64_t start_ns;
 };
 

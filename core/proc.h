@@ -83,6 +83,7 @@ struct mb_proc {
   int yield_reason;
   int nargs;
   uint8_t started, oom, first, script;
+  uint8_t selecting;             /* [owner] a selective receive's match function is running */
   mb_sig *inbox, *inbox_tail;   /* drained messages, in arrival order */
   mb_sig *doom;                 /* set: the process must end with this reason (EXIT-shaped sig) */
   mb_code *code;                /* what to run: a module ... */

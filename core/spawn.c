@@ -109,8 +109,7 @@ static int boot(lua_State *L) {
 static int start_protected(lua_State *L) {
   mb_proc *p = lua_touserdata(L, 1);
   if (p->node->open_state) p->node->open_state(L, p);
-  lua_State *co = lua_newthread(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, p);   /* keeps the body alive */
+  lua_State *co = lua_newthread(L);      /* returned: it stays on L's stack, alive */
   int nargs = 0;
   if (p->code) {
     if (!p->script) { lua_pushcfunction(co, boot); nargs = 1; }
@@ -126,7 +125,7 @@ static int start_protected(lua_State *L) {
   }
   p->nargs = nargs;
   p->co = co;
-  return 0;
+  return 1;
 }
 
 void mb_spawn_start(mb_proc *p) {
@@ -137,7 +136,7 @@ void mb_spawn_start(mb_proc *p) {
   p->L = L;
   lua_pushcfunction(L, start_protected);
   lua_pushlightuserdata(L, p);
-  int st = lua_pcall(L, 1, 0, 0);
+  int st = lua_pcall(L, 1, 1, 0);
   if (st != LUA_OK) {
     const char *msg = st == LUA_ERRMEM || p->oom ? "out of memory" : lua_tostring(L, -1);
     p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, msg ? msg : "spawn failed");

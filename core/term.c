@@ -11,15 +11,19 @@ typedef struct { uint64_t id; } box;
 /* registry keys: the addresses of these */
 static const char pid_key, ref_key;
 
+static int test_box(lua_State *L, int idx, const char *key, uint64_t *out);
+
 static int pid_tostring(lua_State *L) {
-  box *b = luaL_checkudata(L, 1, MB_PID_MT);
-  lua_pushfstring(L, "<0.%I>", (lua_Integer)b->id);
+  uint64_t id = 0;
+  if (!test_box(L, 1, &pid_key, &id)) return luaL_typeerror(L, 1, "pid");
+  lua_pushfstring(L, "<0.%I>", (lua_Integer)id);
   return 1;
 }
 
 static int ref_tostring(lua_State *L) {
-  box *b = luaL_checkudata(L, 1, MB_REF_MT);
-  lua_pushfstring(L, "#Ref<0.%I>", (lua_Integer)b->id);
+  uint64_t id = 0;
+  if (!test_box(L, 1, &ref_key, &id)) return luaL_typeerror(L, 1, "ref");
+  lua_pushfstring(L, "#Ref<0.%I>", (lua_Integer)id);
   return 1;
 }
 
@@ -29,9 +33,11 @@ static int ref_tostring(lua_State *L) {
 static void push_meta(lua_State *L, const char *key, const char *mt, lua_CFunction tostr) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
   lua_pop(L, 1);
-  luaL_newmetatable(L, mt);
+  lua_createtable(L, 1, 3);           /* sized once: a new state pays little for it */
   lua_pushcfunction(L, tostr);
   lua_setfield(L, -2, "__tostring");
+  lua_pushstring(L, mt);
+  lua_setfield(L, -2, "__name");
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
   lua_createtable(L, 0, 4);           /* the intern table: id -> userdata, weak values */
