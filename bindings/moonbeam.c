@@ -45,22 +45,52 @@ static int raise_free(lua_State *L, mb_sig *s, const char *fmt, const char *a) {
 
 /* ---- spawn ---- */
 
-typedef struct { char *p; size_t len, cap; } dumpbuf;
+typedef struct { int init; luaL_Buffer b; } dumpbuf;
 
+/* lua_dump's writer into a luaL_Buffer (as string.dump does): GC-safe on errors. */
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
-  (void)L;
-  dumpbuf *b = ud;
-  if (b->len + sz > b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 512;
-    while (cap < b->len + sz) cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) return 1;
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, p, sz);
-  b->len += sz;
+  dumpbuf *d = ud;
+  if (!d->init) { d->init = 1; luaL_buffinit(L, &d->b); }
+  luaL_addlstring(&d->b, p, sz);
   return 0;
+}
+
+/* The function at idx dumped with its debug info, checked for upvalues. A weak
+ * table in the registry keeps each function's dump, so spawning the same function
+ * again costs no lua_dump. Pushes the dump (a string) and points p and len at it. */
+static const char dump_cache_key = 0;
+
+static void dumped_function(lua_State *L, int idx, const char **p, size_t *len) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &dump_cache_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &dump_cache_key);
+  }
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, -2) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    const char *up;
+    for (int i = 1; (up = lua_getupvalue(L, idx, i)) != NULL; i++) {
+      lua_pop(L, 1);
+      if (strcmp(up, "_ENV") != 0) luaL_error(L, "spawn: function captures upvalue '%s'", up);
+    }
+    dumpbuf db;
+    db.init = 0;
+    lua_pushvalue(L, idx);
+    lua_dump(L, dump_writer, &db, 0);
+    luaL_pushresult(&db.b);
+    lua_remove(L, -2);
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_remove(L, -2);
+  *p = lua_tolstring(L, -1, len);
 }
 
 int mb_l_spawn(lua_State *L, mb_node *n, mb_proc *parent, int first, int link, int monitor) {
@@ -89,18 +119,9 @@ int mb_l_spawn(lua_State *L, mb_node *n, mb_proc *parent, int first, int link, i
   } else {
     return luaL_typeerror(L, first, "module name, function or options table");
   }
-  dumpbuf db = { 0 };
   if (fidx) {
     if (lua_iscfunction(L, fidx)) return luaL_error(L, "%s: cannot spawn a C function", op);
-    const char *up;
-    for (int i = 1; (up = lua_getupvalue(L, fidx, i)) != NULL; i++) {
-      lua_pop(L, 1);
-      if (strcmp(up, "_ENV") != 0) return luaL_error(L, "spawn: function captures upvalue '%s'", up);
-    }
-    lua_pushvalue(L, fidx);
-    int rc = lua_dump(L, dump_writer, &db, 0);
-    lua_pop(L, 1);
-    if (rc != 0) { free(db.p); return luaL_error(L, "%s: not enough memory", op); }
+    dumped_function(L, fidx, &r.fn, &r.fn_len);   /* leaves the dump on the stack */
   } else {
     r.code = mb_code_get(n, module, err, sizeof err);
     if (!r.code) return luaL_error(L, "%s: %s", op, err);
@@ -116,19 +137,15 @@ int mb_l_spawn(lua_State *L, mb_node *n, mb_proc *parent, int first, int link, i
       snprintf(err, sizeof err, "not enough memory");
     }
     if (rc != MB_ENC_OK) {
-      free(db.p);
       if (r.code) mb_code_unref(r.code);
       return luaL_error(L, "%s: %s", op, err);
     }
     r.args = mb_sig_from_buf(&b, MB_SIG_MSG, 0, 0);
   }
-  r.fn = db.p;
-  r.fn_len = db.len;
   if (link) r.link = parent;
   if (monitor) { r.monitor = parent; r.mref = mb_node_make_ref(n); }
   mb_pid pid;
   int rc = mb_spawn_proc(n, &r, &pid);
-  free(db.p);
   if (rc != 0) return luaL_error(L, "%s: %s", op, mb_strerror(rc));
   mb_push_pid(L, pid);
   if (monitor) { mb_push_ref(L, r.mref); return 2; }

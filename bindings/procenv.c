@@ -299,10 +299,17 @@ static int light_require(lua_State *L) {
   char err[2048];
   mb_code *c = mb_code_get(p->node, name, err, sizeof err);
   if (!c) {
-    const char *nl = strchr(err, '\n');
-    if (strncmp(err, "module '", 8) == 0)
-      return luaL_error(L, "module '%s' not found:\n\tno field package.preload['%s']%s", name, name, nl ? nl : "");
-    return luaL_error(L, "error loading module '%s':\n\t%s", name, err);
+    if (strncmp(err, "module '", 8) != 0)
+      return luaL_error(L, "error loading module '%s':\n\t%s", name, err);
+    /* not a Lua module on the path: the real package library searches the rest
+     * (C modules on package.cpath) and words the error */
+    open_lib(L, find_lib(LUA_LOADLIBNAME));
+    lua_getfield(L, -1, "loaded");
+    lua_pop(L, 2);
+    lua_getglobal(L, "require");
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 2);
+    return 2;
   }
   int st = mb_code_load(L, c);
   lua_pushvalue(L, 1);

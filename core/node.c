@@ -67,6 +67,7 @@ mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state) {
   n->codes = mb_codecache_new();
   n->timers = mb_timers_new();
   n->open_state = open_state;
+  mb_arena_init(&n->arena);
   atomic_store(&n->next_ref, 1);
   pthread_mutex_init(&n->inject_lock, NULL);
   pthread_mutex_init(&n->life_lock, NULL);
@@ -210,6 +211,7 @@ void mb_node_free(mb_node *n) {
   mb_codecache_free(n->codes);
   mb_registry_free(n->reg);
   mb_ptab_free(n->ptab);
+  mb_arena_free(&n->arena);
   for (mb_preload *p = n->preloads, *next; p; p = next) { next = p->next; free(p->name); free(p); }
   free(n->inject);
   free(n->path);

@@ -10,6 +10,7 @@
 #include <lua.h>
 #include "moonbeam.h"
 #include "proc.h"
+#include "alloc.h"
 
 typedef struct mb_ptab mb_ptab;
 typedef struct mb_registry mb_registry;
@@ -38,6 +39,7 @@ struct mb_node {
   mb_codecache *codes;
   mb_timers *timers;             /* ref -> timer, for cancel_timer from anywhere */
   mb_io *io;
+  mb_arena arena;                /* memory of process states */
   struct mb_ticker *ticker;      /* the preemption ticker (scheduler.c) */
   mb_preload *preloads;
   mb_open_state_fn open_state;

@@ -43,6 +43,7 @@ struct mb_sched {
   _Atomic int has_next;
   _Atomic uint64_t next_deadline; /* earliest timer here, UINT64_MAX if none */
   lua_State *volatile hooked;
+  mb_acache acache;
 };
 
 /* The ticker: one thread per node that wakes every tick while some scheduler is
@@ -61,6 +62,11 @@ typedef struct mb_ticker {
 static _Thread_local mb_sched *tls_sched;
 
 mb_sched *mb_sched_self(void) { return tls_sched; }
+
+mb_acache *mb_sched_acache(mb_node *n) {
+  mb_sched *s = tls_sched;
+  return s && s->node == n ? &s->acache : NULL;
+}
 
 /* ---- run queues ---- */
 

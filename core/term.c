@@ -1,5 +1,5 @@
-/* term: pids and refs as Lua userdata. Each state keeps a weak table per kind
- * (id -> userdata) so one id is one value: `==` and table keys just work without
+/* term: pids and refs as Lua userdata. Each state interns them per kind (id ->
+ * userdata, weakly) so one id is one value: `==` and table keys just work without
  * an __eq, and a pid never equals a ref. */
 #include <lauxlib.h>
 #include <inttypes.h>
@@ -28,45 +28,41 @@ static int ref_tostring(lua_State *L) {
 }
 
 /* Per kind, the registry holds its metatable under the address of a static key
- * (a light userdata: no string hashing on the hot path) and under the name
- * itself (for luaL_checkudata); the metatable's [1] is the weak intern table. */
+ * (a light userdata: no string hashing on the hot path). The metatable is also the
+ * kind's intern table (id -> userdata): its own metatable makes its values weak,
+ * and its string fields are never collected. One table per kind and state. */
 static void push_meta(lua_State *L, const char *key, const char *mt, lua_CFunction tostr) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
   lua_pop(L, 1);
-  lua_createtable(L, 1, 3);           /* sized once: a new state pays little for it */
+  lua_createtable(L, 0, 4);
   lua_pushcfunction(L, tostr);
   lua_setfield(L, -2, "__tostring");
   lua_pushstring(L, mt);
   lua_setfield(L, -2, "__name");
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
-  lua_createtable(L, 0, 4);           /* the intern table: id -> userdata, weak values */
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "v");
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
-  lua_rawseti(L, -2, 1);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
 static void push_box(lua_State *L, const char *key, const char *mt, lua_CFunction tostr, uint64_t id) {
-  push_meta(L, key, mt, tostr);                       /* mt */
-  lua_rawgeti(L, -1, 1);                         /* mt intern */
+  push_meta(L, key, mt, tostr);                  /* mt */
   if (lua_rawgeti(L, -1, (lua_Integer)id) != LUA_TNIL) {
-    lua_copy(L, -1, -3);
-    lua_settop(L, -3);
+    lua_remove(L, -2);
     return;
   }
   lua_pop(L, 1);
-  box *b = lua_newuserdatauv(L, sizeof(box), 0); /* mt intern ud */
+  box *b = lua_newuserdatauv(L, sizeof(box), 0); /* mt ud */
   b->id = id;
-  lua_pushvalue(L, -3);
+  lua_pushvalue(L, -2);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   lua_rawseti(L, -3, (lua_Integer)id);
-  lua_copy(L, -1, -3);
-  lua_settop(L, -3);
+  lua_remove(L, -2);
 }
 
 void mb_push_pid(lua_State *L, mb_pid pid) { push_box(L, &pid_key, MB_PID_MT, pid_tostring, pid); }

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <pthread.h>
+#include <time.h>
 #include "check.h"
 #include "moonbeam.h"
 
@@ -120,8 +122,128 @@ TEST(strerror_names_codes) {
   CHECK_EQ_STR(mb_version_string(), MB_VERSION_STRING);
 }
 
+/* ---- stopping a started node while another thread waits on it ---- */
+
+typedef struct { mb_node *n; int status; volatile int returned; } waiter_arg;
+
+static void *waiter_main(void *ud) {
+  waiter_arg *w = ud;
+  w->status = mb_node_wait(w->n);
+  __atomic_store_n(&w->returned, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+/* Poll (1 ms steps, at most 10 s) until `name` is registered. */
+static int wait_registered(mb_node *n, const char *name, mb_pid *pid) {
+  for (int i = 0; i < 10000; i++) {
+    if (mb_whereis(n, name, pid) == 0) return 0;
+    struct timespec ts = { 0, 1000000 };
+    nanosleep(&ts, NULL);
+  }
+  return -1;
+}
+
+/* Start n, wait for its process to register `name`, then stop it from this thread
+ * while another thread is in mb_node_wait: both return, with the same status. */
+static int stop_while_waiting(mb_node *n, const char *name) {
+  CHECK_EQ_INT(mb_node_start(n), 0);
+  mb_pid reg = 0;
+  CHECK_EQ_INT(wait_registered(n, name, &reg), 0);
+  waiter_arg w = { n, -100, 0 };
+  pthread_t t;
+  CHECK_EQ_INT(pthread_create(&t, NULL, waiter_main, &w), 0);
+  /* The process waits forever: the node must not end on its own. */
+  struct timespec ts = { 0, 20000000 };
+  nanosleep(&ts, NULL);
+  CHECK_EQ_INT(__atomic_load_n(&w.returned, __ATOMIC_SEQ_CST), 0);
+  int st = mb_node_stop(n);
+  CHECK_EQ_INT(pthread_join(t, NULL), 0);
+  CHECK_EQ_INT(w.returned, 1);
+  CHECK_EQ_INT(w.status, st);
+  CHECK_EQ_INT(mb_node_stop(n), st);   /* idempotent */
+  mb_node_free(n);
+  return st;
+}
+
+TEST(stop_while_another_thread_waits_on_a_module_process) {
+  char dir[] = "/tmp/mb_test_node_XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char file[512], path[512];
+  snprintf(file, sizeof file, "%s/forever_waiter.lua", dir);
+  snprintf(path, sizeof path, "%s/?.lua", dir);
+  FILE *f = fopen(file, "w");
+  CHECK(f != NULL);
+  fputs("local mb = require 'moonbeam'\n"
+        "return function() mb.register('forever_waiter'); mb.receive() end\n", f);
+  fclose(f);
+  mb_node_opts o = { 0 };
+  o.schedulers = 2;
+  o.path = path;
+  o.log_level = "none";
+  mb_node *n = mb_node_new(&o);
+  CHECK(n != NULL);
+  mb_pid pid = 0;
+  CHECK_EQ_INT(mb_spawn(n, "forever_waiter", NULL, 0, &pid), 0);
+  CHECK(pid > 0);
+  /* not the first process: its "killed" does not make the status abnormal */
+  CHECK_EQ_INT(stop_while_waiting(n, "forever_waiter"), 0);
+  unlink(file);
+  rmdir(dir);
+}
+
+TEST(stop_while_another_thread_waits_on_a_script_process) {
+  char path[] = "/tmp/mb_test_node_XXXXXX.lua";
+  int fd = mkstemps(path, 4);
+  CHECK(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  fputs("local mb = require 'moonbeam'\nmb.register('forever_script')\nmb.receive()\n", f);
+  fclose(f);
+  mb_node_opts o = { 0 };
+  o.schedulers = 2;
+  o.log_level = "none";
+  mb_node *n = mb_node_new(&o);
+  CHECK(n != NULL);
+  mb_pid pid = 0;
+  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+  stop_while_waiting(n, "forever_script");
+  unlink(path);
+}
+
+TEST(stop_of_a_never_started_node_returns_and_free_works) {
+  mb_node_opts o = { 0 };
+  o.log_level = "none";
+  mb_node *n = mb_node_new(&o);
+  CHECK(n != NULL);
+  CHECK_EQ_INT(mb_node_stop(n), 0);
+  CHECK_EQ_INT(mb_node_stop(n), 0);
+  CHECK_EQ_INT(mb_node_wait(n), 0);
+  mb_node_free(n);
+}
+
+TEST(stop_of_a_never_started_node_with_a_process_returns_and_free_works) {
+  char path[] = "/tmp/mb_test_node_XXXXXX.lua";
+  int fd = mkstemps(path, 4);
+  CHECK(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  fputs("require('moonbeam').receive()\n", f);
+  fclose(f);
+  mb_node_opts o = { 0 };
+  o.log_level = "none";
+  mb_node *n = mb_node_new(&o);
+  CHECK(n != NULL);
+  mb_pid pid = 0;
+  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+  CHECK_EQ_INT(mb_node_stop(n), 0);
+  mb_node_free(n);
+  unlink(path);
+}
+
 TEST_MAIN(CHECK_CASE(script_ending_normally_gives_status_0), CHECK_CASE(script_raising_gives_status_1),
           CHECK_CASE(halt_gives_its_code), CHECK_CASE(os_exit_is_halt),
           CHECK_CASE(many_processes_report_to_parent), CHECK_CASE(hammer_producers_keep_order),
           CHECK_CASE(ring_passes_token), CHECK_CASE(preemption_on_one_scheduler),
-          CHECK_CASE(spawn_of_missing_module_fails), CHECK_CASE(strerror_names_codes))
+          CHECK_CASE(spawn_of_missing_module_fails), CHECK_CASE(strerror_names_codes),
+          CHECK_CASE(stop_while_another_thread_waits_on_a_module_process),
+          CHECK_CASE(stop_while_another_thread_waits_on_a_script_process),
+          CHECK_CASE(stop_of_a_never_started_node_returns_and_free_works),
+          CHECK_CASE(stop_of_a_never_started_node_with_a_process_returns_and_free_works))

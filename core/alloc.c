@@ -1,0 +1,94 @@
+/* alloc: size-class free lists without headers for process states (see alloc.h). */
+#include <stdlib.h>
+#include <string.h>
+#include "alloc.h"
+
+/* ASan must see every block; TSan runs the real allocator (it is on every path) */
+#if defined(__SANITIZE_ADDRESS__)
+#define MB_ALLOC_PLAIN 1
+#endif
+
+#define CHUNK_SIZE (64 * 1024)
+
+typedef struct mb_chunk { struct mb_chunk *next; } mb_chunk;
+
+void mb_arena_init(mb_arena *a) {
+  memset(a, 0, sizeof *a);
+  pthread_mutex_init(&a->lock, NULL);
+}
+
+void mb_arena_free(mb_arena *a) {
+  for (mb_chunk *c = a->chunks, *next; c; c = next) { next = c->next; free(c); }
+  a->chunks = NULL;
+  pthread_mutex_destroy(&a->lock);
+}
+
+#ifndef MB_ALLOC_PLAIN
+static inline size_t class_of(size_t n) { return (n + 15) >> 4; }
+
+/* Carve a block of class k from the cache's chunk, taking a new chunk when needed. */
+static void *carve(mb_arena *a, mb_acache *c, size_t k) {
+  size_t bytes = k << 4;
+  if ((size_t)(c->bump_end - c->bump) < bytes) {
+    mb_chunk *ch = malloc(CHUNK_SIZE);
+    if (!ch) return NULL;
+    int shared = c == &a->shared;   /* the shared cache is used under the lock already */
+    if (!shared) pthread_mutex_lock(&a->lock);
+    ch->next = a->chunks;
+    a->chunks = ch;
+    if (!shared) pthread_mutex_unlock(&a->lock);
+    /* the chunk header takes the first 16 bytes */
+    c->bump = (char *)ch + 16;
+    c->bump_end = (char *)ch + CHUNK_SIZE;
+  }
+  void *p = c->bump;
+  c->bump += bytes;
+  return p;
+}
+
+static void *small_alloc(mb_arena *a, mb_acache *c, size_t k) {
+  void *p = c->free[k];
+  if (p) { c->free[k] = *(void **)p; return p; }
+  return carve(a, c, k);
+}
+
+static void small_free(mb_acache *c, void *p, size_t k) {
+  *(void **)p = c->free[k];
+  c->free[k] = p;
+}
+
+static void *realloc_in(mb_arena *a, mb_acache *c, void *ptr, size_t old, size_t nsize) {
+  size_t ok = old && old <= MB_ALLOC_SMALL ? class_of(old) : 0;   /* 0: not small */
+  if (nsize == 0) {
+    if (ok) small_free(c, ptr, ok);
+    else free(ptr);
+    return NULL;
+  }
+  size_t nk = nsize <= MB_ALLOC_SMALL ? class_of(nsize) : 0;
+  if (ptr && ok && ok == nk) return ptr;
+  if (ptr && !ok && !nk) return realloc(ptr, nsize);
+  void *np = nk ? small_alloc(a, c, nk) : malloc(nsize);
+  if (!np) return NULL;
+  if (ptr) {
+    memcpy(np, ptr, old < nsize ? old : nsize);
+    if (ok) small_free(c, ptr, ok);
+    else free(ptr);
+  }
+  return np;
+}
+
+#endif
+
+void *mb_arena_realloc(mb_arena *a, mb_acache *c, void *ptr, size_t old, size_t nsize) {
+#ifdef MB_ALLOC_PLAIN
+  (void)a; (void)c; (void)old;
+  if (nsize == 0) { free(ptr); return NULL; }
+  return realloc(ptr, nsize);
+#else
+  if (c) return realloc_in(a, c, ptr, old, nsize);
+  pthread_mutex_lock(&a->lock);
+  void *p = realloc_in(a, &a->shared, ptr, old, nsize);
+  pthread_mutex_unlock(&a->lock);
+  return p;
+#endif
+}

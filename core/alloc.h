@@ -1,0 +1,38 @@
+/* alloc: the allocator behind every process state. Lua tells the old size of a
+ * block on each free and realloc, so small blocks need no header: 16-byte size
+ * classes up to MB_ALLOC_SMALL, free lists per scheduler thread, carved from
+ * chunks the node owns and releases when it is freed. Larger blocks use malloc.
+ *
+ * Ownership: chunks belong to the arena (one per node); a free list belongs to
+ * one scheduler thread (or, for other threads, to the arena under its lock).
+ * A block freed on another thread than the one that allocated it simply joins
+ * that thread's list. Memory of small blocks is reused, not returned to the OS
+ * until the node is freed. The ASan build uses malloc for every block. */
+#ifndef MB_ALLOC_H
+#define MB_ALLOC_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#define MB_ALLOC_SMALL 256
+#define MB_ALLOC_CLASSES (MB_ALLOC_SMALL / 16)
+
+typedef struct mb_acache {
+  void *free[MB_ALLOC_CLASSES + 1];   /* by class: class k holds blocks of k*16 bytes */
+  char *bump, *bump_end;              /* the unused rest of the newest chunk */
+} mb_acache;
+
+typedef struct mb_arena {
+  pthread_mutex_t lock;
+  struct mb_chunk *chunks;
+  mb_acache shared;                   /* for threads that are not schedulers */
+} mb_arena;
+
+void mb_arena_init(mb_arena *a);
+void mb_arena_free(mb_arena *a);      /* releases every chunk: no state may be alive */
+
+/* lua_Alloc semantics (old = 0 when ptr is NULL). c: this thread's cache, or NULL
+ * for the arena's shared one. */
+void *mb_arena_realloc(mb_arena *a, mb_acache *c, void *ptr, size_t old, size_t nsize);
+
+#endif
