@@ -218,7 +218,10 @@ static void push(mb_proc *p, mb_sig *s) {
 
 int mb_send_sig_to(mb_proc *to, mb_sig *s) {
   push(to, s);
-  mb_proc_wake(to);
+  if (atomic_load_explicit(&to->state, memory_order_relaxed) == MB_PS_RUNNING)
+    mb_sched_poke(to->node);   /* it may be a loop only preemption can stop */
+  else
+    mb_proc_wake(to);
   return 0;
 }
 

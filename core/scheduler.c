@@ -21,6 +21,7 @@
 
 #define SPIN_ROUNDS 2000
 #define TICK_NS 500000   /* preemption tick: a contended slice ends after 0.5 to 1 ms */
+#define QUIET_NS 10000000 /* the longest the ticker sleeps while nothing is contended */
 
 struct mb_sched {
   mb_node *node;
@@ -60,6 +61,8 @@ typedef struct mb_ticker {
 } mb_ticker;
 
 static _Thread_local mb_sched *tls_sched;
+
+static void ticker_wake(mb_node *n);
 
 mb_sched *mb_sched_self(void) { return tls_sched; }
 
@@ -121,6 +124,7 @@ static void notify(mb_node *n, int force) {
 }
 
 void mb_sched_wake_all(mb_node *n) {
+  ticker_wake(n);
   for (int i = 0; i < n->nsched; i++) {
     mb_sched *s = n->sched[i];
     pthread_mutex_lock(&s->lock);
@@ -143,6 +147,7 @@ static void inject(mb_node *n, mb_proc *p) {
   atomic_store(&n->inject_count, (int)n->inject_n);
   pthread_mutex_unlock(&n->inject_lock);
   notify(n, 1);
+  ticker_wake(n);
 }
 
 /* Move work injected from outside onto the back of our queue. */
@@ -163,11 +168,13 @@ void mb_sched_ready(mb_node *n, mb_proc *p, int woken) {
     mb_proc *old = s->next;
     s->next = p;
     atomic_store_explicit(&s->has_next, 1, memory_order_relaxed);
+    ticker_wake(n);
     if (!old) return;
     p = old;
   }
   rq_push(s, p);
   notify(n, 0);
+  ticker_wake(n);
 }
 
 #define STEAL_MAX 64
@@ -203,6 +210,7 @@ static int work_visible(mb_sched *s) {
 static void heap_changed(mb_sched *s) {
   mb_timer *t = mb_heap_top(&s->timers);
   atomic_store_explicit(&s->next_deadline, t ? t->deadline : UINT64_MAX, memory_order_relaxed);
+  ticker_wake(s->node);
 }
 
 int mb_sched_arm_wait(mb_proc *p, uint64_t deadline) {
@@ -350,6 +358,19 @@ static void ticker_wake(mb_node *n) {
 
 static int node_done(mb_node *n);
 
+/* Wait until woken, until deadline (monotonic ns; 0 = none) or until the node ends. */
+static void ticker_park(mb_node *n, mb_ticker *t, uint64_t deadline) {
+  pthread_mutex_lock(&t->lock);
+  atomic_store(&t->parked, 1);
+  while (atomic_load(&t->parked) && !node_done(n)) {
+    if (!deadline) { pthread_cond_wait(&t->cond, &t->lock); continue; }
+    struct timespec ts = { (time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u) };
+    if (pthread_cond_timedwait(&t->cond, &t->lock, &ts) == ETIMEDOUT) break;
+  }
+  atomic_store(&t->parked, 0);
+  pthread_mutex_unlock(&t->lock);
+}
+
 static void *ticker_main(void *arg) {
   mb_node *n = arg;
   mb_ticker *t = n->ticker;
@@ -357,11 +378,12 @@ static void *ticker_main(void *arg) {
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);
   int idle_ticks = 0;
+  uint64_t quiet_until = 0;   /* nothing was contended: park until this, or a poke */
   while (!node_done(n)) {
-    struct timespec ts = { 0, TICK_NS };
-    nanosleep(&ts, NULL);
-    uint64_t now = mb_now_ns();
-    int busy = 0;
+    if (quiet_until) ticker_park(n, t, quiet_until);
+    else { struct timespec ts = { 0, TICK_NS }; nanosleep(&ts, NULL); }
+    uint64_t now = mb_now_ns(), earliest = UINT64_MAX;
+    int busy = 0, any = 0;
     for (int i = 0; i < n->nsched; i++) {
       mb_sched *s = n->sched[i];
       mb_proc *cur = atomic_load_explicit(&s->current, memory_order_acquire);
@@ -369,22 +391,33 @@ static void *ticker_main(void *arg) {
       busy++;
       /* reductions grow while a process runs, even one never preempted */
       atomic_fetch_add_explicit(&cur->reductions, 1, memory_order_relaxed);
+      uint64_t d = atomic_load_explicit(&s->next_deadline, memory_order_relaxed);
+      if (d < earliest) earliest = d;
+      if (!contended(n, s, now)) {
+        s->ticker_seen = atomic_load_explicit(&s->slice, memory_order_relaxed);
+        continue;
+      }
+      any = 1;
       uint64_t slice = atomic_load_explicit(&s->slice, memory_order_relaxed);
       if (slice != s->ticker_seen) { s->ticker_seen = slice; continue; }
-      if (!contended(n, s, now)) continue;
       atomic_store_explicit(&s->kick_slice, slice, memory_order_relaxed);
       pthread_kill(s->self, t->signo);
     }
-    if (busy) { idle_ticks = 0; continue; }
-    if (++idle_ticks < 8) continue;
-    pthread_mutex_lock(&t->lock);
-    atomic_store(&t->parked, 1);
-    while (atomic_load(&t->parked) && !node_done(n)) pthread_cond_wait(&t->cond, &t->lock);
-    pthread_mutex_unlock(&t->lock);
+    quiet_until = 0;
+    if (!busy) {
+      if (++idle_ticks >= 8) { ticker_park(n, t, 0); idle_ticks = 0; }
+      continue;
+    }
     idle_ticks = 0;
+    /* Busy but uncontended: a lone process is not interrupted, and the ticker
+     * sleeps until something pokes it (a wake-up, injected work, a signal for a
+     * running process, a new timer) or the earliest timer, at most QUIET_NS. */
+    if (!any) quiet_until = earliest < now + QUIET_NS ? earliest : now + QUIET_NS;
   }
   return NULL;
 }
+
+void mb_sched_poke(mb_node *n) { ticker_wake(n); }
 
 static void ticker_start(mb_node *n) {
   int signo = n->opts.preempt_signal;
@@ -395,21 +428,31 @@ static void ticker_start(mb_node *n) {
   if (!t) return;
   t->signo = signo;
   pthread_mutex_init(&t->lock, NULL);
-  pthread_cond_init(&t->cond, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&t->cond, &ca);
+  pthread_condattr_destroy(&ca);
   n->ticker = t;
   if (pthread_create(&t->thread, NULL, ticker_main, n) == 0) t->started = 1;
 }
 
+/* End the ticker thread; its struct stays until the node is freed, since any
+ * thread may still poke it (ticker_free). */
 static void ticker_stop(mb_node *n) {
   mb_ticker *t = n->ticker;
+  if (!t || !t->started) return;
+  pthread_mutex_lock(&t->lock);
+  atomic_store(&t->parked, 0);
+  pthread_cond_signal(&t->cond);
+  pthread_mutex_unlock(&t->lock);
+  pthread_join(t->thread, NULL);
+  t->started = 0;
+}
+
+static void ticker_free(mb_node *n) {
+  mb_ticker *t = n->ticker;
   if (!t) return;
-  if (t->started) {
-    pthread_mutex_lock(&t->lock);
-    atomic_store(&t->parked, 0);
-    pthread_cond_signal(&t->cond);
-    pthread_mutex_unlock(&t->lock);
-    pthread_join(t->thread, NULL);
-  }
   pthread_mutex_destroy(&t->lock);
   pthread_cond_destroy(&t->cond);
   free(t);
@@ -573,7 +616,7 @@ int mb_sched_start_all(mb_node *n) {
 void mb_sched_join_all(mb_node *n) {
   if (!n->sched) return;
   mb_sched_wake_all(n);
-  ticker_stop(n);
+  ticker_stop(n);   /* first: it must not signal a thread that has been joined */
   for (int i = 0; i < n->nsched; i++)
     if (n->sched[i] && n->sched[i]->started) {
       pthread_join(n->sched[i]->thread, NULL);
@@ -582,6 +625,7 @@ void mb_sched_join_all(mb_node *n) {
 }
 
 void mb_sched_free_all(mb_node *n) {
+  ticker_free(n);   /* only now: other threads may poke it until the node is freed */
   if (!n->sched) return;
   for (int i = 0; i < n->nsched; i++) {
     mb_sched *s = n->sched[i];

@@ -18,6 +18,10 @@ void mb_sched_wake_all(mb_node *n);
  * message), so it takes the `next` slot of this thread's scheduler. */
 void mb_sched_ready(mb_node *n, mb_proc *p, int woken);
 
+/* Something may now wait for a running process's thread (a signal for it):
+ * make sure the preemption ticker looks. */
+void mb_sched_poke(mb_node *n);
+
 /* The scheduler running on this thread, or NULL. */
 mb_sched *mb_sched_self(void);
 /* This thread's allocation cache if it is one of n's schedulers, else NULL. */
