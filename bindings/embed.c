@@ -63,7 +63,10 @@ int mb_spawn_script(mb_node *n, const char *path, int argc, char **argv, mb_pid 
   memset(&r, 0, sizeof r);
   char err[4096];
   r.code = mb_code_file(n, path, err, sizeof err);
-  if (!r.code) { fprintf(stderr, "moonbeam: %s\n", err); return MB_ENOTFOUND; }
+  if (!r.code) {
+    fprintf(stderr, "moonbeam: %s\n", err);
+    return strncmp(err, "cannot open", 11) == 0 ? MB_ENOTFOUND : MB_EINVAL;   /* a syntax error */
+  }
   if (argc > 0) {
     mb_buf b;
     lua_State *L = luaL_newstate();

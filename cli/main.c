@@ -17,7 +17,8 @@ static const char usage[] =
   "  --version          print the version and exit\n"
   "  --help             print this help and exit\n"
   "\n"
-  "exit status: 0; 1 when the first process ended abnormally; 2 for a usage error\n";
+  "exit status: 0; 1 when the first process ended abnormally (or the script does\n"
+  "not compile); 2 for a usage error (including a script that cannot be read)\n";
 
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "moonbeam: ");
@@ -68,7 +69,10 @@ int main(int argc, char **argv) {
   if (!node) { fprintf(stderr, "moonbeam: cannot create the node\n"); return 1; }
   mb_pid pid;
   int rc = mb_spawn_script(node, script, argc - i - 1, argv + i + 1, &pid);
-  if (rc == MB_ENOTFOUND) { mb_node_free(node); return 2; }
+  if (rc == MB_ENOTFOUND || rc == MB_EINVAL) {   /* already said why */
+    mb_node_free(node);
+    return rc == MB_ENOTFOUND ? 2 : 1;
+  }
   if (rc != 0) {
     fprintf(stderr, "moonbeam: cannot start %s: %s\n", script, mb_strerror(rc));
     mb_node_free(node);
