@@ -116,6 +116,13 @@ describe("the moonbeam command", function()
     assert.is_truthy(r.stderr:find("no_such_script", 1, true))
   end)
 
+  it("exits 1 with the compiler's message when the script does not compile", function()
+    local r = C.run { "spec/fixtures/broken_syntax.lua" }
+    assert.equal(1, r.status)
+    assert.is_truthy(r.stderr:find("broken_syntax.lua:%d+:"), r.stderr)
+    assert.is_truthy(r.stderr:find("near", 1, true), r.stderr)
+  end)
+
   it("prints its version with --version", function()
     local r = C.run { "--version" }
     assert.equal(0, r.status)
