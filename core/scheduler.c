@@ -380,8 +380,11 @@ static void *ticker_main(void *arg) {
   int idle_ticks = 0;
   uint64_t quiet_until = 0;   /* nothing was contended: park until this, or a poke */
   while (!node_done(n)) {
+    /* after a park, still sleep a tick: a poke then costs one wake-up per tick
+     * at most, however often contention comes and goes */
     if (quiet_until) ticker_park(n, t, quiet_until);
-    else { struct timespec ts = { 0, TICK_NS }; nanosleep(&ts, NULL); }
+    struct timespec ts = { 0, TICK_NS };
+    nanosleep(&ts, NULL);
     uint64_t now = mb_now_ns(), earliest = UINT64_MAX;
     int busy = 0, any = 0;
     for (int i = 0; i < n->nsched; i++) {
