@@ -69,6 +69,8 @@ struct mb_node {
 
 /* Monotonic clock. */
 uint64_t mb_now_ns(void);
+/* A condition variable whose timed waits use the monotonic clock (mb_now_ns). */
+void mb_cond_init_monotonic(pthread_cond_t *c);
 
 /* The core half of mb_node_new: no modules opened. `open_state` prepares each process state. */
 mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state);

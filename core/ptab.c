@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include "ptab.h"
+#include "node.h"
 
 struct mb_ptab {
   uint32_t cap;
@@ -109,11 +110,7 @@ mb_proc *mb_ptab_pool_get(mb_ptab *t) {
   if (!p) return NULL;
   pthread_mutex_init(&p->meta, NULL);
   pthread_mutex_init(&p->ext_lock, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&p->ext_cond, &ca);
-  pthread_condattr_destroy(&ca);
+  mb_cond_init_monotonic(&p->ext_cond);
   return p;
 }
 

@@ -431,11 +431,7 @@ static void ticker_start(mb_node *n) {
   if (!t) return;
   t->signo = signo;
   pthread_mutex_init(&t->lock, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&t->cond, &ca);
-  pthread_condattr_destroy(&ca);
+  mb_cond_init_monotonic(&t->cond);
   n->ticker = t;
   if (pthread_create(&t->thread, NULL, ticker_main, n) == 0) t->started = 1;
 }
@@ -594,9 +590,6 @@ static void *sched_main(void *arg) {
 int mb_sched_start_all(mb_node *n) {
   n->sched = calloc((size_t)n->nsched, sizeof *n->sched);
   if (!n->sched) return MB_ENOMEM;
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   for (int i = 0; i < n->nsched; i++) {
     mb_sched *s = calloc(1, sizeof *s);
     if (!s) return MB_ENOMEM;
@@ -604,10 +597,9 @@ int mb_sched_start_all(mb_node *n) {
     atomic_store(&s->next_deadline, UINT64_MAX);
     s->id = i;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, &ca);
+    mb_cond_init_monotonic(&s->cond);
     n->sched[i] = s;
   }
-  pthread_condattr_destroy(&ca);
   ticker_start(n);
   for (int i = 0; i < n->nsched; i++) {
     if (pthread_create(&n->sched[i]->thread, NULL, sched_main, n->sched[i]) != 0) return MB_ESYS;
