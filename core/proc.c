@@ -145,8 +145,6 @@ mb_proc *mb_proc_get(mb_node *n, mb_pid pid) {
   return p;
 }
 
-void mb_proc_ref(mb_proc *p) { atomic_fetch_add(&p->refs, 1); }
-
 static void bounce(mb_node *n, mb_pid dead, mb_sig *s);
 
 static void proc_recycle(mb_proc *p) {

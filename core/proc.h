@@ -117,7 +117,6 @@ static inline mb_proc *mb_proc_of(lua_State *L) { return *(mb_proc **)lua_getext
 
 mb_proc *mb_proc_alloc(mb_node *n, int kind);
 mb_proc *mb_proc_get(mb_node *n, mb_pid pid);  /* +1 ref, or NULL if not alive */
-void mb_proc_ref(mb_proc *p);
 void mb_proc_unref(mb_proc *p);
 
 /* Signals. mb_sig_new returns a signal with an empty payload. */

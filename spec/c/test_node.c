@@ -8,6 +8,8 @@
 #include <pthread.h>
 #include <time.h>
 #include "check.h"
+#include <lauxlib.h>
+#include <lualib.h>
 #include "moonbeam.h"
 
 static int run_script(const char *src, int schedulers) {
@@ -238,6 +240,47 @@ TEST(stop_of_a_never_started_node_with_a_process_returns_and_free_works) {
   unlink(path);
 }
 
+/* mb_send / mb_send_named from outside: the value arrives; errors are codes. */
+TEST(send_from_c_reaches_processes) {
+  char path[] = "/tmp/mb_test_node_XXXXXX.lua";
+  int fd = mkstemps(path, 4);
+  CHECK(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  fputs("local mb = require 'moonbeam'\nmb.register('sink')\n"
+        "local a = mb.receive(10000)\nlocal b = mb.receive(10000)\n"
+        "mb.halt(a.code + b)\n", f);
+  fclose(f);
+  mb_node_opts o = { 0 };
+  o.schedulers = 2;
+  o.log_level = "none";
+  mb_node *n = mb_node_new(&o);
+  CHECK(n != NULL);
+  mb_pid pid = 0;
+  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+  CHECK_EQ_INT(mb_node_start(n), 0);
+  mb_pid found = 0;
+  for (int i = 0; i < 10000 && mb_whereis(n, "sink", &found) != 0; i++) usleep(1000);
+  CHECK_EQ_INT(found, pid);
+  lua_State *L = luaL_newstate();
+  lua_pushnil(L);
+  CHECK_EQ_INT(mb_send(n, pid, L, -1), MB_EBADMSG);           /* nil is not a message */
+  lua_pushcfunction(L, luaopen_base);
+  CHECK_EQ_INT(mb_send(n, pid, L, -1), MB_EBADMSG);           /* nor is a function */
+  lua_pushinteger(L, 1);
+  CHECK_EQ_INT(mb_send_named(n, "nobody", L, -1), MB_ENOPROC);
+  CHECK_EQ_INT(mb_send(n, pid + 1000000, L, -1), MB_ENOPROC);
+  lua_createtable(L, 0, 1);
+  lua_pushinteger(L, 40);
+  lua_setfield(L, -2, "code");
+  CHECK_EQ_INT(mb_send(n, pid, L, -1), 0);
+  lua_pushinteger(L, 2);
+  CHECK_EQ_INT(mb_send_named(n, "sink", L, -1), 0);
+  CHECK_EQ_INT(mb_node_wait(n), 42);
+  lua_close(L);
+  mb_node_free(n);
+  unlink(path);
+}
+
 TEST_MAIN(CHECK_CASE(script_ending_normally_gives_status_0), CHECK_CASE(script_raising_gives_status_1),
           CHECK_CASE(halt_gives_its_code), CHECK_CASE(os_exit_is_halt),
           CHECK_CASE(many_processes_report_to_parent), CHECK_CASE(hammer_producers_keep_order),
@@ -246,4 +289,5 @@ TEST_MAIN(CHECK_CASE(script_ending_normally_gives_status_0), CHECK_CASE(script_r
           CHECK_CASE(stop_while_another_thread_waits_on_a_module_process),
           CHECK_CASE(stop_while_another_thread_waits_on_a_script_process),
           CHECK_CASE(stop_of_a_never_started_node_returns_and_free_works),
-          CHECK_CASE(stop_of_a_never_started_node_with_a_process_returns_and_free_works))
+          CHECK_CASE(stop_of_a_never_started_node_with_a_process_returns_and_free_works),
+          CHECK_CASE(send_from_c_reaches_processes))
