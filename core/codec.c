@@ -613,6 +613,35 @@ typedef struct dec {
 
 static int dec_value(dec *d);
 
+/* A pure array of a few dozen elements or more is built by Lua itself: its values
+ * go on the stack and `return {...}` (one SETLIST) makes the table, instead of
+ * one lua_rawseti per element. The packer is compiled once per state. */
+#define PACK_MIN 16
+#define PACK_MAX 4096
+static const char pack_key = 0;
+
+static int dec_packed(dec *d, int narr) {
+  lua_State *L = d->L;
+  uint32_t k = d->ntabs++;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pack_key) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    if (luaL_loadstring(L, "return {...}") != LUA_OK) return -1;   /* only memory can fail */
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &pack_key);
+  }
+  int base = lua_gettop(L);
+  d->open[d->depth++] = k;
+  for (int i = 0; i < narr; i++)
+    if (dec_value(d)) { lua_settop(L, base - 1); return -1; }
+  lua_call(L, narr, 1);
+  if (d->refs) {
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, d->refs, (lua_Integer)k + 1);
+  }
+  d->depth--;
+  return 0;
+}
+
 static int dec_table(dec *d) {
   lua_State *L = d->L;
   uint64_t narr;
@@ -620,6 +649,9 @@ static int dec_table(dec *d) {
   if (rd_table(&d->r, &narr, &nh) || d->depth >= MB_CODEC_MAXDEPTH || d->ntabs == UINT32_MAX ||
       !lua_checkstack(L, DEC_SLOTS))
     return -1;
+  if (nh == 0 && narr >= PACK_MIN && narr <= PACK_MAX && narr <= rd_left(&d->r) &&
+      lua_checkstack(L, (int)narr + DEC_SLOTS))
+    return dec_packed(d, (int)narr);
   lua_createtable(L, narr > INT_MAX ? INT_MAX : (int)narr, nh > INT_MAX ? INT_MAX : (int)nh);
   uint32_t k = d->ntabs++;
   if (d->refs) {
