@@ -305,6 +305,8 @@ static int enc_table(enc *e, int idx) {
 
 static int enc_value(enc *e, int idx) {
   lua_State *L = e->L;
+  if (lua_isinteger(L, idx))   /* the commonest value: skip the type switch */
+    return put_tagvar(e, T_INT, zigzag(lua_tointeger(L, idx)));
   switch (lua_type(L, idx)) {
   case LUA_TNONE: /* past the top, as a missing argument: nil */
   case LUA_TNIL:
