@@ -78,6 +78,7 @@ struct mb_proc {
 
   /* [owner] */
   lua_State *L;                 /* the process state */
+  struct mb_acache *acache;     /* the running scheduler's allocation cache, NULL between runs */
   lua_State *co;                /* the body coroutine */
   lua_State *volatile cur;      /* the thread of L now running (user coroutines included) */
   int yield_reason;

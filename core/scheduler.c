@@ -66,10 +66,6 @@ static void ticker_wake(mb_node *n);
 
 mb_sched *mb_sched_self(void) { return tls_sched; }
 
-mb_acache *mb_sched_acache(mb_node *n) {
-  mb_sched *s = tls_sched;
-  return s && s->node == n ? &s->acache : NULL;
-}
 
 /* ---- run queues ---- */
 
@@ -461,6 +457,7 @@ static void ticker_free(mb_node *n) {
 /* ---- running a process ---- */
 
 static void park(mb_sched *s, mb_proc *p) {
+  p->acache = NULL;   /* before anyone else may run it */
   atomic_store(&p->state, MB_PS_WAITING);
   atomic_thread_fence(memory_order_seq_cst);
   int pending = atomic_load(&p->mq_count) > 0 ||
@@ -472,6 +469,7 @@ static void park(mb_sched *s, mb_proc *p) {
 }
 
 static void preempted(mb_sched *s, mb_proc *p) {
+  p->acache = NULL;
   atomic_store(&p->state, MB_PS_RUNNABLE);
   if (s->next) { rq_push(s, s->next); s->next = NULL; atomic_store_explicit(&s->has_next, 0, memory_order_relaxed); }
   rq_push(s, p);
@@ -509,6 +507,7 @@ static void run_lua(mb_sched *s, mb_proc *p) {
 
 static void run(mb_sched *s, mb_proc *p) {
   atomic_store(&p->state, MB_PS_RUNNING);
+  p->acache = &s->acache;   /* allocations while it runs use this thread's free lists */
   if (p->kind == MB_PK_NATIVE) {
     mb_proc_drain(p);
     if (p->doom) { mb_spawn_end(p, LUA_OK); return; }

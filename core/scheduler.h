@@ -24,8 +24,6 @@ void mb_sched_poke(mb_node *n);
 
 /* The scheduler running on this thread, or NULL. */
 mb_sched *mb_sched_self(void);
-/* This thread's allocation cache if it is one of n's schedulers, else NULL. */
-mb_acache *mb_sched_acache(mb_node *n);
 
 /* [owner] Timers on the current scheduler. */
 int mb_sched_arm_wait(mb_proc *p, uint64_t deadline);

@@ -56,8 +56,10 @@ static void push_box(lua_State *L, const char *key, const char *mt, lua_CFunctio
     return;
   }
   lua_pop(L, 1);
-  box *b = lua_newuserdatauv(L, sizeof(box), 0); /* mt ud */
+  box *b = lua_newuserdatauv(L, sizeof(box), 1); /* mt ud */
   b->id = id;
+  lua_pushlightuserdata(L, (void *)key);         /* the kind, for a cheap test_box */
+  lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, -2);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
@@ -68,11 +70,12 @@ static void push_box(lua_State *L, const char *key, const char *mt, lua_CFunctio
 void mb_push_pid(lua_State *L, mb_pid pid) { push_box(L, &pid_key, MB_PID_MT, pid_tostring, pid); }
 void mb_push_ref(lua_State *L, uint64_t ref) { push_box(L, &ref_key, MB_REF_MT, ref_tostring, ref); }
 
+/* The kind is the userdata's user value (a light userdata only this file can
+ * make): no metatable or registry lookup, so a send's pid test stays cheap. */
 static int test_box(lua_State *L, int idx, const char *key, uint64_t *out) {
-  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return 0;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
-  int ok = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
+  if (lua_type(L, idx) != LUA_TUSERDATA) return 0;
+  int ok = lua_getiuservalue(L, idx, 1) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == (void *)key;
+  lua_pop(L, 1);
   if (ok && out) *out = ((box *)lua_touserdata(L, idx))->id;
   return ok;
 }
