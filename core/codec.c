@@ -627,7 +627,7 @@ static int dec_packed(dec *d, int narr) {
   uint32_t k = d->ntabs++;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pack_key) != LUA_TFUNCTION) {
     lua_pop(L, 1);
-    if (luaL_loadstring(L, "return {...}") != LUA_OK) return -1;   /* only memory can fail */
+    if (luaL_loadstring(L, "return {...}") != LUA_OK) lua_error(L);   /* only memory can fail: raise it */
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &pack_key);
   }
