@@ -3,11 +3,6 @@
 #include <string.h>
 #include "alloc.h"
 
-/* ASan must see every block; TSan runs the real allocator (it is on every path) */
-#if defined(__SANITIZE_ADDRESS__)
-#define MB_ALLOC_PLAIN 1
-#endif
-
 #define CHUNK_SIZE (64 * 1024)
 
 typedef struct mb_chunk { struct mb_chunk *next; } mb_chunk;

@@ -15,7 +15,7 @@ static void *proc_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   int64_t heap = atomic_load_explicit(&p->heap_bytes, memory_order_relaxed);
   mb_node *n = p->node;
   if (nsize == 0) {
-    mb_arena_realloc(&n->arena, p->acache, ptr, old, 0);
+    if (!mb_arena_free_fast(p->acache, ptr, old)) mb_arena_realloc(&n->arena, p->acache, ptr, old, 0);
     atomic_store_explicit(&p->heap_bytes, heap - (int64_t)old, memory_order_relaxed);
     return NULL;
   }
@@ -25,7 +25,8 @@ static void *proc_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (!p->oom) { p->oom = 1; mb_sched_arm_hook(p); }
     return NULL;
   }
-  void *np = mb_arena_realloc(&n->arena, p->acache, ptr, old, nsize);
+  void *np = ptr ? NULL : mb_arena_alloc_fast(p->acache, nsize);
+  if (!np) np = mb_arena_realloc(&n->arena, p->acache, ptr, old, nsize);
   if (!np) {
     if (!p->oom) { p->oom = 1; mb_sched_arm_hook(p); }
     return NULL;
