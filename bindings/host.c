@@ -89,6 +89,7 @@ static int h_self(lua_State *L) {
 static int h_receive(lua_State *L) {
   host *h = check_host(L);
   mb_proc *p = h->self;
+  if (p->selecting) return luaL_error(L, "receive: cannot be called from a match function");
   lua_remove(L, 1);
   uint64_t deadline;
   int match = mb_l_receive_args(L, &deadline, "receive");

@@ -108,8 +108,7 @@ int mb_l_spawn(lua_State *L, mb_node *n, mb_proc *parent, int first, int link, i
   } else if (lua_type(L, first) == LUA_TTABLE) {
     if (lua_getfield(L, first, "module") != LUA_TSTRING)
       return luaL_error(L, "%s: options need a module name", op);
-    module = lua_tostring(L, -1);
-    lua_pop(L, 1);   /* the string stays alive in the options table */
+    module = lua_tostring(L, -1);   /* kept on the stack: an __index may have made it */
     if (lua_getfield(L, first, "max_heap") != LUA_TNIL) {
       lua_Integer mh = lua_tointeger(L, -1);
       if (!lua_isinteger(L, -1) || mh < 0) return luaL_error(L, "%s: max_heap must be a non-negative integer", op);
@@ -203,47 +202,78 @@ static void push_message(lua_State *L, mb_sig *m) {
   lua_rawseti(L, -2, i);
 }
 
-static int call_match(lua_State *L) {
-  lua_call(L, 1, 1);
+/* The first message in the inbox: unlinked before it is decoded, so Lua code that
+ * runs meanwhile (a finalizer during an allocation, receiving itself) cannot free
+ * it under us. While decoded it sits on p->taken (a stack: such receives nest);
+ * if decoding raises (memory), it stays there until the process ends. */
+static int select_first(lua_State *L, mb_proc *p) {
+  mb_sig *m = p->inbox;
+  if (!m) return 0;
+  mb_proc_take(p, NULL, m);
+  m->next = p->taken;
+  p->taken = m;
+  if (m->lref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, m->lref);
+    luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
+  } else {
+    push_message(L, m);
+  }
+  p->taken = m->next;   /* nested receives have popped theirs by now */
+  mb_sig_free(m);
+  atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
   return 1;
 }
 
-int mb_l_select(lua_State *L, mb_proc *p, int match_idx) {
+/* Selective receive, run protected with p->selecting set for its whole length:
+ * while it walks the inbox, neither the match function nor a finalizer may
+ * receive or demonitor (which would unlink messages it holds). */
+static int select_match(lua_State *L) {
+  mb_proc *p = lua_touserdata(L, 1);   /* 2: the match function */
   mb_sig *prev = p->recv_pos;
   mb_sig *m = prev ? prev->next : p->inbox;
   while (m) {
     push_message(L, m);
-    int ok = 1;
-    if (match_idx) {
-      /* The match function must not change the inbox under our feet: receive
-       * and demonitor refuse to run inside it (see `selecting`). */
-      lua_pushcfunction(L, call_match);
-      lua_pushvalue(L, match_idx);
-      lua_pushvalue(L, -3);
-      p->selecting = 1;
-      int st = lua_pcall(L, 2, 1, 0);
-      p->selecting = 0;
-      if (st != LUA_OK) {
-        if (m->lref == LUA_NOREF) { lua_pushvalue(L, -2); m->lref = luaL_ref(L, LUA_REGISTRYINDEX); }
-        return lua_error(L);
-      }
-      ok = lua_toboolean(L, -1);
-      lua_pop(L, 1);
-    }
+    if (m->lref == LUA_NOREF) { lua_pushvalue(L, -1); m->lref = luaL_ref(L, LUA_REGISTRYINDEX); }
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 1);
+    int ok = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     if (ok) {
-      if (m->lref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
+      luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
       mb_proc_take(p, prev, m);
       mb_sig_free(m);
       atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
       return 1;
     }
-    if (m->lref == LUA_NOREF) m->lref = luaL_ref(L, LUA_REGISTRYINDEX);
-    else lua_pop(L, 1);
+    lua_pop(L, 1);
     prev = m;
     m = m->next;
     p->recv_pos = prev;
   }
   return 0;
+}
+
+int mb_l_select(lua_State *L, mb_proc *p, int match_idx) {
+  if (!match_idx) return select_first(L, p);
+  int base = lua_gettop(L);
+  lua_pushcfunction(L, select_match);
+  lua_pushlightuserdata(L, p);
+  lua_pushvalue(L, match_idx);
+  p->selecting = 1;
+  int st = lua_pcall(L, 2, LUA_MULTRET, 0);
+  p->selecting = 0;
+  if (st != LUA_OK) return lua_error(L);
+  return lua_gettop(L) - base;   /* 1: the message is on top; 0: none matched */
+}
+
+/* now + ms as a monotonic deadline; MB_NEVER for math.huge or anything past a
+ * few centuries (a double that does not fit the clock must not wrap to "now"). */
+#define MB_NEVER UINT64_MAX
+static uint64_t deadline_after(lua_Number ms) {
+  if (!(ms < 1e13)) return MB_NEVER;   /* also NaN */
+  if (ms < 0) ms = 0;
+  return mb_now_ns() + (uint64_t)(ms * 1e6);
 }
 
 int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname) {
@@ -264,8 +294,8 @@ int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname) {
     lua_Number ms = luaL_checknumber(L, 2);
     if (ms < 0) return luaL_argerror(L, 2, "timeout must be >= 0");
     (void)fname;
-    *deadline = mb_now_ns() + (uint64_t)(ms * 1e6);
-    if (*deadline == 0) *deadline = 1;
+    *deadline = deadline_after(ms);
+    if (*deadline == MB_NEVER) *deadline = 0;   /* math.huge: wait forever */
   }
   return match;
 }
@@ -273,7 +303,7 @@ int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname) {
 /* End the process now if a signal doomed it (exit, kill, halt, out of memory). */
 static int doomed(lua_State *L, mb_proc *p) {
   if (!p->doom) return 0;
-  if (lua_isyieldable(L)) { p->yield_reason = MB_Y_DOOM; return lua_yield(L, 0); }
+  if (mb_proc_can_yield(L, p)) { p->yield_reason = MB_Y_DOOM; return lua_yield(L, 0); }
   mb_sched_arm_hook(p);
   return luaL_error(L, "process is exiting");
 }
@@ -289,6 +319,8 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushnil(L);
     return 1;
   }
+  if (!mb_proc_can_yield(L, p) || !mb_sched_self())
+    return luaL_error(L, "receive: cannot block here (attempt to yield across a C-call boundary)");
   if (p->deadline && !p->wait_timer && mb_sched_arm_wait(p, p->deadline) != 0)
     return luaL_error(L, "receive: not enough memory");
   p->yield_reason = MB_Y_WAIT;
@@ -312,7 +344,9 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   mb_proc_drain(p);
   if (p->doom) return doomed(L, p);
   if (mb_now_ns() >= p->deadline) { mb_sched_disarm_wait(p); return 0; }
-  if (!p->wait_timer && mb_sched_arm_wait(p, p->deadline) != 0)
+  if (!mb_proc_can_yield(L, p) || !mb_sched_self())
+    return luaL_error(L, "sleep: cannot block here (attempt to yield across a C-call boundary)");
+  if (!p->wait_timer && p->deadline != MB_NEVER && mb_sched_arm_wait(p, p->deadline) != 0)
     return luaL_error(L, "sleep: not enough memory");
   p->yield_reason = MB_Y_WAIT;
   return lua_yieldk(L, 0, 0, sleep_k);
@@ -323,7 +357,7 @@ static int l_sleep(lua_State *L) {
   lua_Number ms = luaL_checknumber(L, 1);
   if (ms < 0) ms = 0;
   mb_sched_disarm_wait(p);
-  p->deadline = mb_now_ns() + (uint64_t)(ms * 1e6);
+  p->deadline = deadline_after(ms);
   return sleep_k(L, LUA_OK, 0);
 }
 
@@ -359,7 +393,9 @@ static int l_monitor(lua_State *L) {
 static int l_demonitor(lua_State *L) {
   mb_proc *p = self_proc(L);
   if (p->selecting) return luaL_error(L, "demonitor: cannot be called from a match function");
-  lua_pushboolean(L, mb_proc_demonitor(p, mb_check_ref(L, 1)));
+  int had = mb_proc_demonitor(p, mb_check_ref(L, 1));
+  if (p->doom) return doomed(L, p);   /* its drain may have met an exit signal */
+  lua_pushboolean(L, had);
   return 1;
 }
 
@@ -448,7 +484,7 @@ static int l_send_after(lua_State *L) {
   mb_timer *t = calloc(1, sizeof *t);
   if (!t || (name && !(t->name = strdup(name)))) { free(t); return raise_free(L, s, "%s", "send_after: not enough memory"); }
   if (ms < 0) ms = 0;
-  t->deadline = mb_now_ns() + (uint64_t)(ms * 1e6);
+  t->deadline = deadline_after(ms);
   t->ref = mb_node_make_ref(p->node);
   t->pid = to;
   t->msg = s;

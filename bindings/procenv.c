@@ -45,7 +45,7 @@ static int os_exit(lua_State *L) {
   mb_proc *p = mb_proc_of(L);
   mb_node_halt(p->node, code);
   if (!p->doom) p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, "normal");
-  if (lua_isyieldable(L)) { p->yield_reason = MB_Y_DOOM; return lua_yield(L, 0); }
+  if (mb_proc_can_yield(L, p)) { p->yield_reason = MB_Y_DOOM; return lua_yield(L, 0); }
   mb_sched_arm_hook(p);
   return luaL_error(L, "halted");
 }
@@ -69,10 +69,13 @@ static int do_resume(lua_State *L, lua_State *co, int narg, int coidx, int wrap)
   if (!lua_checkstack(co, narg)) { lua_pushliteral(L, "too many arguments to resume"); goto fail; }
   lua_xmove(L, co, narg);
   lua_State *outer = p->cur;
+  int passable = lua_isyieldable(L);   /* could a core yield of co be passed on? */
+  if (!passable) p->no_core_yield++;
   p->cur = co;
   int nres = 0;
   int st = lua_resume(co, L, narg, &nres);
   p->cur = outer;
+  if (!passable) p->no_core_yield--;
   if (st == LUA_YIELD && p->yield_reason != MB_Y_NONE) {
     /* the core's yield: pass it up; resume_k resumes co again later */
     lua_pop(co, nres);

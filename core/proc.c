@@ -161,9 +161,11 @@ static void proc_recycle(mb_proc *p) {
   if (p->args) mb_sig_free(p->args);
   if (p->doom) mb_sig_free(p->doom);
   if (p->code) mb_code_unref(p->code);
+  for (mb_sig *m = p->taken, *next; m; m = next) { next = m->next; mb_sig_free(m); }
   pthread_mutex_t meta = p->meta, el = p->ext_lock;
   pthread_cond_t ec = p->ext_cond;
   memset((char *)p + offsetof(mb_proc, state), 0, sizeof *p - offsetof(mb_proc, state));
+  atomic_store(&p->pid, 0);
   p->meta = meta; p->ext_lock = el; p->ext_cond = ec;
   mb_ptab_pool_put(n->ptab, p);
 }
@@ -179,11 +181,15 @@ mb_proc *mb_proc_alloc(mb_node *n, int kind) {
   p->kind = kind;
   mb_mpsc_init(&p->mq);
   atomic_store(&p->state, MB_PS_RUNNABLE);
+  /* the table's reference, taken before the pid is published so that a lookup
+   * never finds a live pid it cannot reference; the pid was 0 until now, so a
+   * stale reader of a recycled struct does not match it */
+  atomic_store(&p->refs, 1);
   if (mb_ptab_insert(n->ptab, p) != 0) {
+    atomic_store(&p->refs, 0);
     mb_ptab_pool_put(n->ptab, p);
     return NULL;
   }
-  atomic_store(&p->refs, 1);   /* the table's reference; published after the pid */
   if (kind != MB_PK_EXTERNAL) atomic_fetch_add(&n->live, 1);
   return p;
 }
@@ -433,13 +439,15 @@ void mb_proc_finish(mb_proc *p, mb_sig *reason) {
   mb_pid me = atomic_load(&p->pid);
   int abnormal = !mb_reason_is_normal(reason->data, reason->len);
 
+  /* DEAD under meta, with the name taken: a register racing with this end
+   * either sees the name gone or the process dead (mb_registry_add) */
   pthread_mutex_lock(&p->meta);
+  atomic_store(&p->state, MB_PS_DEAD);
   char *name = p->name;
   p->name = NULL;
   pthread_mutex_unlock(&p->meta);
   if (name) { mb_registry_remove(n->reg, name, me); free(name); }
   mb_ptab_remove(n->ptab, p);
-  atomic_store(&p->state, MB_PS_DEAD);
 
   if (p->kind == MB_PK_LUA) mb_sched_disarm_wait(p);
   if (p->L) { lua_close(p->L); p->L = p->co = NULL; p->cur = NULL; }

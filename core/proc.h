@@ -84,7 +84,9 @@ struct mb_proc {
   int yield_reason;
   int nargs;
   uint8_t started, oom, first, script;
-  uint8_t selecting;             /* [owner] a selective receive's match function is running */
+  uint8_t selecting;             /* [owner] a selective receive is walking the inbox */
+  uint16_t no_core_yield;        /* [owner] inside a coroutine resumed where a yield cannot pass */
+  mb_sig *taken;                 /* [owner] messages unlinked and being decoded (a stack) */
   mb_sig *inbox, *inbox_tail;   /* drained messages, in arrival order */
   mb_sig *doom;                 /* set: the process must end with this reason (EXIT-shaped sig) */
   mb_code *code;                /* what to run: a module ... */
@@ -115,6 +117,13 @@ struct mb_proc {
 
 /* The process running on this thread's state L. */
 static inline mb_proc *mb_proc_of(lua_State *L) { return *(mb_proc **)lua_getextraspace(L); }
+
+/* Can the core yield the process from L now (block, be preempted, end)? Not
+ * inside C calls that cannot yield, nor inside a user coroutine that was resumed
+ * from such a place (its yield could not be passed on to the scheduler). */
+static inline int mb_proc_can_yield(lua_State *L, mb_proc *p) {
+  return lua_isyieldable(L) && !p->no_core_yield;
+}
 
 mb_proc *mb_proc_alloc(mb_node *n, int kind);
 mb_proc *mb_proc_get(mb_node *n, mb_pid pid);  /* +1 ref, or NULL if not alive */

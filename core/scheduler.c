@@ -283,7 +283,7 @@ static void fire_due(mb_sched *s) {
 void mb_sched_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   mb_proc *p = mb_proc_of(L);
-  if (p && L != p->L && lua_isyieldable(L)) {
+  if (p && L != p->L && mb_proc_can_yield(L, p)) {
     lua_sethook(L, NULL, 0, 0);
     p->yield_reason = (p->doom || p->oom) ? MB_Y_DOOM : MB_Y_PREEMPT;
     lua_yield(L, 0);
@@ -457,11 +457,15 @@ static void ticker_free(mb_node *n) {
 /* ---- running a process ---- */
 
 static void park(mb_sched *s, mb_proc *p) {
-  p->acache = NULL;   /* before anyone else may run it */
+  /* read what we need of p before it is published as waiting: from then on
+   * another scheduler may run it */
+  int timed = p->wait_timer != NULL;
+  uint32_t armed = p->wait_armed_seq;
+  p->acache = NULL;
   atomic_store(&p->state, MB_PS_WAITING);
   atomic_thread_fence(memory_order_seq_cst);
   int pending = atomic_load(&p->mq_count) > 0 ||
-                (p->wait_timer && atomic_load(&p->wait_seq) != p->wait_armed_seq);
+                (timed && atomic_load(&p->wait_seq) != armed);
   if (pending) {
     int st = MB_PS_WAITING;
     if (atomic_compare_exchange_strong(&p->state, &st, MB_PS_RUNNABLE)) rq_push(s, p);
