@@ -122,6 +122,9 @@ double mb_timers_cancel(mb_timers *m, uint64_t ref, uint64_t now, mb_pid *target
     unmap(m, ref);
     left = t->deadline > now ? (double)(t->deadline - now) / 1e6 : 0;
     if (target) *target = t->pid;
+    /* the message goes now; the small timer stays in its heap until its
+     * deadline (the owner frees it then, after taking this lock) */
+    if (t->msg) { mb_sig_free(t->msg); t->msg = NULL; }
   }
   pthread_mutex_unlock(&m->lock);
   return left;
@@ -129,7 +132,13 @@ double mb_timers_cancel(mb_timers *m, uint64_t ref, uint64_t now, mb_pid *target
 
 int mb_timers_claim(mb_timers *m, mb_timer *t) {
   int pending = MB_T_PENDING;
-  if (!atomic_compare_exchange_strong(&t->state, &pending, MB_T_FIRED)) return 0;
+  if (!atomic_compare_exchange_strong(&t->state, &pending, MB_T_FIRED)) {
+    /* cancelled: the canceller freed the message under the lock; taking it
+     * here makes that visible before the owner frees the timer */
+    pthread_mutex_lock(&m->lock);
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+  }
   if (t->ref) {
     pthread_mutex_lock(&m->lock);
     unmap(m, t->ref);

@@ -38,7 +38,8 @@ void mb_heap_free(mb_heap *h);  /* frees the remaining timers too */
 mb_timers *mb_timers_new(void);
 void mb_timers_free(mb_timers *m);
 void mb_timers_add(mb_timers *m, mb_timer *t);
-/* Cancel by ref: ms left (>= 0) if it was pending, -1 if fired, cancelled or unknown. */
+/* Cancel by ref: ms left (>= 0) if it was pending, -1 if fired, cancelled or unknown.
+ * A cancelled timer's message is freed at once. */
 double mb_timers_cancel(mb_timers *m, uint64_t ref, uint64_t now, mb_pid *target);
 /* The owner fires t: 1 if it was still pending (then it is out of the map), else 0. */
 int mb_timers_claim(mb_timers *m, mb_timer *t);

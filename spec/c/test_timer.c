@@ -71,5 +71,19 @@ TEST(claim_then_cancel_is_false) {
   mb_timers_free(m);
 }
 
+TEST(cancel_frees_the_message_at_once) {
+  mb_timers *m = mb_timers_new();
+  mb_timer *t = mk(5000000000ull, 77);
+  t->msg = mb_sig_string(MB_SIG_MSG, 1, 0, "a message that would otherwise wait for the deadline");
+  CHECK(t->msg != NULL);
+  mb_timers_add(m, t);
+  CHECK(mb_timers_cancel(m, 77, 0, NULL) > 0);
+  CHECK(t->msg == NULL);                   /* freed by the cancel */
+  CHECK(mb_timers_claim(m, t) == 0);      /* the owner, at the deadline */
+  mb_timer_free(t);                        /* no double free (ASan) */
+  mb_timers_free(m);
+}
+
 TEST_MAIN(CHECK_CASE(heap_pops_in_deadline_order), CHECK_CASE(heap_remove_keeps_order),
-          CHECK_CASE(cancel_reports_time_left_once), CHECK_CASE(claim_then_cancel_is_false))
+          CHECK_CASE(cancel_reports_time_left_once), CHECK_CASE(claim_then_cancel_is_false),
+          CHECK_CASE(cancel_frees_the_message_at_once))
