@@ -525,15 +525,16 @@ static int l_is_alive(lua_State *L) {
   return 1;
 }
 
+/* The pids go through a userdata buffer (collected, never leaked, if building the
+ * result runs out of memory). */
 int mb_l_processes(lua_State *L, mb_node *n) {
   size_t cap = 1024, k;
-  mb_pid *v = NULL;
+  mb_pid *v;
   for (;;) {
-    mb_pid *nv = realloc(v, sizeof *v * cap);
-    if (!nv) { free(v); return luaL_error(L, "processes: not enough memory"); }
-    v = nv;
+    v = lua_newuserdatauv(L, sizeof *v * cap, 0);
     k = mb_ptab_list(n->ptab, v, cap);
     if (k <= cap) break;
+    lua_pop(L, 1);
     cap = k + 1024;
   }
   lua_createtable(L, (int)k, 0);
@@ -541,7 +542,7 @@ int mb_l_processes(lua_State *L, mb_node *n) {
     mb_push_pid(L, v[i]);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  free(v);
+  lua_remove(L, -2);
   return 1;
 }
 
@@ -555,46 +556,73 @@ static const char *status_name(int st) {
   }
 }
 
+/* A snapshot of another process, taken under its lock into a userdata (so that
+ * building the Lua table, which may run out of memory, holds no reference and
+ * no malloc'd copy). */
+typedef struct {
+  int st, trap, nl, nm;
+  int64_t mem, qlen;
+  uint64_t red;
+  size_t name_len, module_len;   /* (size_t)-1: none */
+  char bytes[];                  /* pids (links, monitors), then name, then module */
+} snapshot;
+
 int mb_l_info(lua_State *L, mb_node *n, mb_pid pid) {
-  mb_proc *q = mb_proc_get(n, pid);
-  if (!q) { lua_pushnil(L); return 1; }
-  pthread_mutex_lock(&q->meta);
-  int nl = q->links.n, nm = q->monitors.n;
-  mb_pid *copy = malloc(sizeof *copy * (size_t)(nl + nm + 1));
-  if (copy) {
-    if (nl) memcpy(copy, q->links.v, sizeof *copy * (size_t)nl);
-    if (nm) memcpy(copy + nl, q->monitors.pid, sizeof *copy * (size_t)nm);
+  size_t room = 16 * sizeof(mb_pid) + 128;
+  for (;;) {
+    snapshot *s = lua_newuserdatauv(L, sizeof *s + room, 0);
+    mb_proc *q = mb_proc_get(n, pid);
+    if (!q) { lua_pushnil(L); return 1; }
+    pthread_mutex_lock(&q->meta);
+    size_t nlen = q->name ? strlen(q->name) : 0, mlen = q->module ? strlen(q->module) : 0;
+    size_t need = sizeof(mb_pid) * (size_t)(q->links.n + q->monitors.n) + nlen + mlen;
+    if (need > room) {
+      pthread_mutex_unlock(&q->meta);
+      mb_proc_unref(q);
+      lua_pop(L, 1);
+      room = need + 64;
+      continue;
+    }
+    s->nl = q->links.n;
+    s->nm = q->monitors.n;
+    mb_pid *pids = (mb_pid *)s->bytes;
+    if (s->nl) memcpy(pids, q->links.v, sizeof *pids * (size_t)s->nl);
+    if (s->nm) memcpy(pids + s->nl, q->monitors.pid, sizeof *pids * (size_t)s->nm);
+    char *text = (char *)(pids + s->nl + s->nm);
+    s->name_len = q->name ? nlen : (size_t)-1;
+    if (q->name) memcpy(text, q->name, nlen);
+    s->module_len = q->module ? mlen : (size_t)-1;
+    if (q->module) memcpy(text + nlen, q->module, mlen);
+    s->trap = q->trap_exit;
+    pthread_mutex_unlock(&q->meta);
+    s->st = atomic_load(&q->state);
+    s->mem = atomic_load(&q->heap_bytes) + atomic_load(&q->queue_bytes) + (int64_t)sizeof(mb_proc);
+    s->qlen = atomic_load(&q->mq_count) + atomic_load(&q->inbox_len);
+    s->red = atomic_load(&q->reductions);
+    mb_proc_unref(q);
+
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, status_name(s->st));
+    lua_setfield(L, -2, "status");
+    if (s->module_len != (size_t)-1) { lua_pushlstring(L, text + nlen, s->module_len); lua_setfield(L, -2, "module"); }
+    lua_pushinteger(L, s->qlen < 0 ? 0 : s->qlen);
+    lua_setfield(L, -2, "message_queue_len");
+    lua_pushinteger(L, s->mem);
+    lua_setfield(L, -2, "memory");
+    lua_pushinteger(L, (lua_Integer)s->red);
+    lua_setfield(L, -2, "reductions");
+    lua_pushboolean(L, s->trap);
+    lua_setfield(L, -2, "trap_exit");
+    if (s->name_len != (size_t)-1) { lua_pushlstring(L, text, s->name_len); lua_setfield(L, -2, "registered_name"); }
+    lua_createtable(L, s->nl, 0);
+    for (int i = 0; i < s->nl; i++) { mb_push_pid(L, pids[i]); lua_rawseti(L, -2, i + 1); }
+    lua_setfield(L, -2, "links");
+    lua_createtable(L, s->nm, 0);
+    for (int i = 0; i < s->nm; i++) { mb_push_pid(L, pids[s->nl + i]); lua_rawseti(L, -2, i + 1); }
+    lua_setfield(L, -2, "monitors");
+    lua_remove(L, -2);
+    return 1;
   }
-  char *name = q->name ? strdup(q->name) : NULL;
-  int trap = q->trap_exit;
-  pthread_mutex_unlock(&q->meta);
-  int st = atomic_load(&q->state);
-  int64_t mem = atomic_load(&q->heap_bytes) + atomic_load(&q->queue_bytes);
-  int64_t qlen = atomic_load(&q->mq_count) + atomic_load(&q->inbox_len);
-  uint64_t red = atomic_load(&q->reductions);
-  const char *module = q->module;
-  lua_createtable(L, 0, 10);
-  lua_pushstring(L, status_name(st));
-  lua_setfield(L, -2, "status");
-  if (module) { lua_pushstring(L, module); lua_setfield(L, -2, "module"); }
-  mb_proc_unref(q);
-  lua_pushinteger(L, qlen < 0 ? 0 : qlen);
-  lua_setfield(L, -2, "message_queue_len");
-  lua_pushinteger(L, mem + (int64_t)sizeof(mb_proc));
-  lua_setfield(L, -2, "memory");
-  lua_pushinteger(L, (lua_Integer)red);
-  lua_setfield(L, -2, "reductions");
-  lua_pushboolean(L, trap);
-  lua_setfield(L, -2, "trap_exit");
-  if (name) { lua_pushstring(L, name); lua_setfield(L, -2, "registered_name"); free(name); }
-  lua_createtable(L, nl, 0);
-  for (int i = 0; copy && i < nl; i++) { mb_push_pid(L, copy[i]); lua_rawseti(L, -2, i + 1); }
-  lua_setfield(L, -2, "links");
-  lua_createtable(L, nm, 0);
-  for (int i = 0; copy && i < nm; i++) { mb_push_pid(L, copy[nl + i]); lua_rawseti(L, -2, i + 1); }
-  lua_setfield(L, -2, "monitors");
-  free(copy);
-  return 1;
 }
 
 static int l_info(lua_State *L) { return mb_l_info(L, self_proc(L)->node, mb_check_pid(L, 1)); }

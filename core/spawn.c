@@ -55,7 +55,10 @@ int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out) {
   p->max_heap = r->max_heap;
   p->first = (uint8_t)r->first;
   p->script = (uint8_t)r->script;
-  p->module = r->code ? strdup(r->code->name) : NULL;
+  char *module = r->code ? strdup(r->code->name) : NULL;
+  pthread_mutex_lock(&p->meta);   /* mb.info may already read it */
+  p->module = module;
+  pthread_mutex_unlock(&p->meta);
   if (r->link) {
     mb_pid other = atomic_load(&r->link->pid);
     mb_pidset_add(&p->links, other);
