@@ -45,6 +45,7 @@ struct mb_sched {
   _Atomic uint64_t next_deadline; /* earliest timer here, UINT64_MAX if none */
   lua_State *volatile hooked;
   mb_acache acache;
+  mb_mpsc cancelq;               /* wait timers of this heap cancelled on other threads */
 };
 
 /* The ticker: one thread per node that wakes every tick while some scheduler is
@@ -230,13 +231,32 @@ void mb_sched_disarm_wait(mb_proc *p) {
   if (!t) return;
   p->wait_timer = NULL;
   uint32_t armed = p->wait_armed_seq;
-  /* If the timer has not fired, consume its sequence; only its own scheduler may
-   * free it, and a stale one is freed when it comes due. */
-  if (atomic_compare_exchange_strong(&p->wait_seq, &armed, armed + 1) && p->wait_sched == tls_sched) {
-    mb_heap_remove(&tls_sched->timers, t);
-    heap_changed(tls_sched);
+  /* Whoever consumes the wait's sequence owns the timer: if it already fired,
+   * its scheduler freed it. Else it is ours to end: on its own scheduler, out
+   * of the heap at once; from another thread, through the owner's cancel queue
+   * (only the owner touches its heap). */
+  if (!atomic_compare_exchange_strong(&p->wait_seq, &armed, armed + 1)) return;
+  mb_sched *owner = p->wait_sched;
+  if (owner == tls_sched) {
+    mb_heap_remove(&owner->timers, t);
+    heap_changed(owner);
     mb_timer_free(t);
+  } else {
+    mb_mpsc_push(&owner->cancelq, &t->cq);
   }
+}
+
+/* [owner] Free the wait timers other threads cancelled. */
+static void drain_cancelled(mb_sched *s) {
+  mb_qnode *q;
+  int any = 0;
+  while ((q = mb_mpsc_pop(&s->cancelq)) != NULL) {
+    mb_timer *t = (mb_timer *)q;
+    mb_heap_remove(&s->timers, t);   /* a no-op if it came due and left the heap */
+    mb_timer_free(t);
+    any = 1;
+  }
+  if (any) heap_changed(s);
 }
 
 int mb_sched_add_timer(mb_timer *t) {
@@ -249,15 +269,21 @@ int mb_sched_add_timer(mb_timer *t) {
 static void fire_timer(mb_sched *s, mb_timer *t) {
   mb_node *n = s->node;
   if (t->ref == 0) {
+    /* A wait timer whose sequence was consumed (or whose process is gone, which
+     * disarmed it on the way out) was cancelled from another thread: it is on
+     * our cancel queue, which frees it. */
     mb_proc *p = mb_proc_get(n, t->pid);
+    int fired = 0;
     if (p) {
       uint32_t seq = t->seq;
       if (atomic_compare_exchange_strong(&p->wait_seq, &seq, seq + 1)) {
+        fired = 1;
         int st = MB_PS_WAITING;
         if (atomic_compare_exchange_strong(&p->state, &st, MB_PS_RUNNABLE)) rq_push(s, p);
       }
       mb_proc_unref(p);
     }
+    if (!fired) return;
   } else if (mb_timers_claim(n->timers, t)) {
     mb_pid to = t->name ? mb_registry_whereis(n->reg, t->name) : t->pid;
     if (to) { mb_send_sig(n, to, t->msg); }
@@ -268,6 +294,7 @@ static void fire_timer(mb_sched *s, mb_timer *t) {
 }
 
 static void fire_due(mb_sched *s) {
+  drain_cancelled(s);
   if (!s->timers.n) return;
   uint64_t now = mb_now_ns();
   mb_timer *t;
@@ -597,6 +624,7 @@ int mb_sched_start_all(mb_node *n) {
     mb_sched *s = calloc(1, sizeof *s);
     if (!s) return MB_ENOMEM;
     s->node = n;
+    mb_mpsc_init(&s->cancelq);
     atomic_store(&s->next_deadline, UINT64_MAX);
     s->id = i;
     pthread_mutex_init(&s->lock, NULL);
@@ -628,6 +656,7 @@ void mb_sched_free_all(mb_node *n) {
   for (int i = 0; i < n->nsched; i++) {
     mb_sched *s = n->sched[i];
     if (!s) continue;
+    drain_cancelled(s);   /* first: those may still sit in the heap */
     mb_heap_free(&s->timers);
     free(s->rq);
     pthread_mutex_destroy(&s->lock);

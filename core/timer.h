@@ -4,17 +4,21 @@
  * are validated by the process's wait sequence when they fire.
  *
  * Ownership: a timer belongs to its heap's scheduler, which frees it after it fired
- * or was found cancelled. The map only lends pointers under its lock. */
+ * or was found cancelled. The map only lends pointers under its lock. A wait timer
+ * cancelled on another thread is pushed on its owner's cancel queue, and freed
+ * when the owner takes it from there (never by the firing path). */
 #ifndef MB_TIMER_H
 #define MB_TIMER_H
 
 #include <stdatomic.h>
 #include <stdint.h>
 #include "proc.h"
+#include "mailbox.h"
 
 enum { MB_T_PENDING, MB_T_FIRED, MB_T_CANCELLED };
 
 typedef struct mb_timer {
+  mb_qnode cq;           /* a wait timer cancelled from another thread: its owner's cancel queue */
   uint64_t deadline;     /* monotonic ns */
   uint64_t ref;          /* send_after: its ref; wait timers: 0 */
   mb_pid pid;            /* wait: the process; send_after: the destination pid (or 0) */
