@@ -12,13 +12,19 @@
 #include <lualib.h>
 #include "moonbeam.h"
 
-static int run_script(const char *src, int schedulers) {
-  char path[] = "/tmp/mb_test_node_XXXXXX.lua";
+/* Write src to a new temp file; path must be a "/tmp/..._XXXXXX.lua" buffer. */
+static void write_script(char *path, const char *src) {
   int fd = mkstemps(path, 4);
   CHECK(fd >= 0);
   FILE *f = fdopen(fd, "w");
+  CHECK(f != NULL);
   fputs(src, f);
   fclose(f);
+}
+
+static int run_script(const char *src, int schedulers) {
+  char path[] = "/tmp/mb_test_node_XXXXXX.lua";
+  write_script(path, src);
   mb_node_opts o = { 0 };
   o.schedulers = schedulers;
   o.log_level = "none";
@@ -195,11 +201,7 @@ TEST(stop_while_another_thread_waits_on_a_module_process) {
 
 TEST(stop_while_another_thread_waits_on_a_script_process) {
   char path[] = "/tmp/mb_test_node_XXXXXX.lua";
-  int fd = mkstemps(path, 4);
-  CHECK(fd >= 0);
-  FILE *f = fdopen(fd, "w");
-  fputs("local mb = require 'moonbeam'\nmb.register('forever_script')\nmb.receive()\n", f);
-  fclose(f);
+  write_script(path, "local mb = require 'moonbeam'\nmb.register('forever_script')\nmb.receive()\n");
   mb_node_opts o = { 0 };
   o.schedulers = 2;
   o.log_level = "none";
@@ -224,11 +226,7 @@ TEST(stop_of_a_never_started_node_returns_and_free_works) {
 
 TEST(stop_of_a_never_started_node_with_a_process_returns_and_free_works) {
   char path[] = "/tmp/mb_test_node_XXXXXX.lua";
-  int fd = mkstemps(path, 4);
-  CHECK(fd >= 0);
-  FILE *f = fdopen(fd, "w");
-  fputs("require('moonbeam').receive()\n", f);
-  fclose(f);
+  write_script(path, "require('moonbeam').receive()\n");
   mb_node_opts o = { 0 };
   o.log_level = "none";
   mb_node *n = mb_node_new(&o);
@@ -243,13 +241,9 @@ TEST(stop_of_a_never_started_node_with_a_process_returns_and_free_works) {
 /* mb_send / mb_send_named from outside: the value arrives; errors are codes. */
 TEST(send_from_c_reaches_processes) {
   char path[] = "/tmp/mb_test_node_XXXXXX.lua";
-  int fd = mkstemps(path, 4);
-  CHECK(fd >= 0);
-  FILE *f = fdopen(fd, "w");
-  fputs("local mb = require 'moonbeam'\nmb.register('sink')\n"
+  write_script(path, "local mb = require 'moonbeam'\nmb.register('sink')\n"
         "local a = mb.receive(10000)\nlocal b = mb.receive(10000)\n"
-        "mb.halt(a.code + b)\n", f);
-  fclose(f);
+        "mb.halt(a.code + b)\n");
   mb_node_opts o = { 0 };
   o.schedulers = 2;
   o.log_level = "none";
