@@ -152,36 +152,24 @@ describe("require in a process", function()
     assert.same({ "lfs", true, after[3], after[4] }, { before[1], not before[2], before[3], before[4] })
   end)
 
-  it("of a missing module raises 'module ... not found' listing preload and the files tried, without empty lines", function()
-    local msg = H.run(node, function(parent)
-      local ok, err = pcall(require, "nope")
-      local mb = require "moonbeam"
-      mb.send(parent, { ok, err })
+  for _, touched in ipairs { false, true } do
+    it("of a missing module raises 'module ... not found' listing preload and the files tried, without empty lines"
+       .. (touched and " (package touched first)" or ""), function()
+      local msg = H.run(node, function(parent, touch)
+        if touch then local _ = package.path end
+        local ok, err = pcall(require, "nope")
+        local mb = require "moonbeam"
+        mb.send(parent, { ok, err })
+      end, touched)
+      assert.is_false(msg[1])
+      local err = msg[2]
+      assert.equal("string", type(err))
+      assert.equal("module 'nope' not found:", err:sub(1, #"module 'nope' not found:"))
+      assert.is_truthy(err:find("no field package.preload['nope']", 1, true))
+      assert.is_truthy(err:find("no file './nope.lua'", 1, true))
+      assert.is_true(no_blank_line(err), "an empty line in:\n" .. err)
     end)
-    assert.is_false(msg[1])
-    local err = msg[2]
-    assert.equal("string", type(err))
-    assert.equal("module 'nope' not found:", err:sub(1, #"module 'nope' not found:"))
-    assert.is_truthy(err:find("no field package.preload['nope']", 1, true))
-    assert.is_truthy(err:find("no file './nope.lua'", 1, true))
-    assert.is_true(no_blank_line(err), "an empty line in:\n" .. err)
-  end)
-
-  it("of a missing module, once package was touched, raises the same way", function()
-    local msg = H.run(node, function(parent)
-      local _ = package.path
-      local ok, err = pcall(require, "nope")
-      local mb = require "moonbeam"
-      mb.send(parent, { ok, err })
-    end)
-    assert.is_false(msg[1])
-    local err = msg[2]
-    assert.equal("string", type(err))
-    assert.equal("module 'nope' not found:", err:sub(1, #"module 'nope' not found:"))
-    assert.is_truthy(err:find("no field package.preload['nope']", 1, true))
-    assert.is_truthy(err:find("no file './nope.lua'", 1, true))
-    assert.is_true(no_blank_line(err), "an empty line in:\n" .. err)
-  end)
+  end
 end)
 
 describe("strings in a fresh process", function()

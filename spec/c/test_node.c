@@ -22,14 +22,20 @@ static void write_script(char *path, const char *src) {
   fclose(f);
 }
 
-static int run_script(const char *src, int schedulers) {
-  char path[] = "/tmp/mb_test_node_XXXXXX.lua";
-  write_script(path, src);
+/* A node that logs nothing (crash reports would clutter the test output). */
+static mb_node *quiet_node(int schedulers) {
   mb_node_opts o = { 0 };
   o.schedulers = schedulers;
   o.log_level = "none";
   mb_node *n = mb_node_new(&o);
   CHECK(n != NULL);
+  return n;
+}
+
+static int run_script(const char *src, int schedulers) {
+  char path[] = "/tmp/mb_test_node_XXXXXX.lua";
+  write_script(path, src);
+  mb_node *n = quiet_node(schedulers);
   mb_pid pid;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
   CHECK(pid > 0);
@@ -202,11 +208,7 @@ TEST(stop_while_another_thread_waits_on_a_module_process) {
 TEST(stop_while_another_thread_waits_on_a_script_process) {
   char path[] = "/tmp/mb_test_node_XXXXXX.lua";
   write_script(path, "local mb = require 'moonbeam'\nmb.register('forever_script')\nmb.receive()\n");
-  mb_node_opts o = { 0 };
-  o.schedulers = 2;
-  o.log_level = "none";
-  mb_node *n = mb_node_new(&o);
-  CHECK(n != NULL);
+  mb_node *n = quiet_node(2);
   mb_pid pid = 0;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
   stop_while_waiting(n, "forever_script");
@@ -214,10 +216,7 @@ TEST(stop_while_another_thread_waits_on_a_script_process) {
 }
 
 TEST(stop_of_a_never_started_node_returns_and_free_works) {
-  mb_node_opts o = { 0 };
-  o.log_level = "none";
-  mb_node *n = mb_node_new(&o);
-  CHECK(n != NULL);
+  mb_node *n = quiet_node(0);
   CHECK_EQ_INT(mb_node_stop(n), 0);
   CHECK_EQ_INT(mb_node_stop(n), 0);
   CHECK_EQ_INT(mb_node_wait(n), 0);
@@ -227,10 +226,7 @@ TEST(stop_of_a_never_started_node_returns_and_free_works) {
 TEST(stop_of_a_never_started_node_with_a_process_returns_and_free_works) {
   char path[] = "/tmp/mb_test_node_XXXXXX.lua";
   write_script(path, "require('moonbeam').receive()\n");
-  mb_node_opts o = { 0 };
-  o.log_level = "none";
-  mb_node *n = mb_node_new(&o);
-  CHECK(n != NULL);
+  mb_node *n = quiet_node(0);
   mb_pid pid = 0;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
   CHECK_EQ_INT(mb_node_stop(n), 0);
@@ -244,11 +240,7 @@ TEST(send_from_c_reaches_processes) {
   write_script(path, "local mb = require 'moonbeam'\nmb.register('sink')\n"
         "local a = mb.receive(10000)\nlocal b = mb.receive(10000)\n"
         "mb.halt(a.code + b)\n");
-  mb_node_opts o = { 0 };
-  o.schedulers = 2;
-  o.log_level = "none";
-  mb_node *n = mb_node_new(&o);
-  CHECK(n != NULL);
+  mb_node *n = quiet_node(2);
   mb_pid pid = 0;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
   CHECK_EQ_INT(mb_node_start(n), 0);
