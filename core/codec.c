@@ -5,6 +5,7 @@
 #include <string.h>
 #include <lauxlib.h>
 #include "codec.h"
+#include "luatab.h"
 #include "term.h"
 
 /* An encoding is one header byte, then the value(s). Messages never leave the
@@ -155,19 +156,6 @@ static inline int put_tagvar(enc *e, int tag, uint64_t v) {
   return 0;
 }
 
-static int put_string(enc *e, const char *s, size_t len) {
-  unsigned char w[1 + VARINT_MAX];
-  w[0] = T_STR;
-  size_t h = 1 + put_varint(w + 1, len);
-  int st = room(e, h + len);
-  if (st) return st;
-  char *d = e->b->data + e->b->len;
-  memcpy(d, w, h);
-  if (len) memcpy(d + h, s, len); /* s may be NULL when empty */
-  e->b->len += h + len;
-  return 0;
-}
-
 static uint32_t hash_ptr(uintptr_t p, uint32_t mask) {
   return (uint32_t)(((uint64_t)p * 0x9E3779B97F4A7C15ull) >> 32) & mask;
 }
@@ -223,16 +211,73 @@ static int64_t seen_add(enc *e, uintptr_t p) {
 }
 
 static int enc_value(enc *e, int idx);
+static int enc_table(enc *e, int idx);
 
-/* Write t[i..n] by index. */
+/* Short strings are copied byte by byte: a libc memcpy call costs more than the copy. */
+static inline void copy_short(char *d, const char *s, size_t n) {
+  if (n <= 16) {
+    for (size_t i = 0; i < n; i++) d[i] = s[i];
+  } else {
+    memcpy(d, s, n);
+  }
+}
+
+static inline int put_string(enc *e, const char *s, size_t len) {
+  size_t n = len < 0x80 ? 1 : (size_t)(64 - __builtin_clzll((uint64_t)len) + 6) / 7;
+  int st = room(e, 1 + n + len);
+  if (st) return st;
+  unsigned char *w = (unsigned char *)e->b->data + e->b->len;
+  w[0] = T_STR;
+  put_varint(w + 1, len);
+  if (len) copy_short((char *)w + 1 + n, s, len); /* s may be NULL when empty */
+  e->b->len += 1 + n + len;
+  return 0;
+}
+
+/* The value at idx whose type is already known. Integers and strings, the bulk of
+ * every message, are written here; the rest goes through enc_value. */
+static inline int enc_typed(enc *e, int idx, int type) {
+  lua_State *L = e->L;
+  if (type == LUA_TNUMBER) {
+    /* lua_isinteger first: lua_tointegerx would also take an integral float */
+    if (lua_isinteger(L, idx)) return put_tagvar(e, T_INT, zigzag(lua_tointegerx(L, idx, NULL)));
+  } else if (type == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    return put_string(e, s, len);
+  }
+  return enc_value(e, idx);
+}
+
+/* Stack slots a table level uses: key, value, and two for luaL_testudata. */
+#define ENC_SLOTS 5
+/* Array elements read onto the stack at once, then popped together. */
+#define ENC_BATCH 32
+
+/* Write t[i..n] by index, ENC_BATCH elements per lua_settop. */
 static int enc_array_from(enc *e, int idx, lua_Unsigned i, lua_Unsigned n) {
   lua_State *L = e->L;
-  for (; i <= n; i++) {
-    lua_rawgeti(L, idx, (lua_Integer)i);
-    int st = enc_value(e, lua_gettop(L));
-    if (st) return note(e, st, SEG_INDEX, (lua_Integer)i, 0);
-    lua_pop(L, 1);
+  int base = lua_gettop(L), types[ENC_BATCH];
+  while (i <= n) {
+    int k = n - i + 1 > ENC_BATCH ? ENC_BATCH : (int)(n - i + 1);
+    for (int j = 0; j < k; j++) types[j] = lua_rawgeti(L, idx, (lua_Integer)(i + (lua_Unsigned)j));
+    for (int j = 0; j < k; j++) {
+      int st = enc_typed(e, base + 1 + j, types[j]);
+      if (st) return note(e, st, SEG_INDEX, (lua_Integer)(i + (lua_Unsigned)j), 0);
+    }
+    lua_settop(L, base);
+    i += (lua_Unsigned)k;
   }
+  return 0;
+}
+
+/* Patch the pair count into the table's header and close it. */
+static int enc_table_end(enc *e, int64_t k, size_t hpos, uint64_t nh) {
+  if (nh > UINT32_MAX) return bad(e, MB_ENC_TOOBIG, NULL);
+  uint32_t h32 = (uint32_t)nh;
+  memcpy(e->b->data + hpos, &h32, 4);
+  e->depth--;
+  e->tabs[k] &= ~(uintptr_t)1;
   return 0;
 }
 
@@ -247,8 +292,8 @@ static int enc_table(enc *e, int idx) {
     return put_tagvar(e, T_BACKREF, (uint64_t)k);
   }
   if (e->depth >= MB_CODEC_MAXDEPTH) return bad(e, MB_ENC_DEEP, NULL);
-  /* key, value, an element by index, and two slots for luaL_testudata */
-  if (!lua_checkstack(L, 5) || (k = seen_add(e, p)) < 0) return bad(e, MB_ENC_NOMEM, NULL);
+  if (!lua_checkstack(L, ENC_BATCH + ENC_SLOTS) || (k = seen_add(e, p)) < 0)
+    return bad(e, MB_ENC_NOMEM, NULL);
 
   lua_Unsigned n = lua_rawlen(L, idx);
   unsigned char w[1 + VARINT_MAX + 4];
@@ -260,53 +305,61 @@ static int enc_table(enc *e, int idx) {
   size_t hpos = e->b->len - 4; /* an offset: the buffer may move */
   e->depth++;
 
+  int kx = lua_gettop(L) + 1, vx = kx + 1;
+  uint64_t nh = 0;
+  if (n && n <= mb_luatab_array_keys(L, idx)) {
+    /* t[1..n] are all in the array part: copy them by index, then walk the rest
+     * from key n; the hash part holds none of 1..n. */
+    if ((st = enc_array_from(e, idx, 1, n))) return st;
+    lua_pushinteger(L, (lua_Integer)n);
+    while (lua_next(L, idx)) {
+      if ((st = enc_typed(e, kx, lua_type(L, kx))) || (st = enc_typed(e, vx, lua_type(L, vx))))
+        return note(e, st, SEG_KEY, 0, kx);
+      nh++;
+      lua_settop(L, kx);
+    }
+    return enc_table_end(e, k, hpos, nh);
+  }
+
   /* One lua_next pass: it walks the array part in order first, so t[1..n] usually
    * arrive as keys 1, 2, ... and are written as they come. At the first key out of
    * that order (a hole, or an array kept in the hash part) the rest of 1..n is
-   * written by index and from then on keys 1..n are skipped. */
+   * written by index and from then on keys 1..n are skipped. The key and value
+   * sit at the same two stack slots on every turn. */
   lua_Unsigned i = 1;
-  uint64_t nh = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    int top = lua_gettop(L);
-    /* a float key is never integral (Lua normalises those), so tointegerx on a
-     * number key tells integer keys apart; strings are excluded by the type */
-    int isint = 0;
-    lua_Unsigned ki = lua_type(L, top - 1) == LUA_TNUMBER ? (lua_Unsigned)lua_tointegerx(L, top - 1, &isint) : 0;
-    if (!isint) ki = 0;
+    /* lua_isinteger is false for strings, so a numeric string key is never taken
+     * for an index; a float key is never integral (Lua normalises those) */
+    int isint = n ? lua_isinteger(L, kx) : 0;
+    lua_Unsigned ki = isint ? (lua_Unsigned)lua_tointegerx(L, kx, NULL) : 0;
     if (i <= n) {
       if (ki == i) {
-        if ((st = enc_value(e, top))) return note(e, st, SEG_INDEX, (lua_Integer)i, 0);
+        if ((st = enc_typed(e, vx, lua_type(L, vx)))) return note(e, st, SEG_INDEX, (lua_Integer)i, 0);
         i++;
-        lua_pop(L, 1);
+        lua_settop(L, kx);
         continue;
       }
       if ((st = enc_array_from(e, idx, i, n))) return st;
       i = n + 1;
     }
     if (isint && ki >= 1 && ki <= n) { /* already in the array part */
-      lua_pop(L, 1);
+      lua_settop(L, kx);
       continue;
     }
-    if ((st = enc_value(e, top - 1)) || (st = enc_value(e, top)))
-      return note(e, st, SEG_KEY, 0, top - 1);
+    if ((st = enc_typed(e, kx, lua_type(L, kx))) || (st = enc_typed(e, vx, lua_type(L, vx))))
+      return note(e, st, SEG_KEY, 0, kx);
     nh++;
-    lua_pop(L, 1);
+    lua_settop(L, kx);
   }
   /* Only reached with i <= n when no pair was written, so still in the array part. */
   if (i <= n && (st = enc_array_from(e, idx, i, n))) return st;
-  if (nh > UINT32_MAX) return bad(e, MB_ENC_TOOBIG, NULL);
-  uint32_t h32 = (uint32_t)nh;
-  memcpy(e->b->data + hpos, &h32, 4);
-  e->depth--;
-  e->tabs[k] &= ~(uintptr_t)1;
-  return 0;
+  return enc_table_end(e, k, hpos, nh);
 }
 
-static int enc_value(enc *e, int idx) {
+/* Every type; kept out of line so that the hot loops above stay small. */
+static __attribute__((noinline)) int enc_value(enc *e, int idx) {
   lua_State *L = e->L;
-  if (lua_isinteger(L, idx))   /* the commonest value: skip the type switch */
-    return put_tagvar(e, T_INT, zigzag(lua_tointeger(L, idx)));
   switch (lua_type(L, idx)) {
   case LUA_TNONE: /* past the top, as a missing argument: nil */
   case LUA_TNIL:
@@ -510,7 +563,7 @@ int mb_encode_string(mb_buf *b, const char *s, size_t len) {
 
 typedef struct rd { const unsigned char *p, *end; } rd;
 
-static int rd_varint(rd *r, uint64_t *out) {
+static int rd_varint_slow(rd *r, uint64_t *out) {
   uint64_t v = 0;
   for (int shift = 0; shift < 7 * VARINT_MAX; shift += 7) {
     if (r->p == r->end) return -1;
@@ -523,6 +576,15 @@ static int rd_varint(rd *r, uint64_t *out) {
     }
   }
   return -1;
+}
+
+/* One byte holds every value below 128: no loop for those. */
+static inline int rd_varint(rd *r, uint64_t *out) {
+  if (r->p != r->end && *r->p < 0x80) {
+    *out = *r->p++;
+    return 0;
+  }
+  return rd_varint_slow(r, out);
 }
 
 static size_t rd_left(const rd *r) { return (size_t)(r->end - r->p); }
@@ -615,6 +677,29 @@ typedef struct dec {
 
 static int dec_value(dec *d);
 
+/* One element: integers and short strings inline, everything else through
+ * dec_value. The hot loops below call this. */
+static inline int dec_elem(dec *d) {
+  rd *r = &d->r;
+  uint64_t v;
+  if (r->p != r->end) {
+    if (*r->p == T_INT) {
+      r->p++;
+      if (rd_varint(r, &v)) return -1;
+      lua_pushinteger(d->L, (lua_Integer)((v >> 1) ^ (0 - (v & 1))));
+      return 0;
+    }
+    if (*r->p == T_STR) {
+      r->p++;
+      if (rd_varint(r, &v) || v > rd_left(r)) return -1;
+      lua_pushlstring(d->L, (const char *)r->p, (size_t)v);
+      r->p += v;
+      return 0;
+    }
+  }
+  return dec_value(d);
+}
+
 /* A pure array of a few dozen elements or more is built by Lua itself: its values
  * go on the stack and `return {...}` (one SETLIST) makes the table, instead of
  * one lua_rawseti per element. The packer is compiled once per state. */
@@ -634,7 +719,7 @@ static int dec_packed(dec *d, int narr) {
   int base = lua_gettop(L);
   d->open[d->depth++] = k;
   for (int i = 0; i < narr; i++)
-    if (dec_value(d)) { lua_settop(L, base - 1); return -1; }
+    if (dec_elem(d)) { lua_settop(L, base - 1); return -1; }
   lua_call(L, narr, 1);
   if (d->refs) {
     lua_pushvalue(L, -1);
@@ -644,7 +729,7 @@ static int dec_packed(dec *d, int narr) {
   return 0;
 }
 
-static int dec_table(dec *d) {
+static __attribute__((noinline)) int dec_table(dec *d) {
   lua_State *L = d->L;
   uint64_t narr;
   uint32_t nh;
@@ -656,25 +741,29 @@ static int dec_table(dec *d) {
     return dec_packed(d, (int)narr);
   lua_createtable(L, narr > INT_MAX ? INT_MAX : (int)narr, nh > INT_MAX ? INT_MAX : (int)nh);
   uint32_t k = d->ntabs++;
+  int t = lua_gettop(L);
   if (d->refs) {
-    lua_pushvalue(L, -1);
+    lua_pushvalue(L, t);
     lua_rawseti(L, d->refs, (lua_Integer)k + 1);
   }
   d->open[d->depth++] = k;
   for (uint64_t i = 1; i <= narr; i++) {
-    if (dec_value(d)) return -1;
-    lua_rawseti(L, -2, (lua_Integer)i);
+    if (dec_elem(d)) return -1;
+    lua_rawseti(L, t, (lua_Integer)i);
   }
   for (uint32_t j = 0; j < nh; j++) {
-    if (dec_value(d)) return -1;
-    /* lua_rawset would raise on these */
-    if (lua_type(L, -1) == LUA_TNIL) return -1;
-    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-      lua_Number n = lua_tonumber(L, -1);
-      if (n != n) return -1;
+    if (dec_elem(d)) return -1;
+    /* lua_rawset would raise on these; strings, the usual keys, need no check */
+    int kt = lua_type(L, t + 1);
+    if (kt != LUA_TSTRING) {
+      if (kt == LUA_TNIL) return -1;
+      if (kt == LUA_TNUMBER && !lua_isinteger(L, t + 1)) {
+        lua_Number n = lua_tonumber(L, t + 1);
+        if (n != n) return -1;
+      }
     }
-    if (dec_value(d)) return -1;
-    lua_rawset(L, -3);
+    if (dec_elem(d)) return -1;
+    lua_rawset(L, t);
   }
   d->depth--;
   return 0;

@@ -302,6 +302,17 @@ TEST(round_trips_floats_keeping_the_subtype) {
   done(L);
 }
 
+TEST(integral_floats_stay_floats_in_every_table_position) {
+  lua_State *L = new_state();
+  run(L, "local small, big, m = {3.0, 4}, {}, {x = 2.0, [5] = 1.0}\n"
+         "for i = 1, 70 do big[i] = i % 2 == 0 and i + 0.0 or i end\n"
+         "local rs, rb, rm = rt(small), rt(big), rt(m)\n"
+         "assert(math.type(rs[1]) == 'float' and math.type(rs[2]) == 'integer')\n"
+         "for i = 1, 70 do assert(math.type(rb[i]) == math.type(big[i]) and rb[i] == big[i]) end\n"
+         "assert(math.type(rm.x) == 'float' and math.type(rm[5]) == 'float')");
+  done(L);
+}
+
 TEST(round_trips_strings_with_any_bytes) {
   lua_State *L = new_state();
   char all[256];
@@ -991,6 +1002,7 @@ TEST_MAIN(
   CHECK_CASE(round_trips_integers),
   CHECK_CASE(small_integers_encode_in_two_bytes),
   CHECK_CASE(round_trips_floats_keeping_the_subtype),
+  CHECK_CASE(integral_floats_stay_floats_in_every_table_position),
   CHECK_CASE(round_trips_strings_with_any_bytes),
   CHECK_CASE(numbers_are_not_converted_to_strings),
   CHECK_CASE(round_trips_nested_tables),
