@@ -222,6 +222,16 @@ static inline void copy_short(char *d, const char *s, size_t n) {
   }
 }
 
+static inline int put_float(enc *e, lua_Number d) {
+  int st = room(e, 9);
+  if (st) return st;
+  char *w = e->b->data + e->b->len;
+  w[0] = T_FLOAT;
+  memcpy(w + 1, &d, 8);
+  e->b->len += 9;
+  return 0;
+}
+
 static inline int put_string(enc *e, const char *s, size_t len) {
   size_t n = len < 0x80 ? 1 : (size_t)(64 - __builtin_clzll((uint64_t)len) + 6) / 7;
   int st = room(e, 1 + n + len);
@@ -261,12 +271,59 @@ static int enc_array_from(enc *e, int idx, lua_Unsigned i, lua_Unsigned n) {
   while (i <= n) {
     int k = n - i + 1 > ENC_BATCH ? ENC_BATCH : (int)(n - i + 1);
     for (int j = 0; j < k; j++) types[j] = lua_rawgeti(L, idx, (lua_Integer)(i + (lua_Unsigned)j));
+    /* With room for k integers reserved, an integer is written with no check. */
+    int roomy = room(e, (size_t)k * (1 + VARINT_MAX)) == 0;
     for (int j = 0; j < k; j++) {
-      int st = enc_typed(e, base + 1 + j, types[j]);
-      if (st) return note(e, st, SEG_INDEX, (lua_Integer)(i + (lua_Unsigned)j), 0);
+      int st;
+      if (roomy && types[j] == LUA_TNUMBER && lua_isinteger(L, base + 1 + j)) {
+        unsigned char *w = (unsigned char *)e->b->data + e->b->len;
+        w[0] = T_INT;
+        e->b->len += 1 + put_varint(w + 1, zigzag(lua_tointegerx(L, base + 1 + j, NULL)));
+        continue;
+      }
+      /* anything else may write more than an integer: check every write again */
+      roomy = 0;
+      if ((st = enc_typed(e, base + 1 + j, types[j])))
+        return note(e, st, SEG_INDEX, (lua_Integer)(i + (lua_Unsigned)j), 0);
     }
     lua_settop(L, base);
     i += (lua_Unsigned)k;
+  }
+  return 0;
+}
+
+/* Write t[1..n] from the array part, which holds them all (the caller checked):
+ * numbers are read in place, anything else through lua_rawgeti. The view is
+ * taken again after each of those, in case encoding it changed the table. */
+static int enc_slots(enc *e, int idx, lua_Unsigned n) {
+  lua_State *L = e->L;
+  lua_Unsigned keys;
+  const mb_luatab_slot *a = mb_luatab_array(L, idx, &keys);
+  for (lua_Unsigned i = 1; i <= n; i++) {
+    const mb_luatab_slot *v = &a[i - 1];
+    int st;
+    if (v->tag == MB_LUATAB_INT && room(e, (size_t)(n - i + 1) * (1 + VARINT_MAX)) == 0) {
+      /* a run of integers, with room for all that are left reserved: no checks */
+      unsigned char *w = (unsigned char *)e->b->data + e->b->len, *w0 = w;
+      for (; i <= n && a[i - 1].tag == MB_LUATAB_INT; i++) {
+        *w++ = T_INT;
+        w += put_varint(w, zigzag(a[i - 1].v.i));
+      }
+      e->b->len += (size_t)(w - w0);
+      i--;
+      continue;
+    }
+    if (v->tag == MB_LUATAB_INT) st = put_tagvar(e, T_INT, zigzag(v->v.i));
+    else if (v->tag == MB_LUATAB_FLOAT) st = put_float(e, v->v.n);
+    else {
+      int type = lua_rawgeti(L, idx, (lua_Integer)i);
+      if (!(st = enc_typed(e, lua_gettop(L), type))) {
+        lua_settop(L, -2);
+        a = mb_luatab_array(L, idx, &keys);
+        if (n > keys) return enc_array_from(e, idx, i + 1, n);
+      }
+    }
+    if (st) return note(e, st, SEG_INDEX, (lua_Integer)i, 0);
   }
   return 0;
 }
@@ -307,10 +364,12 @@ static int enc_table(enc *e, int idx) {
 
   int kx = lua_gettop(L) + 1, vx = kx + 1;
   uint64_t nh = 0;
-  if (n && n <= mb_luatab_array_keys(L, idx)) {
-    /* t[1..n] are all in the array part: copy them by index, then walk the rest
-     * from key n; the hash part holds none of 1..n. */
-    if ((st = enc_array_from(e, idx, 1, n))) return st;
+  lua_Unsigned keys = 0;
+  if (n) mb_luatab_array(L, idx, &keys);
+  if (n && n <= keys) {
+    /* t[1..n] are all in the array part: copy them from there, then walk the
+     * rest from key n; the hash part holds none of 1..n. */
+    if ((st = enc_slots(e, idx, n))) return st;
     lua_pushinteger(L, (lua_Integer)n);
     while (lua_next(L, idx)) {
       if ((st = enc_typed(e, kx, lua_type(L, kx))) || (st = enc_typed(e, vx, lua_type(L, vx))))
@@ -368,13 +427,7 @@ static __attribute__((noinline)) int enc_value(enc *e, int idx) {
     return put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
   case LUA_TNUMBER:
     if (lua_isinteger(L, idx)) return put_tagvar(e, T_INT, zigzag(lua_tointeger(L, idx)));
-    else {
-      unsigned char w[9];
-      lua_Number d = lua_tonumber(L, idx);
-      w[0] = T_FLOAT;
-      memcpy(w + 1, &d, 8);
-      return put_bytes(e, w, 9);
-    }
+    return put_float(e, lua_tonumber(L, idx));
   case LUA_TSTRING: {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
@@ -718,8 +771,30 @@ static int dec_packed(dec *d, int narr) {
   }
   int base = lua_gettop(L);
   d->open[d->depth++] = k;
-  for (int i = 0; i < narr; i++)
+  /* Small integers (one or two varint bytes) straight from local cursors; the
+   * rest through dec_elem. */
+  const unsigned char *p = d->r.p, *end = d->r.end;
+  for (int i = 0; i < narr; i++) {
+    if (end - p >= 3 && p[0] == T_INT) {
+      uint64_t v;
+      if (p[1] < 0x80) {
+        v = p[1];
+        p += 2;
+      } else if (p[2] < 0x80) {
+        v = (uint64_t)(p[1] & 0x7f) | (uint64_t)p[2] << 7;
+        p += 3;
+      } else {
+        goto general;
+      }
+      lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (0 - (v & 1))));
+      continue;
+    }
+  general:
+    d->r.p = p;
     if (dec_elem(d)) { lua_settop(L, base - 1); return -1; }
+    p = d->r.p;
+  }
+  d->r.p = p;
   lua_call(L, narr, 1);
   if (d->refs) {
     lua_pushvalue(L, -1);

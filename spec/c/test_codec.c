@@ -7,6 +7,7 @@
 #include <lualib.h>
 #include "check.h"
 #include "codec.h"
+#include "luatab.h"
 #include "term.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -299,6 +300,45 @@ TEST(round_trips_floats_keeping_the_subtype) {
   run(L, "assert(math.type(rt(3)) == 'integer' and math.type(rt(3.0)) == 'float')\n"
          "assert(1/rt(-0.0) == -math.huge and rt(0/0) ~= rt(0/0))\n"
          "assert(math.type(rt(2^63)) == 'float' and rt(2^63) == 2^63)");
+  done(L);
+}
+
+/* On this platform's Lua (Debian's 5.4) the layout probe must pass, or the codec
+ * silently loses its fast path; MB_CODEC_PORTABLE turns it off on purpose. */
+TEST(layout_probe_trusts_this_lua_unless_told_not_to) {
+  const char *portable = getenv("MB_CODEC_PORTABLE");
+  CHECK_EQ_INT(mb_luatab_trusted(), !(portable && *portable && strcmp(portable, "0") != 0));
+}
+
+/* Tables whose keys 1..n are not all in the array part, with other keys before and
+ * after them in the hash part; and arrays mixing numbers with other values. */
+TEST(round_trips_every_array_and_hash_layout) {
+  lua_State *L = new_state();
+  run(L, "local function same(a, b)\n"
+         "  if type(a) ~= 'table' then return a == b and math.type(a) == math.type(b) end\n"
+         "  for k, v in pairs(a) do if not same(v, b[k]) then return false end end\n"
+         "  for k in pairs(b) do if a[k] == nil then return false end end\n"
+         "  return true\n"
+         "end\n"
+         "local shapes = {}\n"
+         /* string keys first, then 1..n appended into free hash slots */
+         "local t = {a = 1, b = 2, c = 3, d = 4, e = 5} t.a, t.b, t.c = nil, nil, nil\n"
+         "for i = 1, 3 do t[i] = i * 10 end shapes[#shapes + 1] = t\n"
+         /* n in the hash, n + 1 removed (a dead key), more keys around */
+         "t = {x = 1, y = 2, z = 3, w = 4, v = 5, u = 6, s = 7}\n"
+         "t.x, t.y, t.z, t.w, t.v = nil, nil, nil, nil, nil t[1], t[2], t[3] = 'a', 'b', 'c' t[3] = nil\n"
+         "shapes[#shapes + 1] = t\n"
+         /* array part plus hash-held continuation plus string keys */
+         "t = {1, 2, 3, 4, k = 'v', j = 'w'} t[5] = 5 t[6] = 6 shapes[#shapes + 1] = t\n"
+         /* built backwards: everything in the hash part */
+         "t = {} for i = 40, 1, -1 do t[i] = i end t.name = 'back' shapes[#shapes + 1] = t\n"
+         /* a long array mixing every kind, with keys past n and a hole after it */
+         "t = {} for i = 1, 90 do t[i] = ({i, i + 0.5, 'str' .. i, {i}, true, false})[i % 6 + 1] end\n"
+         "t[92] = 'past the hole' t.tag = 'mixed' t[-1] = 'negative' t[0] = 'zero' shapes[#shapes + 1] = t\n"
+         /* exact-size constructors, and a table grown then shrunk */
+         "shapes[#shapes + 1] = {1, 2, 3}\n"
+         "t = {} for i = 1, 64 do t[i] = i end for i = 64, 10, -1 do t[i] = nil end shapes[#shapes + 1] = t\n"
+         "for i, s in ipairs(shapes) do assert(same(s, rt(s)), 'shape ' .. i) end");
   done(L);
 }
 
@@ -1003,6 +1043,8 @@ TEST_MAIN(
   CHECK_CASE(small_integers_encode_in_two_bytes),
   CHECK_CASE(round_trips_floats_keeping_the_subtype),
   CHECK_CASE(integral_floats_stay_floats_in_every_table_position),
+  CHECK_CASE(layout_probe_trusts_this_lua_unless_told_not_to),
+  CHECK_CASE(round_trips_every_array_and_hash_layout),
   CHECK_CASE(round_trips_strings_with_any_bytes),
   CHECK_CASE(numbers_are_not_converted_to_strings),
   CHECK_CASE(round_trips_nested_tables),
