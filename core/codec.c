@@ -213,9 +213,16 @@ static int64_t seen_add(enc *e, uintptr_t p) {
 static int enc_value(enc *e, int idx);
 static int enc_table(enc *e, int idx);
 
-/* Short strings are copied byte by byte: a libc memcpy call costs more than the copy. */
-static inline void copy_short(char *d, const char *s, size_t n) {
-  if (n <= 16) {
+/* Short strings are copied with two overlapping fixed-size moves: a libc memcpy
+ * call costs more than such a copy. */
+static inline __attribute__((always_inline)) void copy_short(char *d, const char *s, size_t n) {
+  if (n >= 8 && n <= 16) {
+    memcpy(d, s, 8);
+    memcpy(d + n - 8, s + n - 8, 8);
+  } else if (n >= 4 && n < 8) {
+    memcpy(d, s, 4);
+    memcpy(d + n - 4, s + n - 4, 4);
+  } else if (n < 4) {
     for (size_t i = 0; i < n; i++) d[i] = s[i];
   } else {
     memcpy(d, s, n);
@@ -232,7 +239,7 @@ static inline int put_float(enc *e, lua_Number d) {
   return 0;
 }
 
-static inline int put_string(enc *e, const char *s, size_t len) {
+static inline __attribute__((always_inline)) int put_string(enc *e, const char *s, size_t len) {
   size_t n = len < 0x80 ? 1 : (size_t)(64 - __builtin_clzll((uint64_t)len) + 6) / 7;
   int st = room(e, 1 + n + len);
   if (st) return st;
@@ -292,13 +299,32 @@ static int enc_array_from(enc *e, int idx, lua_Unsigned i, lua_Unsigned n) {
   return 0;
 }
 
+/* A value read in place: integers, floats, booleans and strings. 1 if written
+ * (or *st set on a write failure), 0 if it needs the public API. */
+static inline __attribute__((always_inline)) int put_plain(enc *e, unsigned char tag, const mb_luatab_value *v, int *st) {
+  switch (tag) {
+  case MB_LUATAB_INT: *st = put_tagvar(e, T_INT, zigzag(v->i)); return 1;
+  case MB_LUATAB_FLOAT: *st = put_float(e, v->n); return 1;
+  case MB_LUATAB_TRUE: *st = put_byte(e, T_TRUE); return 1;
+  case MB_LUATAB_FALSE: *st = put_byte(e, T_FALSE); return 1;
+  case MB_LUATAB_SHRSTR:
+  case MB_LUATAB_LNGSTR: {
+    size_t len;
+    const char *s = mb_luatab_string(v->p, tag, &len);
+    *st = put_string(e, s, len);
+    return 1;
+  }
+  default:
+    return 0;
+  }
+}
+
 /* Write t[1..n] from the array part, which holds them all (the caller checked):
- * numbers are read in place, anything else through lua_rawgeti. The view is
+ * plain values are read in place, anything else through lua_rawgeti. The view is
  * taken again after each of those, in case encoding it changed the table. */
-static int enc_slots(enc *e, int idx, lua_Unsigned n) {
+static int enc_slots(enc *e, int idx, lua_Unsigned n, mb_luatab_view *tv) {
   lua_State *L = e->L;
-  lua_Unsigned keys;
-  const mb_luatab_slot *a = mb_luatab_array(L, idx, &keys);
+  const mb_luatab_slot *a = tv->array;
   for (lua_Unsigned i = 1; i <= n; i++) {
     const mb_luatab_slot *v = &a[i - 1];
     int st;
@@ -313,19 +339,49 @@ static int enc_slots(enc *e, int idx, lua_Unsigned n) {
       i--;
       continue;
     }
-    if (v->tag == MB_LUATAB_INT) st = put_tagvar(e, T_INT, zigzag(v->v.i));
-    else if (v->tag == MB_LUATAB_FLOAT) st = put_float(e, v->v.n);
-    else {
+    if (!put_plain(e, v->tag, &v->v, &st)) {
       int type = lua_rawgeti(L, idx, (lua_Integer)i);
       if (!(st = enc_typed(e, lua_gettop(L), type))) {
         lua_settop(L, -2);
-        a = mb_luatab_array(L, idx, &keys);
-        if (n > keys) return enc_array_from(e, idx, i + 1, n);
+        mb_luatab_view_of(L, idx, tv);
+        a = tv->array;
+        if (n > tv->keys) return enc_array_from(e, idx, i + 1, n);
       }
     }
     if (st) return note(e, st, SEG_INDEX, (lua_Integer)i, 0);
   }
   return 0;
+}
+
+/* The pairs after t[1..n] (array slots past n, then the hash part) read in place.
+ * Returns 0 and the count in *nh, an error, or 1 when some key or value is not
+ * plain (nothing written then: the caller walks with lua_next instead). */
+static int enc_rest_plain(enc *e, lua_Unsigned n, const mb_luatab_view *tv, uint64_t *nh) {
+  size_t len0 = e->b->len;
+  uint64_t count = 0;
+  int st = 0;
+  for (lua_Unsigned i = n + 1; i <= tv->asize; i++) {
+    const mb_luatab_slot *v = &tv->array[i - 1];
+    if (mb_luatab_empty(v->tag)) continue;
+    if ((st = put_tagvar(e, T_INT, zigzag((lua_Integer)i)))) return st;
+    if (!put_plain(e, v->tag, &v->v, &st)) goto not_plain;
+    if (st) return st;
+    count++;
+  }
+  for (size_t j = 0; j < tv->nnodes; j++) {
+    const mb_luatab_node *nd = &tv->nodes[j];
+    if (mb_luatab_empty(nd->tag)) continue;
+    if (!put_plain(e, nd->key_tag, &nd->key, &st)) goto not_plain;
+    if (st) return st;
+    if (!put_plain(e, nd->tag, &nd->v, &st)) goto not_plain;
+    if (st) return st;
+    count++;
+  }
+  *nh = count;
+  return 0;
+not_plain:
+  e->b->len = len0;
+  return 1;
 }
 
 /* Patch the pair count into the table's header and close it. */
@@ -364,13 +420,18 @@ static int enc_table(enc *e, int idx) {
 
   int kx = lua_gettop(L) + 1, vx = kx + 1;
   uint64_t nh = 0;
-  lua_Unsigned keys = 0;
-  if (n) mb_luatab_array(L, idx, &keys);
-  if (n && n <= keys) {
-    /* t[1..n] are all in the array part: copy them from there, then walk the
-     * rest from key n; the hash part holds none of 1..n. */
-    if ((st = enc_slots(e, idx, n))) return st;
-    lua_pushinteger(L, (lua_Integer)n);
+  mb_luatab_view tv;
+  if (mb_luatab_view_of(L, idx, &tv) && n <= tv.keys) {
+    /* t[1..n] are all in the array part: copy them from there, then the rest,
+     * in place when every key and value is plain, else walking from key n with
+     * lua_next; the hash part holds none of 1..n. */
+    if (n && (st = enc_slots(e, idx, n, &tv))) return st;
+    if (n <= tv.keys && (st = enc_rest_plain(e, n, &tv, &nh)) <= 0) {
+      if (st) return st;
+      return enc_table_end(e, k, hpos, nh);
+    }
+    if (n) lua_pushinteger(L, (lua_Integer)n);
+    else lua_pushnil(L);
     while (lua_next(L, idx)) {
       if ((st = enc_typed(e, kx, lua_type(L, kx))) || (st = enc_typed(e, vx, lua_type(L, vx))))
         return note(e, st, SEG_KEY, 0, kx);
