@@ -777,8 +777,11 @@ int mb_reason_is_normal(const char *p, size_t len) {
 
 /* ---------------------------------------------------------------- decoder */
 
+typedef struct strcache strcache;
+
 typedef struct dec {
   lua_State *L;
+  strcache *sc;    /* the state's key cache, fetched at the first string key */
   rd r;
   int refs;        /* stack index of the decoded tables (by number), 0 = no back-references */
   uint32_t ntabs;
@@ -788,6 +791,120 @@ typedef struct dec {
 
 /* Stack slots a level may use: table, key, value, and mb_push_pid's own. */
 #define DEC_SLOTS 8
+
+/* Hash keys repeat from message to message ("type", "from", "id"), and pushing
+ * one costs Lua a hash and a lookup in its string table. Each state that decodes
+ * string keys gets a small two-way set-associative cache: registry slots holding
+ * the keys last seen, with their bytes (pointers into those strings, alive as long
+ * as the registry holds them) kept here for the comparison. A cache that does not
+ * pay (fewer than half of a window of lookups hit, as with a dictionary of
+ * distinct names) is bypassed for a while. Values are not cached: they repeat
+ * far less, and a miss costs more than an uncached push. */
+#define SC_SETS   32
+#define SC_WAYS   2
+#define SC_MAXLEN 40   /* Lua's short strings */
+#define SC_WINDOW 256  /* lookups between two looks at the hit rate */
+#define SC_BYPASS 4096 /* keys pushed without the cache after a poor window */
+struct strcache {
+  const char *s[SC_SETS][SC_WAYS];
+  int ref[SC_SETS][SC_WAYS];
+  unsigned char len[SC_SETS][SC_WAYS];
+  unsigned char older[SC_SETS]; /* the way to replace next */
+  unsigned lookups, hits, bypass;
+  int ready; /* every slot has its registry ref */
+};
+static const char strcache_key = 0;
+
+static strcache *strcache_get(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &strcache_key) == LUA_TUSERDATA) {
+    strcache *sc = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return sc;
+  }
+  lua_pop(L, 1);
+  strcache *sc = lua_newuserdatauv(L, sizeof *sc, 0);
+  memset(sc, 0, sizeof *sc);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &strcache_key);
+  for (int i = 0; i < SC_SETS; i++)
+    for (int w = 0; w < SC_WAYS; w++) {
+      lua_pushboolean(L, 0);
+      sc->ref[i][w] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+  sc->ready = 1;
+  return sc;
+}
+
+static inline uint32_t str_hash(const unsigned char *s, size_t n) {
+  uint64_t a, b;
+  if (n >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+  } else if (n >= 4) {
+    uint32_t x, y;
+    memcpy(&x, s, 4);
+    memcpy(&y, s + n - 4, 4);
+    a = x;
+    b = y;
+  } else {
+    a = n ? (uint64_t)s[0] | (uint64_t)s[n / 2] << 8 | (uint64_t)s[n - 1] << 16 : 0;
+    b = 0;
+  }
+  uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + n) * 0xC2B2AE3D27D4EB4Full;
+  return (uint32_t)(h >> 40) % SC_SETS;
+}
+
+/* Two overlapping fixed-size compares for 4..16 bytes (both sides hold n bytes). */
+static inline int same_bytes(const char *a, const unsigned char *b, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t x0, x1, y0, y1;
+    memcpy(&x0, a, 8); memcpy(&y0, b, 8);
+    memcpy(&x1, a + n - 8, 8); memcpy(&y1, b + n - 8, 8);
+    return x0 == y0 && x1 == y1;
+  }
+  if (n >= 4 && n < 8) {
+    uint32_t x0, x1, y0, y1;
+    memcpy(&x0, a, 4); memcpy(&y0, b, 4);
+    memcpy(&x1, a + n - 4, 4); memcpy(&y1, b + n - 4, 4);
+    return x0 == y0 && x1 == y1;
+  }
+  return memcmp(a, b, n) == 0;
+}
+
+/* Push the key s[0..n), through the cache when it is short and the cache pays. */
+static void push_key(dec *d, const unsigned char *s, size_t n) {
+  lua_State *L = d->L;
+  if (n > SC_MAXLEN) {
+    lua_pushlstring(L, (const char *)s, n);
+    return;
+  }
+  if (!d->sc) d->sc = strcache_get(L);
+  strcache *sc = d->sc;
+  if (sc->bypass || !sc->ready) {
+    sc->bypass -= sc->bypass > 0;
+    lua_pushlstring(L, (const char *)s, n);
+    return;
+  }
+  if (++sc->lookups == SC_WINDOW) {
+    if (sc->hits < SC_WINDOW / 2) sc->bypass = SC_BYPASS;
+    sc->lookups = sc->hits = 0;
+  }
+  uint32_t h = str_hash(s, n);
+  for (int w = 0; w < SC_WAYS; w++)
+    if (sc->s[h][w] && sc->len[h][w] == n && same_bytes(sc->s[h][w], s, n)) {
+      sc->hits++;
+      sc->older[h] = (unsigned char)(w ^ 1);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, sc->ref[h][w]);
+      return;
+    }
+  int w = sc->older[h];
+  sc->older[h] = (unsigned char)(w ^ 1);
+  lua_pushlstring(L, (const char *)s, n);
+  lua_pushvalue(L, -1);
+  sc->s[h][w] = NULL; /* the old key may go once its slot is overwritten */
+  lua_rawseti(L, LUA_REGISTRYINDEX, sc->ref[h][w]);
+  sc->s[h][w] = lua_tostring(L, -1);
+  sc->len[h][w] = (unsigned char)n;
+}
 
 static int dec_value(dec *d);
 
@@ -888,8 +1005,19 @@ static __attribute__((noinline)) int dec_table(dec *d) {
     lua_rawseti(L, t, (lua_Integer)i);
   }
   for (uint32_t j = 0; j < nh; j++) {
+    rd *r = &d->r;
+    uint64_t n;
+    if (r->p != r->end && *r->p == T_STR) { /* the usual key: no checks needed */
+      r->p++;
+      if (rd_varint(r, &n) || n > rd_left(r)) return -1;
+      push_key(d, r->p, (size_t)n);
+      r->p += n;
+      if (dec_elem(d)) return -1;
+      lua_rawset(L, t);
+      continue;
+    }
     if (dec_elem(d)) return -1;
-    /* lua_rawset would raise on these; strings, the usual keys, need no check */
+    /* lua_rawset would raise on these */
     int kt = lua_type(L, t + 1);
     if (kt != LUA_TSTRING) {
       if (kt == LUA_TNIL) return -1;
@@ -955,6 +1083,7 @@ static int dec_value(dec *d) {
 static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
   int backrefs;
   d->L = L;
+  d->sc = NULL;
   d->refs = 0;
   d->ntabs = 0;
   d->depth = 0;

@@ -342,6 +342,23 @@ TEST(round_trips_every_array_and_hash_layout) {
   done(L);
 }
 
+/* The decoder's key cache: repeated key sets, colliding and evicted keys, keys
+ * with NUL bytes or past the short-string length, a stream of distinct keys
+ * (which turns the cache off for a while) and full collections in between. */
+TEST(string_keys_decode_right_through_the_key_cache) {
+  lua_State *L = new_state();
+  run(L, "local function check(t) assert(deq(t, rt(t))) end\n"
+         "local rec = {type = 'call', from = 'me', id = 7, ['a\\0b'] = 1, [string.rep('k', 41)] = 2}\n"
+         "for round = 1, 3 do\n"
+         "  for i = 1, 600 do check(rec) end\n"
+         "  for i = 1, 600 do check({['key' .. i] = i, ['other' .. (i % 7)] = -i, type = 'x'}) end\n"
+         "  collectgarbage() collectgarbage()\n"
+         "  for i = 1, 600 do check(rec) end\n"
+         "end\n"
+         "local r = rt(rec) assert(r['a\\0b'] == 1 and r[string.rep('k', 41)] == 2 and r.type == 'call')");
+  done(L);
+}
+
 TEST(integral_floats_stay_floats_in_every_table_position) {
   lua_State *L = new_state();
   run(L, "local small, big, m = {3.0, 4}, {}, {x = 2.0, [5] = 1.0}\n"
@@ -1045,6 +1062,7 @@ TEST_MAIN(
   CHECK_CASE(integral_floats_stay_floats_in_every_table_position),
   CHECK_CASE(layout_probe_trusts_this_lua_unless_told_not_to),
   CHECK_CASE(round_trips_every_array_and_hash_layout),
+  CHECK_CASE(string_keys_decode_right_through_the_key_cache),
   CHECK_CASE(round_trips_strings_with_any_bytes),
   CHECK_CASE(numbers_are_not_converted_to_strings),
   CHECK_CASE(round_trips_nested_tables),
