@@ -28,8 +28,12 @@ static mb_proc *self_proc(lua_State *L) {
 static mb_sig *encode_sig(lua_State *L, mb_node *n, int idx, const char *op, int kind) {
   mb_buf b;
   char err[512];
-  if (mb_buf_init(&b, MB_SIG_HDR, n->max_message) != 0) luaL_error(L, "%s: not enough memory", op);
+  if (mb_buf_init_scratch(&b, MB_SIG_HDR, n->max_message) != 0) luaL_error(L, "%s: not enough memory", op);
   int rc = mb_encode(L, idx, &b, "msg", err, sizeof err);
+  if (rc == MB_ENC_OK && mb_buf_detach(&b) != 0) {
+    rc = MB_ENC_NOMEM;
+    snprintf(err, sizeof err, "not enough memory");
+  }
   if (rc != MB_ENC_OK) {
     mb_buf_free(&b);
     luaL_error(L, "%s: %s", op, err);

@@ -44,8 +44,63 @@ int mb_buf_init(mb_buf *b, size_t reserve, size_t limit) {
   return 0;
 }
 
+/* One scratch buffer per thread; one bigger than SCRATCH_KEEP is let go after use. */
+#define SCRATCH_INIT 1024
+#define SCRATCH_KEEP (64 * 1024)
+static __thread struct { char *data; size_t cap; int busy; } scratch;
+
+int mb_buf_init_scratch(mb_buf *b, size_t reserve, size_t limit) {
+  if (scratch.busy || reserve > SCRATCH_INIT / 2) return mb_buf_init(b, reserve, limit);
+  if (!scratch.data) {
+    if (!(scratch.data = malloc(SCRATCH_INIT))) return mb_buf_init(b, reserve, limit);
+    scratch.cap = SCRATCH_INIT;
+  }
+  memset(b, 0, sizeof *b);
+  b->data = scratch.data;
+  memset(b->data, 0, reserve);
+  b->len = b->start = reserve;
+  b->cap = scratch.cap;
+  b->limit = limit;
+  b->scratch = 1;
+  scratch.busy = 1;
+  return 0;
+}
+
+/* Take back the scratch buffer from b (it may have grown and moved). */
+static void scratch_return(mb_buf *b) {
+  if (b->cap > SCRATCH_KEEP) {
+    free(b->data);
+    scratch.data = NULL;
+    scratch.cap = 0;
+  } else {
+    scratch.data = b->data;
+    scratch.cap = b->cap;
+  }
+  scratch.busy = 0;
+}
+
+int mb_buf_detach(mb_buf *b) {
+  if (!b->scratch) return 0;
+  char *d = malloc(b->len ? b->len : 1);
+  if (!d) return -1;
+  memcpy(d, b->data, b->len);
+  scratch_return(b);
+  b->data = d;
+  b->cap = b->len ? b->len : 1;
+  b->scratch = 0;
+  return 0;
+}
+
+void mb_buf_thread_done(void) {
+  if (scratch.busy) return; /* still lent: its holder frees it */
+  free(scratch.data);
+  scratch.data = NULL;
+  scratch.cap = 0;
+}
+
 void mb_buf_free(mb_buf *b) {
-  free(b->data);
+  if (b->scratch) scratch_return(b);
+  else free(b->data);
   memset(b, 0, sizeof *b);
 }
 

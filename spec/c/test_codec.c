@@ -359,6 +359,43 @@ TEST(string_keys_decode_right_through_the_key_cache) {
   done(L);
 }
 
+/* The per-thread scratch buffer: lent to one buffer at a time, detached into a
+ * block of the exact length, given back after growing past what is kept. */
+TEST(scratch_buffers_are_lent_once_and_detached_exactly) {
+  lua_State *L = new_state();
+  mb_buf a, b;
+  CHECK(mb_buf_init_scratch(&a, RESERVE, 0) == 0 && a.scratch);
+  CHECK(mb_buf_init_scratch(&b, RESERVE, 0) == 0 && !b.scratch); /* busy: a buffer of its own */
+  CHECK(luaL_dostring(L, "return {1, 2, 'three', x = {4}}") == LUA_OK);
+  CHECK(mb_encode(L, -1, &a, "msg", NULL, 0) == MB_ENC_OK);
+  CHECK(mb_encode(L, -1, &b, "msg", NULL, 0) == MB_ENC_OK);
+  CHECK(a.len == b.len && memcmp(a.data + RESERVE, b.data + RESERVE, a.len - RESERVE) == 0);
+  char *lent = a.data;
+  CHECK(mb_buf_detach(&a) == 0 && !a.scratch && a.data != lent && a.cap == a.len);
+  CHECK(mb_buf_detach(&b) == 0 && !b.scratch);
+  CHECK(memcmp(a.data + RESERVE, b.data + RESERVE, a.len - RESERVE) == 0);
+  mb_buf_free(&a);
+  mb_buf_free(&b);
+  /* free again once a is done with it; a large message grows it, then it is let go */
+  CHECK(luaL_dostring(L, "return string.rep('x', 200000)") == LUA_OK);
+  CHECK(mb_buf_init_scratch(&a, RESERVE, 0) == 0 && a.scratch);
+  CHECK(mb_encode(L, -1, &a, "msg", NULL, 0) == MB_ENC_OK && a.len > 200000);
+  mb_buf_free(&a);
+  CHECK(mb_buf_init_scratch(&a, RESERVE, 0) == 0 && a.scratch && a.cap < 200000);
+  CHECK(mb_encode(L, 1, &a, "msg", NULL, 0) == MB_ENC_OK);
+  CHECK(mb_buf_detach(&a) == 0);
+  CHECK(mb_decode(L, a.data + RESERVE, a.len - RESERVE) == 0);
+  lua_getglobal(L, "deq");
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, -3);
+  lua_call(L, 2, 1);
+  CHECK(lua_toboolean(L, -1)); /* the detached copy decodes to the table sent */
+  mb_buf_free(&a);
+  mb_buf_thread_done();
+  lua_settop(L, 0);
+  done(L);
+}
+
 TEST(integral_floats_stay_floats_in_every_table_position) {
   lua_State *L = new_state();
   run(L, "local small, big, m = {3.0, 4}, {}, {x = 2.0, [5] = 1.0}\n"
@@ -1063,6 +1100,7 @@ TEST_MAIN(
   CHECK_CASE(layout_probe_trusts_this_lua_unless_told_not_to),
   CHECK_CASE(round_trips_every_array_and_hash_layout),
   CHECK_CASE(string_keys_decode_right_through_the_key_cache),
+  CHECK_CASE(scratch_buffers_are_lent_once_and_detached_exactly),
   CHECK_CASE(round_trips_strings_with_any_bytes),
   CHECK_CASE(numbers_are_not_converted_to_strings),
   CHECK_CASE(round_trips_nested_tables),
