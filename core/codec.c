@@ -836,7 +836,8 @@ typedef struct strcache strcache;
 
 typedef struct dec {
   lua_State *L;
-  strcache *sc;    /* the state's key cache, fetched at the first string key */
+  strcache *sc;    /* the state's key cache (see strcache), NULL until made */
+  int scx;         /* its stack slot, 0 when there is none (no table to decode) */
   rd r;
   int refs;        /* stack index of the decoded tables (by number), 0 = no back-references */
   uint32_t ntabs;
@@ -849,12 +850,14 @@ typedef struct dec {
 
 /* Hash keys repeat from message to message ("type", "from", "id"), and pushing
  * one costs Lua a hash and a lookup in its string table. Each state that decodes
- * string keys gets a small two-way set-associative cache: registry slots holding
- * the keys last seen, with their bytes (pointers into those strings, alive as long
- * as the registry holds them) kept here for the comparison. A cache that does not
- * pay (fewer than half of a window of lookups hit, as with a dictionary of
- * distinct names) is bypassed for a while. Values are not cached: they repeat
- * far less, and a miss costs more than an uncached push. */
+ * string keys gets a small two-way set-associative cache: a userdata (kept in the
+ * registry) whose user values hold the keys last seen, and whose C part keeps
+ * their bytes (pointers into those strings, alive while the user values hold
+ * them) for the comparison; ~1.7 KB, counted in the process's heap. While a
+ * table is decoded the userdata (or nil, before the first key) sits at a fixed
+ * stack slot. A cache that does not pay (fewer than half of a window of lookups
+ * hit, as with a dictionary of distinct names) is bypassed for a while. Values
+ * are not cached: they repeat far less, and a miss costs more than a plain push. */
 #define SC_SETS   32
 #define SC_WAYS   2
 #define SC_MAXLEN 40   /* Lua's short strings */
@@ -862,31 +865,27 @@ typedef struct dec {
 #define SC_BYPASS 4096 /* keys pushed without the cache after a poor window */
 struct strcache {
   const char *s[SC_SETS][SC_WAYS];
-  int ref[SC_SETS][SC_WAYS];
   unsigned char len[SC_SETS][SC_WAYS];
   unsigned char older[SC_SETS]; /* the way to replace next */
   unsigned lookups, hits, bypass;
-  int ready; /* every slot has its registry ref */
 };
 static const char strcache_key = 0;
 
-static strcache *strcache_get(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &strcache_key) == LUA_TUSERDATA) {
-    strcache *sc = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return sc;
-  }
-  lua_pop(L, 1);
-  strcache *sc = lua_newuserdatauv(L, sizeof *sc, 0);
+/* Reserve the cache's stack slot: the userdata, or nil until a key needs it. */
+static void strcache_slot(dec *d) {
+  lua_rawgetp(d->L, LUA_REGISTRYINDEX, &strcache_key);
+  d->scx = lua_gettop(d->L);
+  d->sc = lua_touserdata(d->L, d->scx);
+}
+
+static strcache *strcache_make(dec *d) {
+  lua_State *L = d->L;
+  strcache *sc = lua_newuserdatauv(L, sizeof *sc, SC_SETS * SC_WAYS);
   memset(sc, 0, sizeof *sc);
+  lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &strcache_key);
-  for (int i = 0; i < SC_SETS; i++)
-    for (int w = 0; w < SC_WAYS; w++) {
-      lua_pushboolean(L, 0);
-      sc->ref[i][w] = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-  sc->ready = 1;
-  return sc;
+  lua_replace(L, d->scx);
+  return d->sc = sc;
 }
 
 static inline uint32_t str_hash(const unsigned char *s, size_t n) {
@@ -928,14 +927,14 @@ static inline int same_bytes(const char *a, const unsigned char *b, size_t n) {
 /* Push the key s[0..n), through the cache when it is short and the cache pays. */
 static void push_key(dec *d, const unsigned char *s, size_t n) {
   lua_State *L = d->L;
-  if (n > SC_MAXLEN) {
+  strcache *sc = d->sc;
+  if (n > SC_MAXLEN || !d->scx) {
     lua_pushlstring(L, (const char *)s, n);
     return;
   }
-  if (!d->sc) d->sc = strcache_get(L);
-  strcache *sc = d->sc;
-  if (sc->bypass || !sc->ready) {
-    sc->bypass -= sc->bypass > 0;
+  if (!sc) sc = strcache_make(d);
+  if (sc->bypass) {
+    sc->bypass--;
     lua_pushlstring(L, (const char *)s, n);
     return;
   }
@@ -948,7 +947,7 @@ static void push_key(dec *d, const unsigned char *s, size_t n) {
     if (sc->s[h][w] && sc->len[h][w] == n && same_bytes(sc->s[h][w], s, n)) {
       sc->hits++;
       sc->older[h] = (unsigned char)(w ^ 1);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, sc->ref[h][w]);
+      lua_getiuservalue(L, d->scx, (int)(h * SC_WAYS + (uint32_t)w) + 1);
       return;
     }
   int w = sc->older[h];
@@ -956,7 +955,7 @@ static void push_key(dec *d, const unsigned char *s, size_t n) {
   lua_pushlstring(L, (const char *)s, n);
   lua_pushvalue(L, -1);
   sc->s[h][w] = NULL; /* the old key may go once its slot is overwritten */
-  lua_rawseti(L, LUA_REGISTRYINDEX, sc->ref[h][w]);
+  lua_setiuservalue(L, d->scx, (int)(h * SC_WAYS + (uint32_t)w) + 1);
   sc->s[h][w] = lua_tostring(L, -1);
   sc->len[h][w] = (unsigned char)n;
 }
@@ -1139,10 +1138,11 @@ static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
   int backrefs;
   d->L = L;
   d->sc = NULL;
+  d->scx = 0;
   d->refs = 0;
   d->ntabs = 0;
   d->depth = 0;
-  if (rd_header(&d->r, p, len, &backrefs) || !lua_checkstack(L, DEC_SLOTS + 1)) return -1;
+  if (rd_header(&d->r, p, len, &backrefs) || !lua_checkstack(L, DEC_SLOTS + 2)) return -1;
   if (backrefs) { /* only then keep every table reachable by number */
     lua_createtable(L, 8, 0);
     d->refs = lua_gettop(L);
@@ -1153,10 +1153,13 @@ static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
 int mb_decode(lua_State *L, const char *p, size_t len) {
   dec d;
   int top = lua_gettop(L);
-  if (dec_open(&d, L, p, len) || dec_value(&d) || d.r.p != d.r.end) {
+  if (dec_open(&d, L, p, len)) return -1;
+  if (d.r.p != d.r.end && *d.r.p == T_TABLE) strcache_slot(&d); /* below the result */
+  if (dec_value(&d) || d.r.p != d.r.end) {
     lua_settop(L, top);
     return -1;
   }
+  if (d.scx) lua_remove(L, d.scx); /* above refs: it was pushed after them */
   if (d.refs) lua_remove(L, d.refs);
   return 0;
 }
