@@ -362,7 +362,21 @@ static inline __attribute__((always_inline)) int put_plain(enc *e, unsigned char
   case MB_LUATAB_FLOAT: *st = put_float(e, v->n); return 1;
   case MB_LUATAB_TRUE: *st = put_byte(e, T_TRUE); return 1;
   case MB_LUATAB_FALSE: *st = put_byte(e, T_FALSE); return 1;
-  case MB_LUATAB_SHRSTR:
+  case MB_LUATAB_SHRSTR: { /* at most 40 bytes in Lua 5.4: a one-byte length */
+    size_t len;
+    const char *s = mb_luatab_string(v->p, tag, &len);
+    if (len >= 0x80) {
+      *st = put_string(e, s, len);
+      return 1;
+    }
+    if ((*st = room(e, 2 + len))) return 1;
+    char *w = e->b->data + e->b->len;
+    w[0] = T_STR;
+    w[1] = (char)len;
+    copy_short(w + 2, s, len);
+    e->b->len += 2 + len;
+    return 1;
+  }
   case MB_LUATAB_LNGSTR: {
     size_t len;
     const char *s = mb_luatab_string(v->p, tag, &len);
