@@ -1,5 +1,6 @@
 /* codec: the compact tagged binary encoding that copies every message between process states. */
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,16 +45,32 @@ int mb_buf_init(mb_buf *b, size_t reserve, size_t limit) {
   return 0;
 }
 
-/* One scratch buffer per thread; one bigger than SCRATCH_KEEP is let go after use. */
+/* One scratch buffer per thread; one bigger than SCRATCH_KEEP is let go after use.
+ * A thread-specific key with `free` as destructor frees it when the thread ends
+ * (schedulers, and any embedder's thread that sends); without the key, no thread
+ * gets a scratch buffer. */
 #define SCRATCH_INIT 1024
 #define SCRATCH_KEEP (64 * 1024)
 static __thread struct { char *data; size_t cap; int busy; } scratch;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static pthread_key_t scratch_key;
+static int scratch_keyed;
+
+static void scratch_key_make(void) { scratch_keyed = pthread_key_create(&scratch_key, free) == 0; }
+
+static void scratch_set(char *data, size_t cap) {
+  if (data != scratch.data) pthread_setspecific(scratch_key, data);
+  scratch.data = data;
+  scratch.cap = cap;
+}
 
 int mb_buf_init_scratch(mb_buf *b, size_t reserve, size_t limit) {
-  if (scratch.busy || reserve > SCRATCH_INIT / 2) return mb_buf_init(b, reserve, limit);
+  pthread_once(&scratch_once, scratch_key_make);
+  if (scratch.busy || !scratch_keyed || reserve > SCRATCH_INIT / 2) return mb_buf_init(b, reserve, limit);
   if (!scratch.data) {
-    if (!(scratch.data = malloc(SCRATCH_INIT))) return mb_buf_init(b, reserve, limit);
-    scratch.cap = SCRATCH_INIT;
+    char *d = malloc(SCRATCH_INIT);
+    if (!d) return mb_buf_init(b, reserve, limit);
+    scratch_set(d, SCRATCH_INIT);
   }
   memset(b, 0, sizeof *b);
   b->data = scratch.data;
@@ -70,11 +87,11 @@ int mb_buf_init_scratch(mb_buf *b, size_t reserve, size_t limit) {
 static void scratch_return(mb_buf *b) {
   if (b->cap > SCRATCH_KEEP) {
     free(b->data);
+    pthread_setspecific(scratch_key, NULL);
     scratch.data = NULL;
     scratch.cap = 0;
   } else {
-    scratch.data = b->data;
-    scratch.cap = b->cap;
+    scratch_set(b->data, b->cap);
   }
   scratch.busy = 0;
 }
@@ -89,13 +106,6 @@ int mb_buf_detach(mb_buf *b) {
   b->cap = b->len ? b->len : 1;
   b->scratch = 0;
   return 0;
-}
-
-void mb_buf_thread_done(void) {
-  if (scratch.busy) return; /* still lent: its holder frees it */
-  free(scratch.data);
-  scratch.data = NULL;
-  scratch.cap = 0;
 }
 
 void mb_buf_free(mb_buf *b) {
@@ -323,6 +333,8 @@ static inline int enc_typed(enc *e, int idx, int type) {
 
 /* Stack slots a table level uses: key, value, and two for luaL_testudata. */
 #define ENC_SLOTS 5
+/* Integers written after one room check (bounds the reservation for big arrays). */
+#define ENC_RUN 256
 /* Array elements read onto the stack at once, then popped together. */
 #define ENC_BATCH 32
 
@@ -397,10 +409,11 @@ static int enc_slots(enc *e, int idx, lua_Unsigned n, mb_luatab_view *tv) {
   for (lua_Unsigned i = 1; i <= n; i++) {
     const mb_luatab_slot *v = &a[i - 1];
     int st;
-    if (v->tag == MB_LUATAB_INT && room(e, (size_t)(n - i + 1) * (1 + VARINT_MAX)) == 0) {
-      /* a run of integers, with room for all that are left reserved: no checks */
+    lua_Unsigned last = n - i >= ENC_RUN ? i + ENC_RUN - 1 : n;
+    if (v->tag == MB_LUATAB_INT && room(e, (size_t)(last - i + 1) * (1 + VARINT_MAX)) == 0) {
+      /* a run of up to ENC_RUN integers, with room for them reserved: no checks */
       unsigned char *w = (unsigned char *)e->b->data + e->b->len, *w0 = w;
-      for (; i <= n && a[i - 1].tag == MB_LUATAB_INT; i++) {
+      for (; i <= last && a[i - 1].tag == MB_LUATAB_INT; i++) {
         *w++ = T_INT;
         w += put_varint(w, zigzag(a[i - 1].v.i));
       }

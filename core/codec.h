@@ -28,8 +28,6 @@ int mb_buf_init_scratch(mb_buf *b, size_t reserve, size_t limit);
  * 0, or -1 (no memory; b unchanged). A no-op for a buffer that owns its data. */
 int mb_buf_detach(mb_buf *b);
 void mb_buf_free(mb_buf *b);
-/* Free this thread's scratch buffer (a thread that encoded calls it before ending). */
-void mb_buf_thread_done(void);
 
 /* Result codes of the encoder. */
 #define MB_ENC_OK       0

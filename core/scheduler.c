@@ -14,7 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
-#include "codec.h"
 #include "scheduler.h"
 #include "spawn.h"
 #include "registry.h"
@@ -613,7 +612,6 @@ static void *sched_main(void *arg) {
     run(s, p);
   }
   tls_sched = NULL;
-  mb_buf_thread_done();
   return NULL;
 }
 
