@@ -1,6 +1,5 @@
 /* codec: the compact tagged binary encoding that copies every message between process states. */
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,88 +30,6 @@ enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_PID, T_REF, T_TABLE, T_B
 #define VARINT_MAX   10
 
 _Static_assert(sizeof(lua_Number) == 8, "floats are encoded as 8 bytes");
-
-/* ---------------------------------------------------------------- buffer */
-
-int mb_buf_init(mb_buf *b, size_t reserve, size_t limit) {
-  size_t cap = reserve + 64;
-  memset(b, 0, sizeof *b);
-  if (cap < reserve || !(b->data = malloc(cap))) return -1;
-  memset(b->data, 0, reserve);
-  b->len = b->start = reserve;
-  b->cap = cap;
-  b->limit = limit;
-  return 0;
-}
-
-/* One scratch buffer per thread; one bigger than SCRATCH_KEEP is let go after use.
- * A thread-specific key with `free` as destructor frees it when the thread ends
- * (schedulers, and any embedder's thread that sends); without the key, no thread
- * gets a scratch buffer. */
-#define SCRATCH_INIT 1024
-#define SCRATCH_KEEP (64 * 1024)
-static __thread struct { char *data; size_t cap; int busy; } scratch;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static pthread_key_t scratch_key;
-static int scratch_keyed;
-
-static void scratch_key_make(void) { scratch_keyed = pthread_key_create(&scratch_key, free) == 0; }
-
-static void scratch_set(char *data, size_t cap) {
-  if (data != scratch.data) pthread_setspecific(scratch_key, data);
-  scratch.data = data;
-  scratch.cap = cap;
-}
-
-int mb_buf_init_scratch(mb_buf *b, size_t reserve, size_t limit) {
-  pthread_once(&scratch_once, scratch_key_make);
-  if (scratch.busy || !scratch_keyed || reserve > SCRATCH_INIT / 2) return mb_buf_init(b, reserve, limit);
-  if (!scratch.data) {
-    char *d = malloc(SCRATCH_INIT);
-    if (!d) return mb_buf_init(b, reserve, limit);
-    scratch_set(d, SCRATCH_INIT);
-  }
-  memset(b, 0, sizeof *b);
-  b->data = scratch.data;
-  memset(b->data, 0, reserve);
-  b->len = b->start = reserve;
-  b->cap = scratch.cap;
-  b->limit = limit;
-  b->scratch = 1;
-  scratch.busy = 1;
-  return 0;
-}
-
-/* Take back the scratch buffer from b (it may have grown and moved). */
-static void scratch_return(mb_buf *b) {
-  if (b->cap > SCRATCH_KEEP) {
-    free(b->data);
-    pthread_setspecific(scratch_key, NULL);
-    scratch.data = NULL;
-    scratch.cap = 0;
-  } else {
-    scratch_set(b->data, b->cap);
-  }
-  scratch.busy = 0;
-}
-
-int mb_buf_detach(mb_buf *b) {
-  if (!b->scratch) return 0;
-  char *d = malloc(b->len ? b->len : 1);
-  if (!d) return -1;
-  memcpy(d, b->data, b->len);
-  scratch_return(b);
-  b->data = d;
-  b->cap = b->len ? b->len : 1;
-  b->scratch = 0;
-  return 0;
-}
-
-void mb_buf_free(mb_buf *b) {
-  if (b->scratch) scratch_return(b);
-  else free(b->data);
-  memset(b, 0, sizeof *b);
-}
 
 static size_t put_varint(unsigned char *w, uint64_t v) {
   size_t n = 0;
