@@ -87,11 +87,19 @@ mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state) {
 
 uint64_t mb_node_make_ref(mb_node *n) { return atomic_fetch_add(&n->next_ref, 1); }
 
+/* Move the state forward to `to` (never back); 1 if this call moved it. */
+static int advance(mb_node *n, int from, int to) {
+  return atomic_compare_exchange_strong(&n->state, &from, to);
+}
+
+/* The node is done: no more Lua runs, the threads leave. Idempotent. */
 static void set_done(mb_node *n) {
   pthread_mutex_lock(&n->life_lock);
   if (!n->done) {
     n->done = 1;
-    atomic_store(&n->state, MB_NODE_STOPPED);
+    int st = atomic_load(&n->state);
+    while (st < MB_NODE_STOPPED && !atomic_compare_exchange_weak(&n->state, &st, MB_NODE_STOPPED)) {}
+    atomic_store(&n->quit, 1);
     pthread_cond_broadcast(&n->done_cond);
   }
   pthread_mutex_unlock(&n->life_lock);
@@ -141,19 +149,10 @@ void mb_node_exit_all(mb_node *n, const char *reason) {
   free(pids);
 }
 
-int mb_node_start(mb_node *n) {
-  int expected = MB_NODE_NEW;
-  if (!atomic_compare_exchange_strong(&n->state, &expected, MB_NODE_RUNNING)) return MB_ESTATE;
-  n->io = mb_io_start(n, n->opts.handle_signals);
-  if (!n->io) return MB_ESYS;
-  return mb_sched_start_all(n);
-}
-
-int mb_node_wait(mb_node *n) {
+/* Join the threads once: the first caller joins, any other waits until it has. */
+static void join_once(mb_node *n) {
   pthread_mutex_lock(&n->life_lock);
-  while (!n->done) pthread_cond_wait(&n->done_cond, &n->life_lock);
   if (!n->joining) {
-    /* the first waiter joins the threads; any other waits until it has */
     n->joining = 1;
     pthread_mutex_unlock(&n->life_lock);
     mb_sched_join_all(n);
@@ -164,6 +163,25 @@ int mb_node_wait(mb_node *n) {
   }
   while (!n->joined) pthread_cond_wait(&n->done_cond, &n->life_lock);
   pthread_mutex_unlock(&n->life_lock);
+}
+
+int mb_node_start(mb_node *n) {
+  if (!advance(n, MB_NODE_NEW, MB_NODE_RUNNING)) return MB_ESTATE;
+  n->io = mb_io_start(n, n->opts.handle_signals);
+  int rc = n->io ? mb_sched_start_all(n) : MB_ESYS;
+  if (rc != 0) {
+    /* leave a stopped node: the threads that did start leave and are joined */
+    set_done(n);
+    join_once(n);
+  }
+  return rc;
+}
+
+int mb_node_wait(mb_node *n) {
+  pthread_mutex_lock(&n->life_lock);
+  while (!n->done) pthread_cond_wait(&n->done_cond, &n->life_lock);
+  pthread_mutex_unlock(&n->life_lock);
+  join_once(n);
   if (atomic_load(&n->halting)) return n->exit_status;
   return atomic_load(&n->first_abnormal) ? 1 : 0;
 }
@@ -176,14 +194,15 @@ int mb_node_run(mb_node *n) {
 }
 
 int mb_node_stop(mb_node *n) {
-  int st = atomic_load(&n->state);
-  if (st == MB_NODE_NEW) {
-    atomic_store(&n->state, MB_NODE_STOPPED);
+  if (advance(n, MB_NODE_NEW, MB_NODE_STOPPED)) {
+    pthread_mutex_lock(&n->life_lock);
     n->done = n->joining = n->joined = 1;
+    atomic_store(&n->quit, 1);
+    pthread_mutex_unlock(&n->life_lock);
     return 0;
   }
-  if (st == MB_NODE_RUNNING) {
-    atomic_store(&n->state, MB_NODE_STOPPING);
+  if (advance(n, MB_NODE_RUNNING, MB_NODE_STOPPING)) {
+    /* a process ending from now on sees STOPPING and ends the node if it is the last */
     if (atomic_load(&n->live) == 0) set_done(n);
     else mb_node_exit_all(n, "kill");
   }
@@ -210,8 +229,9 @@ static void reap(mb_node *n) {
 
 void mb_node_free(mb_node *n) {
   if (!n) return;
-  int st = atomic_load(&n->state);
-  if (st == MB_NODE_RUNNING || st == MB_NODE_STOPPING) mb_node_stop(n);
+  /* whatever ended it (stop, halt, its last process), its threads are joined
+   * before anything is freed */
+  mb_node_stop(n);
   if (n->ptab) reap(n);
   mb_sched_free_all(n);
   if (n->io) mb_io_stop(n->io);

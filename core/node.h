@@ -24,6 +24,9 @@ typedef struct mb_preload { char *name; lua_CFunction open; struct mb_preload *n
 /* The bindings set this: it turns a new lua_State into a process environment. */
 typedef int (*mb_open_state_fn)(lua_State *L, mb_proc *p);
 
+/* The node's state only moves forward (a CAS): NEW -> RUNNING -> STOPPING -> STOPPED,
+ * or NEW -> STOPPED. STOPPED means "done": no Lua runs any more; the threads leave on
+ * `quit` and are joined by the first waiter (or by free), the only gate to freeing. */
 enum { MB_NODE_NEW, MB_NODE_RUNNING, MB_NODE_STOPPING, MB_NODE_STOPPED };
 
 struct mb_node {
@@ -55,9 +58,9 @@ struct mb_node {
   _Atomic uint64_t next_ref;
   _Atomic int64_t live;          /* processes alive, external ones excluded */
   _Atomic int state;
+  _Atomic int quit;              /* the scheduler threads leave (set with done) */
   _Atomic int halting;           /* halt() called: run no more Lua */
   int exit_status;
-  mb_pid first_pid;
   _Atomic int first_abnormal;
   int keep_alive;                /* a host node runs until stopped, not until empty */
 

@@ -28,6 +28,7 @@ struct mb_sched {
   int id;
   pthread_t thread;
   int started;
+  int exited;                    /* under lock: sched_main returned; no more signals to it */
   pthread_mutex_t lock;
   pthread_cond_t cond;
   int sleeping, wakeup;          /* under lock */
@@ -59,6 +60,7 @@ typedef struct mb_ticker {
   pthread_mutex_t lock;
   pthread_cond_t cond;
   _Atomic int parked;
+  _Atomic int quit;   /* set once every scheduler thread has been joined */
 } mb_ticker;
 
 static _Thread_local mb_sched *tls_sched;
@@ -164,7 +166,7 @@ void mb_sched_ready(mb_node *n, mb_proc *p, int woken) {
   if (woken && atomic_load_explicit(&s->current, memory_order_relaxed)) {
     mb_proc *old = s->next;
     s->next = p;
-    atomic_store_explicit(&s->has_next, 1, memory_order_relaxed);
+    atomic_store(&s->has_next, 1);   /* seq_cst: pairs with the ticker's park (ticker_wake) */
     ticker_wake(n);
     if (!old) return;
     p = old;
@@ -206,7 +208,7 @@ static int work_visible(mb_sched *s) {
 /* Publish the earliest deadline for the ticker. */
 static void heap_changed(mb_sched *s) {
   mb_timer *t = mb_heap_top(&s->timers);
-  atomic_store_explicit(&s->next_deadline, t ? t->deadline : UINT64_MAX, memory_order_relaxed);
+  atomic_store(&s->next_deadline, t ? t->deadline : UINT64_MAX);   /* seq_cst: see ticker_wake */
   ticker_wake(s->node);
 }
 
@@ -356,42 +358,65 @@ static int install_handler(int signo) {
   return ok ? 0 : -1;
 }
 
-/* Does anything wait for scheduler s's thread? */
+/* Does anything wait for scheduler s's thread? Sequentially consistent loads: the
+ * ticker's re-check before parking pairs with the stores of those who wake it. */
 static int contended(mb_node *n, mb_sched *s, uint64_t now) {
-  if (atomic_load_explicit(&s->rq_len, memory_order_relaxed) > 0 ||
-      atomic_load_explicit(&s->has_next, memory_order_relaxed) ||
-      atomic_load_explicit(&n->inject_count, memory_order_relaxed) > 0 ||
-      atomic_load_explicit(&s->next_deadline, memory_order_relaxed) <= now ||
-      atomic_load_explicit(&n->halting, memory_order_relaxed) ||
-      atomic_load_explicit(&n->state, memory_order_relaxed) >= MB_NODE_STOPPING)
+  if (atomic_load(&s->rq_len) > 0 || atomic_load(&s->has_next) ||
+      atomic_load(&n->inject_count) > 0 || atomic_load(&s->next_deadline) <= now ||
+      atomic_load(&n->halting) || atomic_load(&n->quit) ||
+      atomic_load(&n->state) >= MB_NODE_STOPPING)
     return 1;
   /* process structs are pooled, never freed: a stale pointer is still readable */
-  mb_proc *p = atomic_load_explicit(&s->current, memory_order_relaxed);
-  return p && atomic_load_explicit(&p->mq_count, memory_order_relaxed) > 0;
+  mb_proc *p = atomic_load(&s->current);
+  return p && atomic_load(&p->mq_count) > 0;
 }
 
+/* Wake the ticker if it is parked. The lost wake-up is ruled out by a store-load
+ * pairing, all sequentially consistent: a waker stores what makes the ticker
+ * needed (a process running, a queue length, a timer, a signal count) and then
+ * loads `parked`; the ticker stores `parked` and then re-reads those (ticker_park).
+ * One of the two sees the other's store. */
 static void ticker_wake(mb_node *n) {
   mb_ticker *t = n->ticker;
-  if (!t || !atomic_load_explicit(&t->parked, memory_order_relaxed)) return;
+  if (!t || !atomic_load(&t->parked)) return;
   pthread_mutex_lock(&t->lock);
   atomic_store(&t->parked, 0);
   pthread_cond_signal(&t->cond);
   pthread_mutex_unlock(&t->lock);
 }
 
-static int node_done(mb_node *n);
+/* Would the ticker have work now? `idle`: it was about to park because no
+ * scheduler runs anything; otherwise because nothing running is contended. */
+static int ticker_needed(mb_node *n, int idle) {
+  uint64_t now = mb_now_ns();
+  for (int i = 0; i < n->nsched; i++) {
+    mb_sched *s = n->sched[i];
+    if (!atomic_load(&s->current)) continue;
+    if (idle || contended(n, s, now)) return 1;
+  }
+  return 0;
+}
 
-/* Wait until woken, until deadline (monotonic ns; 0 = none) or until the node ends. */
-static void ticker_park(mb_node *n, mb_ticker *t, uint64_t deadline) {
+/* Wait until woken, until deadline (monotonic ns; 0 = none) or until told to quit. */
+static void ticker_park(mb_node *n, mb_ticker *t, uint64_t deadline, int idle) {
   pthread_mutex_lock(&t->lock);
   atomic_store(&t->parked, 1);
-  while (atomic_load(&t->parked) && !node_done(n)) {
+  if (ticker_needed(n, idle)) atomic_store(&t->parked, 0);
+  while (atomic_load(&t->parked) && !atomic_load(&t->quit)) {
     if (!deadline) { pthread_cond_wait(&t->cond, &t->lock); continue; }
     struct timespec ts = { (time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u) };
     if (pthread_cond_timedwait(&t->cond, &t->lock, &ts) == ETIMEDOUT) break;
   }
   atomic_store(&t->parked, 0);
   pthread_mutex_unlock(&t->lock);
+}
+
+/* Send the preemption signal to s's thread unless it has left (a joined thread's
+ * id must not be signalled). */
+static void kick(mb_sched *s, int signo) {
+  pthread_mutex_lock(&s->lock);
+  if (!s->exited) pthread_kill(s->self, signo);
+  pthread_mutex_unlock(&s->lock);
 }
 
 static void *ticker_main(void *arg) {
@@ -402,10 +427,12 @@ static void *ticker_main(void *arg) {
   pthread_sigmask(SIG_BLOCK, &all, NULL);
   int idle_ticks = 0;
   uint64_t quiet_until = 0;   /* nothing was contended: park until this, or a poke */
-  while (!node_done(n)) {
+  /* it runs until every scheduler has left: while the node stops, a scheduler
+   * still running Lua is signalled like any contended one */
+  while (!atomic_load(&t->quit)) {
     /* after a park, still sleep a tick: a poke then costs one wake-up per tick
      * at most, however often contention comes and goes */
-    if (quiet_until) ticker_park(n, t, quiet_until);
+    if (quiet_until) ticker_park(n, t, quiet_until, 0);
     struct timespec ts = { 0, TICK_NS };
     nanosleep(&ts, NULL);
     uint64_t now = mb_now_ns(), earliest = UINT64_MAX;
@@ -427,11 +454,11 @@ static void *ticker_main(void *arg) {
       uint64_t slice = atomic_load_explicit(&s->slice, memory_order_relaxed);
       if (slice != s->ticker_seen) { s->ticker_seen = slice; continue; }
       atomic_store_explicit(&s->kick_slice, slice, memory_order_relaxed);
-      pthread_kill(s->self, t->signo);
+      kick(s, t->signo);
     }
     quiet_until = 0;
     if (!busy) {
-      if (++idle_ticks >= 8) { ticker_park(n, t, 0); idle_ticks = 0; }
+      if (++idle_ticks >= 8) { ticker_park(n, t, 0, 1); idle_ticks = 0; }
       continue;
     }
     idle_ticks = 0;
@@ -465,6 +492,7 @@ static void ticker_stop(mb_node *n) {
   mb_ticker *t = n->ticker;
   if (!t || !t->started) return;
   pthread_mutex_lock(&t->lock);
+  atomic_store(&t->quit, 1);
   atomic_store(&t->parked, 0);
   pthread_cond_signal(&t->cond);
   pthread_mutex_unlock(&t->lock);
@@ -513,7 +541,8 @@ static void run_lua(mb_sched *s, mb_proc *p) {
   p->yield_reason = MB_Y_NONE;
   p->cur = p->co;
   s->hooked = NULL;
-  atomic_store_explicit(&s->current, p, memory_order_release);
+  atomic_store(&s->current, p);   /* seq_cst, then the ticker's `parked`: see ticker_wake */
+  ticker_wake(p->node);
   int nres = 0;
   int st = lua_resume(p->co, NULL, p->nargs, &nres);
   atomic_store_explicit(&s->current, NULL, memory_order_relaxed);
@@ -564,7 +593,7 @@ static mb_proc *find_work(mb_sched *s, int *new_slice) {
 }
 
 static int node_done(mb_node *n) {
-  return atomic_load(&n->halting) || atomic_load(&n->state) >= MB_NODE_STOPPED;
+  return atomic_load(&n->halting) || atomic_load(&n->quit);
 }
 
 static void idle(mb_sched *s) {
@@ -602,15 +631,25 @@ static void *sched_main(void *arg) {
   mb_node *n = s->node;
   tls_sched = s;
   s->self = pthread_self();
+  if (n->ticker) {
+    /* an embedder may block the signal in the thread that starts the node; the
+     * scheduler threads inherit that mask and must not */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, n->ticker->signo);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  }
   while (!node_done(n)) {
     fire_due(s);
     int new_slice;
     mb_proc *p = find_work(s, &new_slice);
     if (!p) { idle(s); continue; }
     if (new_slice) atomic_fetch_add_explicit(&s->slice, 1, memory_order_relaxed);
-    ticker_wake(n);
     run(s, p);
   }
+  pthread_mutex_lock(&s->lock);
+  s->exited = 1;
+  pthread_mutex_unlock(&s->lock);
   tls_sched = NULL;
   return NULL;
 }
@@ -642,12 +681,12 @@ int mb_sched_start_all(mb_node *n) {
 void mb_sched_join_all(mb_node *n) {
   if (!n->sched) return;
   mb_sched_wake_all(n);
-  ticker_stop(n);   /* first: it must not signal a thread that has been joined */
   for (int i = 0; i < n->nsched; i++)
     if (n->sched[i] && n->sched[i]->started) {
       pthread_join(n->sched[i]->thread, NULL);
       n->sched[i]->started = 0;
     }
+  ticker_stop(n);   /* last: until now it may have to stop a scheduler running Lua */
 }
 
 void mb_sched_free_all(mb_node *n) {

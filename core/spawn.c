@@ -72,7 +72,6 @@ int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out) {
     mb_monset_add(&r->monitor->monitors, r->mref, pid);
     pthread_mutex_unlock(&r->monitor->meta);
   }
-  if (r->first) n->first_pid = pid;
   /* a stop that listed the processes before this one existed must still end it */
   if (atomic_load(&n->state) >= MB_NODE_STOPPING && !r->first)
     p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, "killed");

@@ -1,0 +1,235 @@
+/* test_lifecycle: a node's life from the embedder's side — start, stop, halt, free
+ * and the races between them (the node's state only moves forward; joining its
+ * threads is the only gate to freeing it; stopping reaches a scheduler that runs Lua). */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+#include "check.h"
+#include "moonbeam.h"
+#include "node.h"
+
+static void write_script(char *path, const char *src) {
+  int fd = mkstemps(path, 4);
+  CHECK(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  CHECK(f != NULL);
+  fputs(src, f);
+  fclose(f);
+}
+
+static mb_node *quiet_node(int schedulers) {
+  mb_node_opts o = { 0 };
+  o.schedulers = schedulers;
+  o.log_level = "none";
+  mb_node *n = mb_node_new(&o);
+  CHECK(n != NULL);
+  return n;
+}
+
+static void pause_ms(int ms) {
+  struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+  nanosleep(&ts, NULL);
+}
+
+/* Poll (1 ms steps, at most 10 s) until the node says it is done. */
+static void wait_done(mb_node *n) {
+  for (int i = 0; i < 10000; i++) {
+    pthread_mutex_lock(&n->life_lock);
+    int done = n->done;
+    pthread_mutex_unlock(&n->life_lock);
+    if (done) return;
+    pause_ms(1);
+  }
+  CHECK(!"the node did not end within 10 s");
+}
+
+/* A node whose last process ended by itself (nobody waited) is freed: freeing
+ * must join its threads first (under ASan this was a use-after-free in sched_main). */
+TEST(free_joins_a_node_that_stopped_by_itself) {
+  char path[] = "/tmp/mb_test_life_XXXXXX.lua";
+  write_script(path, "local x = 0\nfor i = 1, 1000 do x = x + i end\n");
+  for (int round = 0; round < 20; round++) {
+    mb_node *n = quiet_node(2);
+    mb_pid pid;
+    CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+    CHECK_EQ_INT(mb_node_start(n), 0);
+    wait_done(n);
+    mb_node_free(n);
+  }
+  unlink(path);
+}
+
+/* The same after halt: free (without wait) joins. */
+TEST(free_joins_a_node_that_halted) {
+  char path[] = "/tmp/mb_test_life_XXXXXX.lua";
+  write_script(path, "require('moonbeam').halt(3)\n");
+  for (int round = 0; round < 20; round++) {
+    mb_node *n = quiet_node(2);
+    mb_pid pid;
+    CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+    CHECK_EQ_INT(mb_node_start(n), 0);
+    wait_done(n);
+    mb_node_free(n);
+  }
+  unlink(path);
+}
+
+/* Stop races the end of the last process: stop must never move the state back
+ * from STOPPED to STOPPING (the ticker then parked forever and stop hung). */
+TEST(stop_racing_the_last_process_end_returns) {
+  char path[] = "/tmp/mb_test_life_XXXXXX.lua";
+  write_script(path, "local x = 1\n");
+  for (int round = 0; round < 300; round++) {
+    mb_node *n = quiet_node(2);
+    mb_pid pid;
+    CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+    CHECK_EQ_INT(mb_node_start(n), 0);
+    /* vary where stop lands relative to the process's end */
+    for (volatile int spin = 0; spin < (round % 30) * 2000; spin++) {}
+    int st = mb_node_stop(n);
+    CHECK(st == 0 || st == 1);   /* 1: stop killed the first process before it ended */
+    CHECK_EQ_INT(atomic_load(&n->state), MB_NODE_STOPPED);
+    CHECK_EQ_INT(mb_node_stop(n), st);
+    mb_node_free(n);
+  }
+  unlink(path);
+}
+
+/* halt while busy loops run on both schedulers: the node ends (it used to run on
+ * forever once the ticker had left, since nothing stopped the running loop).
+ * Not under TSan: it defers asynchronous signals while pure Lua runs. */
+TEST(halt_while_busy_loops_run_ends_the_node) {
+#if defined(__SANITIZE_THREAD__)
+  printf("skip halt_while_busy_loops_run_ends_the_node: TSan defers signals\n");
+  return;
+#endif
+  char path[] = "/tmp/mb_test_life_XXXXXX.lua";
+  write_script(path,
+    "local mb = require 'moonbeam'\n"
+    "local me = mb.self()\n"
+    "for i = 1, 50 do mb.spawn(function(p) require('moonbeam').send(p, 1); while true do end end, me) end\n"
+    "for i = 1, 50 do assert(mb.receive(10000)) end\n"
+    "mb.halt(4)\n");
+  for (int round = 0; round < 5; round++) {
+    mb_node *n = quiet_node(2);
+    mb_pid pid;
+    CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+    CHECK_EQ_INT(mb_node_run(n), 4);
+    mb_node_free(n);
+  }
+  unlink(path);
+}
+
+/* Stop while busy loops run (the embedder's stop, not halt). */
+TEST(stop_while_busy_loops_run_returns) {
+#if defined(__SANITIZE_THREAD__)
+  printf("skip stop_while_busy_loops_run_returns: TSan defers signals\n");
+  return;
+#endif
+  char path[] = "/tmp/mb_test_life_XXXXXX.lua";
+  write_script(path,
+    "local mb = require 'moonbeam'\n"
+    "for i = 1, 20 do mb.spawn(function() while true do end end) end\n"
+    "mb.register('ready')\n"
+    "while true do end\n");
+  mb_node *n = quiet_node(2);
+  mb_pid pid;
+  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+  CHECK_EQ_INT(mb_node_start(n), 0);
+  mb_pid r = 0;
+  for (int i = 0; i < 10000 && mb_whereis(n, "ready", &r) != 0; i++) pause_ms(1);
+  CHECK(r == pid);
+  mb_node_stop(n);
+  CHECK_EQ_INT(atomic_load(&n->state), MB_NODE_STOPPED);
+  mb_node_free(n);
+  unlink(path);
+}
+
+/* A start that fails (here: no file descriptor left for the I/O loop) leaves a
+ * stopped node that stop, wait and free handle, not a RUNNING node without threads. */
+TEST(failed_start_leaves_a_stopped_node) {
+  mb_node *n = quiet_node(2);
+  int next_fd = dup(0);
+  CHECK(next_fd >= 0);
+  close(next_fd);
+  struct rlimit old, low;
+  CHECK_EQ_INT(getrlimit(RLIMIT_NOFILE, &old), 0);
+  low = old;
+  low.rlim_cur = (rlim_t)next_fd;
+  CHECK_EQ_INT(setrlimit(RLIMIT_NOFILE, &low), 0);
+  int rc = mb_node_start(n);
+  CHECK_EQ_INT(setrlimit(RLIMIT_NOFILE, &old), 0);
+  CHECK(rc < 0);
+  CHECK_EQ_INT(atomic_load(&n->state), MB_NODE_STOPPED);
+  CHECK_EQ_INT(mb_node_start(n), MB_ESTATE);
+  mb_node_stop(n);
+  mb_node_wait(n);
+  mb_node_free(n);
+}
+
+/* An embedder that blocks the preemption signal in its threads (scheduler threads
+ * inherit the mask) still gets preemption: the schedulers unblock it. */
+TEST(preemption_survives_a_blocked_signal) {
+#if defined(__SANITIZE_THREAD__)
+  printf("skip preemption_survives_a_blocked_signal: TSan defers signals\n");
+  return;
+#endif
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGRTMIN + 3);
+  CHECK_EQ_INT(pthread_sigmask(SIG_BLOCK, &set, NULL), 0);
+  char path[] = "/tmp/mb_test_life_XXXXXX.lua";
+  write_script(path,
+    "local mb = require 'moonbeam'\n"
+    "local looper = mb.spawn(function() while true do end end)\n"
+    "local echo = mb.spawn(function() local mb = require 'moonbeam'\n"
+    "  local m = mb.receive(); mb.send(m[1], m[2]) end)\n"
+    "mb.send(echo, {mb.self(), 'hi'})\n"
+    "assert(mb.receive(10000) == 'hi')\n"
+    "mb.exit(looper, 'kill')\n");
+  mb_node *n = quiet_node(1);
+  mb_pid pid;
+  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+  CHECK_EQ_INT(mb_node_run(n), 0);
+  mb_node_free(n);
+  unlink(path);
+}
+
+/* Hammer the ticker's park/wake handshake: on one scheduler, a busy loop starts
+ * while the ticker is about to park; another process must still get its turn.
+ * A lost wake-up leaves the ticker parked and this test hangs (bounded by alarm). */
+TEST(ticker_never_misses_a_busy_slice) {
+#if defined(__SANITIZE_THREAD__)
+  printf("skip ticker_never_misses_a_busy_slice: TSan defers signals\n");
+  return;
+#endif
+  char path[] = "/tmp/mb_test_life_XXXXXX.lua";
+  write_script(path,
+    "local mb = require 'moonbeam'\n"
+    "local me = mb.self()\n"
+    "for round = 1, 300 do\n"
+    "  mb.sleep(round % 3)\n"
+    "  local looper = mb.spawn(function() while true do end end)\n"
+    "  mb.spawn(function(p) require('moonbeam').send(p, 'turn') end, me)\n"
+    "  assert(mb.receive(10000) == 'turn')\n"
+    "  mb.exit(looper, 'kill')\n"
+    "end\n");
+  mb_node *n = quiet_node(1);
+  mb_pid pid;
+  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+  CHECK_EQ_INT(mb_node_run(n), 0);
+  mb_node_free(n);
+  unlink(path);
+}
+
+TEST_MAIN(CHECK_CASE(free_joins_a_node_that_stopped_by_itself), CHECK_CASE(free_joins_a_node_that_halted),
+          CHECK_CASE(stop_racing_the_last_process_end_returns),
+          CHECK_CASE(halt_while_busy_loops_run_ends_the_node),
+          CHECK_CASE(stop_while_busy_loops_run_returns),
+          CHECK_CASE(failed_start_leaves_a_stopped_node),
+          CHECK_CASE(preemption_survives_a_blocked_signal),
+          CHECK_CASE(ticker_never_misses_a_busy_slice))
