@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "code.h"
+#include "hash.h"
 
 #define NB 256
 
@@ -18,11 +19,7 @@ struct mb_codecache {
   centry *b[NB];
 };
 
-static unsigned hash(const char *s) {
-  unsigned h = 2166136261u;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
-  return h % NB;
-}
+static unsigned hash(const char *s) { return mb_hash_str(s) % NB; }
 
 mb_codecache *mb_codecache_new(void) {
   mb_codecache *c = calloc(1, sizeof *c);
