@@ -1,28 +1,29 @@
 /* code: search-path resolution like package.searchpath, compilation in a scratch
  * state, lua_dump with debug info (line numbers for tracebacks, upvalue names), and
  * a hash of module name -> bytecode under one mutex. Compiling happens outside the
- * lock; when two processes race to compile a module the first insert wins. */
+ * lock. Every compile takes a ticket before it reads the file; a get keeps the
+ * entry it finds (first insert wins), a reload replaces an entry only if its
+ * ticket is newer, so overlapping reloads leave the source read last. */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "code.h"
+#include "hash.h"
 
 #define NB 256
 
-typedef struct centry { mb_code *code; struct centry *next; } centry;
+/* seq: the ticket of the compile that produced code */
+typedef struct centry { mb_code *code; uint64_t seq; struct centry *next; } centry;
 
 struct mb_codecache {
   pthread_mutex_t lock;
+  _Atomic uint64_t seq;
   centry *b[NB];
 };
 
-static unsigned hash(const char *s) {
-  unsigned h = 2166136261u;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
-  return h % NB;
-}
+static unsigned hash(const char *s) { return mb_hash_str(s) % NB; }
 
 mb_codecache *mb_codecache_new(void) {
   mb_codecache *c = calloc(1, sizeof *c);
@@ -85,6 +86,7 @@ static mb_code *compile(const char *name, const char *path, char *err, size_t er
     goto out;
   }
   atomic_store(&c->refs, 1);
+  c->gen = 1;
   c->name = strdup(name);
   size_t cl = strlen(path) + 2;
   c->chunkname = malloc(cl);
@@ -106,26 +108,41 @@ static mb_code *lookup(mb_codecache *cc, const char *name) {
   return c;
 }
 
-/* Insert c unless the name is there already; returns the entry to use (+1 ref). */
-static mb_code *insert(mb_codecache *cc, mb_code *c) {
+/* Put c (compiled under ticket seq) in the cache: a new name is inserted with
+ * gen 1; an entry already there is kept, unless `replace` and our ticket is newer:
+ * then c takes its place with the next gen. Returns the entry to use (+1 ref). */
+static mb_code *insert(mb_codecache *cc, mb_code *c, uint64_t seq, int replace) {
   pthread_mutex_lock(&cc->lock);
   unsigned h = hash(c->name);
+  mb_code *old = NULL;
   for (centry *e = cc->b[h]; e; e = e->next)
     if (strcmp(e->code->name, c->name) == 0) {
-      mb_code *old = e->code;
-      atomic_fetch_add(&old->refs, 1);
-      pthread_mutex_unlock(&cc->lock);
-      mb_code_unref(c);
-      return old;
+      old = e->code;
+      if (!replace || e->seq > seq) {
+        atomic_fetch_add(&old->refs, 1);
+        pthread_mutex_unlock(&cc->lock);
+        mb_code_unref(c);
+        return old;
+      }
+      c->gen = old->gen + 1;
+      atomic_store_explicit(&old->superseded, 1, memory_order_release);
+      e->code = c;
+      e->seq = seq;
+      atomic_fetch_add(&c->refs, 1);
+      break;
     }
-  centry *e = malloc(sizeof *e);
-  if (e) {
-    e->code = c;
-    atomic_fetch_add(&c->refs, 1);
-    e->next = cc->b[h];
-    cc->b[h] = e;
+  if (!old) {
+    centry *e = malloc(sizeof *e);
+    if (e) {  /* else c is used uncached */
+      e->code = c;
+      e->seq = seq;
+      atomic_fetch_add(&c->refs, 1);
+      e->next = cc->b[h];
+      cc->b[h] = e;
+    }
   }
   pthread_mutex_unlock(&cc->lock);
+  mb_code_unref(old);  /* the cache's reference to the replaced entry */
   return c;
 }
 
@@ -136,9 +153,11 @@ static int readable(const char *path) {
   return 1;
 }
 
-mb_code *mb_code_get(mb_node *n, const char *module, char *err, size_t errlen) {
-  mb_code *c = lookup(n->codes, module);
-  if (c) return c;
+/* Search the path for module and compile it; see insert for `replace`. */
+static mb_code *load(mb_node *n, const char *module, int replace, char *err, size_t errlen) {
+  /* the ticket comes before the search and the read: a later ticket saw a later file */
+  uint64_t seq = atomic_fetch_add(&n->codes->seq, 1);
+  mb_code *c;
   /* module name -> file name: dots become directory separators */
   size_t mlen = strlen(module);
   char *fname = malloc(mlen + 1);
@@ -160,7 +179,7 @@ mb_code *mb_code_get(mb_node *n, const char *module, char *err, size_t errlen) {
       if (readable(path)) {
         free(fname);
         c = compile(module, path, err, errlen);
-        return c ? insert(n->codes, c) : NULL;
+        return c ? insert(n->codes, c, seq, replace) : NULL;
       }
       if (used < errlen) used += (size_t)snprintf(err + used, errlen - used, "\n\tno file '%s'", path);
     }
@@ -169,6 +188,15 @@ mb_code *mb_code_get(mb_node *n, const char *module, char *err, size_t errlen) {
   }
   free(fname);
   return NULL;
+}
+
+mb_code *mb_code_get(mb_node *n, const char *module, char *err, size_t errlen) {
+  mb_code *c = lookup(n->codes, module);
+  return c ? c : load(n, module, 0, err, errlen);
+}
+
+mb_code *mb_code_reload(mb_node *n, const char *module, char *err, size_t errlen) {
+  return load(n, module, 1, err, errlen);
 }
 
 mb_code *mb_code_file(mb_node *n, const char *path, char *err, size_t errlen) {
