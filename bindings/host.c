@@ -61,8 +61,7 @@ static int h_stop(lua_State *L) {
   if (!h->stopped && h->node) {
     h->stopped = 1;
     h->status = mb_node_stop(h->node);
-    mb_sig *r = mb_sig_string(MB_SIG_EXIT, 0, 0, "normal");
-    if (r) mb_proc_finish(h->self, r);
+    mb_proc_finish(h->self, mb_sig_static("normal"));
     mb_node_free(h->node);
     h->node = NULL;
   }

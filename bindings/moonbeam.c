@@ -191,7 +191,7 @@ static int l_send(lua_State *L) {
 static void push_message(lua_State *L, mb_sig *m) {
   if (m->lref != LUA_NOREF) { lua_rawgeti(L, LUA_REGISTRYINDEX, m->lref); return; }
   if (m->kind == MB_SIG_MSG) {
-    if (mb_decode(L, m->data, m->len) != 0) luaL_error(L, "receive: corrupt message");
+    if (mb_decode(L, mb_sig_payload(m), m->len) != 0) luaL_error(L, "receive: corrupt message");
     return;
   }
   int down = m->kind == MB_SIG_DOWN;
@@ -202,7 +202,7 @@ static void push_message(lua_State *L, mb_sig *m) {
   if (down) { mb_push_ref(L, m->ref); lua_rawseti(L, -2, i++); }
   mb_push_pid(L, m->from);
   lua_rawseti(L, -2, i++);
-  if (mb_decode(L, m->data, m->len) != 0) luaL_error(L, "receive: corrupt message");
+  if (mb_decode(L, mb_sig_payload(m), m->len) != 0) luaL_error(L, "receive: corrupt message");
   lua_rawseti(L, -2, i);
 }
 
@@ -462,6 +462,9 @@ static int l_unregister(lua_State *L) {
 
 int mb_l_whereis(lua_State *L, mb_node *n, int idx) {
   mb_pid pid = mb_registry_whereis(n->reg, luaL_checkstring(L, idx));
+  mb_proc *q = pid ? mb_proc_get(n, pid) : NULL;
+  if (!q || !mb_proc_alive(q)) pid = 0;   /* a fatal exit signal is on its way to it */
+  if (q) mb_proc_unref(q);
   if (pid) mb_push_pid(L, pid);
   else lua_pushnil(L);
   return 1;
@@ -524,7 +527,7 @@ static int l_now(lua_State *L) { lua_pushnumber(L, (lua_Number)mb_now_ns() / 1e6
 static int l_is_alive(lua_State *L) {
   mb_proc *p = self_proc(L);
   mb_proc *q = mb_proc_get(p->node, mb_check_pid(L, 1));
-  lua_pushboolean(L, q != NULL);
+  lua_pushboolean(L, q && mb_proc_alive(q));
   if (q) mb_proc_unref(q);
   return 1;
 }
@@ -576,6 +579,7 @@ int mb_l_info(lua_State *L, mb_node *n, mb_pid pid) {
   for (;;) {
     snapshot *s = lua_newuserdatauv(L, sizeof *s + room, 0);
     mb_proc *q = mb_proc_get(n, pid);
+    if (q && !mb_proc_alive(q)) { mb_proc_unref(q); q = NULL; }
     if (!q) { lua_pushnil(L); return 1; }
     pthread_mutex_lock(&q->meta);
     size_t nlen = q->name ? strlen(q->name) : 0, mlen = q->module ? strlen(q->module) : 0;
@@ -601,7 +605,7 @@ int mb_l_info(lua_State *L, mb_node *n, mb_pid pid) {
     pthread_mutex_unlock(&q->meta);
     s->st = atomic_load(&q->state);
     s->mem = atomic_load(&q->heap_bytes) + atomic_load(&q->queue_bytes) + (int64_t)sizeof(mb_proc);
-    s->qlen = atomic_load(&q->mq_count) + atomic_load(&q->inbox_len);
+    s->qlen = atomic_load(&q->mq_msgs) + atomic_load(&q->inbox_len);
     s->red = atomic_load(&q->reductions);
     mb_proc_unref(q);
 
@@ -666,7 +670,7 @@ static int l_halt(lua_State *L) {
   mb_proc *p = self_proc(L);
   int code = (int)luaL_optinteger(L, 1, 0);
   mb_node_halt(p->node, code);
-  if (!p->doom) p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, "normal");
+  if (!p->doom) p->doom = mb_sig_static("normal");
   return doomed(L, p);
 }
 

@@ -44,7 +44,7 @@ static int os_exit(lua_State *L) {
   else code = (int)luaL_optinteger(L, 1, 0);
   mb_proc *p = mb_proc_of(L);
   mb_node_halt(p->node, code);
-  if (!p->doom) p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, "normal");
+  if (!p->doom) p->doom = mb_sig_static("normal");
   if (mb_proc_can_yield(L, p)) { p->yield_reason = MB_Y_DOOM; return lua_yield(L, 0); }
   mb_sched_arm_hook(p);
   return luaL_error(L, "halted");
@@ -76,6 +76,9 @@ static int do_resume(lua_State *L, lua_State *co, int narg, int coidx, int wrap)
   int st = lua_resume(co, L, narg, &nres);
   p->cur = outer;
   if (!passable) p->no_core_yield--;
+  /* it must end (out of memory, an exit) though co is gone or caught the error:
+   * the hook armed on co must now be armed on the thread that goes on */
+  if (p->oom || p->doom) mb_sched_arm_hook(p);
   if (st == LUA_YIELD && p->yield_reason != MB_Y_NONE) {
     /* the core's yield: pass it up; resume_k resumes co again later */
     lua_pop(co, nres);

@@ -81,7 +81,7 @@ mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state) {
   pthread_mutex_init(&n->life_lock, NULL);
   pthread_cond_init(&n->done_cond, NULL);
   n->start_ns = mb_now_ns();
-  if (!n->path || !n->ptab || !n->reg || !n->codes || !n->timers) { mb_node_free(n); return NULL; }
+  if (mb_sig_statics_init() != 0 || !n->path || !n->ptab || !n->reg || !n->codes || !n->timers) { mb_node_free(n); return NULL; }
   return n;
 }
 
@@ -141,12 +141,14 @@ static mb_pid *list_pids(mb_node *n, size_t *k) {
 
 void mb_node_exit_all(mb_node *n, const char *reason) {
   size_t k;
-  mb_pid *pids = list_pids(n, &k);
-  for (size_t i = 0; i < k; i++) {
-    mb_sig *s = mb_sig_string(MB_SIG_EXIT, 0, 0, reason);
+  mb_sig *r = mb_sig_string(MB_SIG_EXIT, 0, 0, reason);   /* one payload, shared by all */
+  mb_pid *pids = r ? list_pids(n, &k) : NULL;
+  for (size_t i = 0; pids && i < k; i++) {
+    mb_sig *s = mb_sig_share(r, MB_SIG_EXIT, 0, 0);
     if (s) mb_send_sig(n, pids[i], s);
   }
   free(pids);
+  if (r) mb_sig_free(r);
 }
 
 /* Join the threads once: the first caller joins, any other waits until it has. */

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <lauxlib.h>
 #include "proc.h"
 #include "node.h"
@@ -79,24 +80,25 @@ static int monset_has(const mb_monset *s, uint64_t ref) {
 
 /* ---- signals ---- */
 
-mb_sig *mb_sig_new(int kind, mb_pid from, uint64_t ref) {
-  mb_sig *s = malloc(MB_SIG_HDR);
-  if (!s) return NULL;
+static void sig_init(mb_sig *s, int kind, mb_pid from, uint64_t ref) {
   memset(s, 0, MB_SIG_HDR);
   s->kind = (uint8_t)kind;
   s->from = from;
   s->ref = ref;
   s->lref = LUA_NOREF;
+  atomic_store_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+mb_sig *mb_sig_new(int kind, mb_pid from, uint64_t ref) {
+  mb_sig *s = malloc(MB_SIG_HDR);
+  if (!s) return NULL;
+  sig_init(s, kind, from, ref);
   return s;
 }
 
 mb_sig *mb_sig_from_buf(mb_buf *b, int kind, mb_pid from, uint64_t ref) {
   mb_sig *s = (mb_sig *)b->data;
-  memset(s, 0, MB_SIG_HDR);
-  s->kind = (uint8_t)kind;
-  s->from = from;
-  s->ref = ref;
-  s->lref = LUA_NOREF;
+  sig_init(s, kind, from, ref);
   s->len = b->len - MB_SIG_HDR;
   b->data = NULL;
   b->len = b->cap = 0;
@@ -113,17 +115,73 @@ mb_sig *mb_sig_string(int kind, mb_pid from, uint64_t ref, const char *str) {
 mb_sig *mb_sig_copy(const mb_sig *src, int kind, mb_pid from, uint64_t ref) {
   mb_sig *s = malloc(MB_SIG_HDR + src->len);
   if (!s) return NULL;
-  memset(s, 0, MB_SIG_HDR);
-  s->kind = (uint8_t)kind;
-  s->from = from;
-  s->ref = ref;
-  s->lref = LUA_NOREF;
+  sig_init(s, kind, from, ref);
   s->len = src->len;
-  memcpy(s->data, src->data, src->len);
+  memcpy(s->data, mb_sig_payload(src), src->len);
   return s;
 }
 
-void mb_sig_free(mb_sig *s) { free(s); }
+mb_sig *mb_sig_share(mb_sig *src, int kind, mb_pid from, uint64_t ref) {
+  mb_sig *root = src->share ? src->share : src;
+  mb_sig *s = malloc(MB_SIG_HDR);
+  if (!s) return NULL;
+  sig_init(s, kind, from, ref);
+  s->share = root;
+  s->len = root->len;
+  if (!(root->flags & MB_SIGF_STATIC)) atomic_fetch_add_explicit(&root->refs, 1, memory_order_relaxed);
+  return s;
+}
+
+static void sig_release(mb_sig *s) {
+  if (s->flags & MB_SIGF_STATIC) return;
+  /* the sole holder (every message) frees without an atomic write */
+  if (atomic_load_explicit(&s->refs, memory_order_acquire) != 1 &&
+      atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  mb_sig *root = s->share;
+  free(s);
+  if (root) sig_release(root);
+}
+
+void mb_sig_free(mb_sig *s) { sig_release(s); }
+
+/* The constant reasons: built once per program, flagged static (never freed). */
+static const char *const static_names[] = { "normal", "killed", "out of memory", "error", "noproc", NULL };
+static mb_sig *statics[sizeof static_names / sizeof static_names[0]];
+static pthread_once_t statics_once = PTHREAD_ONCE_INIT;
+static int statics_ok;
+
+static void statics_make(void) {
+  for (int i = 0; static_names[i]; i++) {
+    statics[i] = mb_sig_string(MB_SIG_EXIT, 0, 0, static_names[i]);
+    if (!statics[i]) return;
+    statics[i]->flags = MB_SIGF_STATIC;
+  }
+  statics_ok = 1;
+}
+
+int mb_sig_statics_init(void) {
+  pthread_once(&statics_once, statics_make);
+  return statics_ok ? 0 : -1;
+}
+
+mb_sig *mb_sig_static(const char *reason) {
+  for (int i = 0; static_names[i]; i++)
+    if (strcmp(static_names[i], reason) == 0) return statics[i];
+  return NULL;
+}
+
+/* A header for a signal the protocol must not lose (an EXIT or DOWN at a process's
+ * end). Headers are small; if even one cannot be had, try again for a while. */
+static mb_sig *share_or_wait(mb_sig *src, int kind, mb_pid from, uint64_t ref) {
+  for (int i = 0; i < 1000; i++) {
+    mb_sig *s = mb_sig_share(src, kind, from, ref);
+    if (s) return s;
+    struct timespec ts = { 0, 1000000 };
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
 
 static int counts_as_message(int kind) {
   return kind == MB_SIG_MSG || kind == MB_SIG_DOWN || kind == MB_SIG_EXIT;
@@ -145,13 +203,19 @@ mb_proc *mb_proc_get(mb_node *n, mb_pid pid) {
   return p;
 }
 
-static void bounce(mb_node *n, mb_pid dead, mb_sig *s);
+int mb_proc_alive(mb_proc *p) {
+  return atomic_load(&p->state) != MB_PS_DEAD && !atomic_load(&p->dying);
+}
+
+static void bounce(mb_node *n, mb_pid dead, mb_sig *s, mb_sig *reason);
 
 static void proc_recycle(mb_proc *p) {
   mb_node *n = p->node;
   mb_pid pid = atomic_load(&p->pid);
   mb_qnode *q;
-  while ((q = mb_mpsc_pop(&p->mq)) != NULL) bounce(n, pid, (mb_sig *)q);
+  /* signals pushed by those who found it alive just before its end */
+  while ((q = mb_mpsc_pop(&p->mq)) != NULL) bounce(n, pid, (mb_sig *)q, p->exit_reason);
+  if (p->exit_reason) mb_sig_free(p->exit_reason);
   free(p->links.v);
   free(p->monitors.ref); free(p->monitors.pid);
   free(p->monitored_by.ref); free(p->monitored_by.pid);
@@ -162,35 +226,45 @@ static void proc_recycle(mb_proc *p) {
   if (p->doom) mb_sig_free(p->doom);
   if (p->code) mb_code_unref(p->code);
   for (mb_sig *m = p->taken, *next; m; m = next) { next = m->next; mb_sig_free(m); }
-  pthread_mutex_t meta = p->meta, el = p->ext_lock;
-  pthread_cond_t ec = p->ext_cond;
   memset((char *)p + offsetof(mb_proc, state), 0, sizeof *p - offsetof(mb_proc, state));
   atomic_store(&p->pid, 0);
-  p->meta = meta; p->ext_lock = el; p->ext_cond = ec;
   mb_ptab_pool_put(n->ptab, p);
 }
+
+void mb_proc_discard(mb_proc *p) { proc_recycle(p); }
 
 void mb_proc_unref(mb_proc *p) {
   if (atomic_fetch_sub(&p->refs, 1) == 1) proc_recycle(p);
 }
 
-mb_proc *mb_proc_alloc(mb_node *n, int kind) {
+mb_proc *mb_proc_new(mb_node *n, int kind) {
   mb_proc *p = mb_ptab_pool_get(n->ptab);
   if (!p) return NULL;
   p->node = n;
   p->kind = kind;
   mb_mpsc_init(&p->mq);
   atomic_store(&p->state, MB_PS_RUNNABLE);
+  return p;
+}
+
+int mb_proc_publish(mb_proc *p) {
+  mb_node *n = p->node;
   /* the table's reference, taken before the pid is published so that a lookup
    * never finds a live pid it cannot reference; the pid was 0 until now, so a
    * stale reader of a recycled struct does not match it */
   atomic_store(&p->refs, 1);
   if (mb_ptab_insert(n->ptab, p) != 0) {
-    atomic_store(&p->refs, 0);
-    mb_ptab_pool_put(n->ptab, p);
-    return NULL;
+    /* a stale reader may hold a reference for a moment: the last one recycles */
+    mb_proc_unref(p);
+    return MB_ELIMIT;
   }
-  if (kind != MB_PK_EXTERNAL) atomic_fetch_add(&n->live, 1);
+  if (p->kind != MB_PK_EXTERNAL) atomic_fetch_add(&n->live, 1);
+  return 0;
+}
+
+mb_proc *mb_proc_alloc(mb_node *n, int kind) {
+  mb_proc *p = mb_proc_new(n, kind);
+  if (!p || mb_proc_publish(p) != 0) return NULL;
   return p;
 }
 
@@ -212,17 +286,30 @@ void mb_proc_wake(mb_proc *p) {
 
 /* Push s on p's mailbox. The count is raised after the push: a process about to
  * wait stores its state, then reads the count; the sender raises the count, then
- * reads the state (both sequentially consistent), so one of them sees the other. */
+ * reads the state (both sequentially consistent), so one of them sees the other.
+ * A message that would take a process's queued bytes past its max_heap marks it
+ * to end ("out of memory") and is dropped, like every message after it. */
 static void push(mb_proc *p, mb_sig *s) {
-  if (counts_as_message(s->kind))
+  if (counts_as_message(s->kind)) {
+    if (p->max_heap) {
+      if (s->kind == MB_SIG_MSG && atomic_load_explicit(&p->over_heap, memory_order_relaxed)) {
+        mb_sig_free(s);   /* it is ending: the crossing message is queued, so it wakes */
+        return;
+      }
+      int64_t used = atomic_load_explicit(&p->queue_bytes, memory_order_relaxed) +
+                     atomic_load_explicit(&p->heap_bytes, memory_order_relaxed) + (int64_t)s->len;
+      if (used > (int64_t)p->max_heap) atomic_store(&p->over_heap, 1);
+    }
     atomic_fetch_add_explicit(&p->queue_bytes, (int64_t)s->len, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->mq_msgs, 1, memory_order_relaxed);
+  }
   mb_mpsc_push(&p->mq, &s->q);
   atomic_fetch_add(&p->mq_count, 1);
 }
 
 int mb_send_sig_to(mb_proc *to, mb_sig *s) {
   push(to, s);
-  if (atomic_load_explicit(&to->state, memory_order_relaxed) == MB_PS_RUNNING)
+  if (atomic_load(&to->state) == MB_PS_RUNNING)
     mb_sched_poke(to->node);   /* it may be a loop only preemption can stop */
   else
     mb_proc_wake(to);
@@ -237,14 +324,17 @@ int mb_send_sig(mb_node *n, mb_pid to, mb_sig *s) {
   return 0;
 }
 
-/* The answer of a dead process `dead` to a signal that reached it too late. */
-static void bounce(mb_node *n, mb_pid dead, mb_sig *s) {
+/* The answer of a process `dead` that ended with `reason` (NULL: unknown, "noproc")
+ * to a signal that reached it too late: a link or a monitor made while it was
+ * alive learns the reason it ended with. */
+static void bounce(mb_node *n, mb_pid dead, mb_sig *s, mb_sig *reason) {
+  if (!reason) reason = mb_sig_static("noproc");
   mb_pid from = s->from;
   if (s->kind == MB_SIG_LINK) {
-    mb_sig *e = mb_sig_string(MB_SIG_EXIT, dead, 0, "noproc");
+    mb_sig *e = share_or_wait(reason, MB_SIG_EXIT, dead, 0);
     if (e) { e->flags = MB_SIGF_LINK; mb_send_sig(n, from, e); }
   } else if (s->kind == MB_SIG_MONITOR) {
-    mb_sig *d = mb_sig_string(MB_SIG_DOWN, dead, s->ref, "noproc");
+    mb_sig *d = share_or_wait(reason, MB_SIG_DOWN, dead, s->ref);
     if (d) mb_send_sig(n, from, d);
   }
   mb_sig_free(s);
@@ -265,7 +355,7 @@ void mb_proc_link(mb_proc *self, mb_pid other) {
   if (added <= 0) return;   /* already linked (or no memory) */
   mb_sig *s = mb_sig_new(MB_SIG_LINK, me, 0);
   if (s && mb_send_sig(self->node, other, s) == 0) return;
-  mb_sig *e = mb_sig_string(MB_SIG_EXIT, other, 0, "noproc");
+  mb_sig *e = mb_sig_share(mb_sig_static("noproc"), MB_SIG_EXIT, other, 0);
   if (e) e->flags = MB_SIGF_LINK;
   self_push(self, e);
 }
@@ -285,7 +375,7 @@ void mb_proc_monitor(mb_proc *self, mb_pid other, uint64_t ref) {
   pthread_mutex_unlock(&self->meta);
   mb_sig *s = mb_sig_new(MB_SIG_MONITOR, atomic_load(&self->pid), ref);
   if (s && mb_send_sig(self->node, other, s) == 0) return;
-  self_push(self, mb_sig_string(MB_SIG_DOWN, other, ref, "noproc"));
+  self_push(self, mb_sig_share(mb_sig_static("noproc"), MB_SIG_DOWN, other, ref));
 }
 
 int mb_proc_demonitor(mb_proc *self, uint64_t ref) {
@@ -315,12 +405,29 @@ int mb_proc_demonitor(mb_proc *self, uint64_t ref) {
   return had;
 }
 
+/* exit/2. The sender decides, under the target's lock (where trap_exit changes),
+ * whether the signal will end the target: "kill", or any reason but "normal" to a
+ * process that does not trap exits. Then the target is dying at once: is_alive
+ * and info reflect the signal, as SPEC 1 asks, and it ends on draining it. */
 int mb_proc_exit_signal(mb_proc *self, mb_pid to, mb_sig *reason) {
   reason->kind = MB_SIG_EXIT;
   reason->flags = 0;
   reason->from = atomic_load(&self->pid);
   if (to == reason->from) { self_push(self, reason); mb_proc_drain(self); return 0; }
-  return mb_send_sig(self->node, to, reason);
+  mb_proc *t = mb_proc_get(self->node, to);
+  if (!t) { mb_sig_free(reason); return MB_ENOPROC; }
+  if (t->kind != MB_PK_EXTERNAL) {
+    int kill = mb_encoded_is_string(reason->data, reason->len, "kill");
+    pthread_mutex_lock(&t->meta);
+    if (kill || (!t->trap_exit && !mb_encoded_is_string(reason->data, reason->len, "normal"))) {
+      reason->flags |= MB_SIGF_FATAL;
+      atomic_store(&t->dying, 1);
+    }
+    pthread_mutex_unlock(&t->meta);
+  }
+  mb_send_sig_to(t, reason);
+  mb_proc_unref(t);
+  return 0;
 }
 
 /* ---- the owner's side ---- */
@@ -343,16 +450,19 @@ void mb_proc_take(mb_proc *p, mb_sig *prev, mb_sig *m) {
   atomic_fetch_sub_explicit(&p->queue_bytes, (int64_t)m->len, memory_order_relaxed);
 }
 
-static void drop(mb_proc *p, mb_sig *s) {
+/* s, taken off the mailbox, is no longer queued. */
+static void unqueue(mb_proc *p, mb_sig *s) {
   if (counts_as_message(s->kind))
     atomic_fetch_sub_explicit(&p->queue_bytes, (int64_t)s->len, memory_order_relaxed);
+}
+
+static void drop(mb_proc *p, mb_sig *s) {
+  unqueue(p, s);
   mb_sig_free(s);
 }
 
 /* The process must end with reason s (an EXIT-shaped signal, no longer queued). */
 static void doom(mb_proc *p, mb_sig *s) {
-  if (counts_as_message(s->kind))
-    atomic_fetch_sub_explicit(&p->queue_bytes, (int64_t)s->len, memory_order_relaxed);
   if (p->doom) { mb_sig_free(s); return; }
   p->doom = s;
 }
@@ -360,33 +470,38 @@ static void doom(mb_proc *p, mb_sig *s) {
 static void on_exit_signal(mb_proc *p, mb_sig *s) {
   mb_pid me = atomic_load(&p->pid);
   int from_link = s->flags & MB_SIGF_LINK;
+  const char *r = mb_sig_payload(s);
   if (from_link) {
     pthread_mutex_lock(&p->meta);
     int had = mb_pidset_del(&p->links, s->from);
     pthread_mutex_unlock(&p->meta);
     if (!had) { drop(p, s); return; }
   }
-  if (!from_link && mb_encoded_is_string(s->data, s->len, "kill") && p->kind != MB_PK_EXTERNAL) {
-    mb_sig *k = mb_sig_string(MB_SIG_EXIT, s->from, 0, "killed");
+  if (!from_link && mb_encoded_is_string(r, s->len, "kill") && p->kind != MB_PK_EXTERNAL) {
     drop(p, s);
-    if (k) { if (p->doom) mb_sig_free(k); else p->doom = k; }
+    doom(p, mb_sig_static("killed"));   /* a constant: a kill is never lost to memory */
     return;
   }
-  if (p->trap_exit || p->kind == MB_PK_EXTERNAL) { inbox_append(p, s); return; }
-  if (mb_reason_is_normal(s->data, s->len) && mb_encoded_is_string(s->data, s->len, "normal")) {
-    if (!from_link && s->from == me) doom(p, s);
-    else drop(p, s);
-    return;
+  if (!(s->flags & MB_SIGF_FATAL)) {   /* FATAL: decided when it was sent */
+    if (p->trap_exit || p->kind == MB_PK_EXTERNAL) { inbox_append(p, s); return; }
+    if (mb_reason_is_normal(r, s->len) &&
+        (from_link || (mb_encoded_is_string(r, s->len, "normal") && s->from != me))) {
+      drop(p, s);
+      return;
+    }
   }
-  if (mb_reason_is_normal(s->data, s->len) && from_link) { drop(p, s); return; }
+  unqueue(p, s);
   doom(p, s);
 }
 
 void mb_proc_drain(mb_proc *p) {
   mb_qnode *q;
+  if (atomic_load_explicit(&p->over_heap, memory_order_relaxed) && !p->doom)
+    p->doom = mb_sig_static("out of memory");
   while (!p->doom && (q = mb_mpsc_pop(&p->mq)) != NULL) {
     mb_sig *s = (mb_sig *)q;
     atomic_fetch_sub_explicit(&p->mq_count, 1, memory_order_relaxed);
+    if (counts_as_message(s->kind)) atomic_fetch_sub_explicit(&p->mq_msgs, 1, memory_order_relaxed);
     switch (s->kind) {
     case MB_SIG_MSG:
       inbox_append(p, s);
@@ -437,28 +552,25 @@ void mb_proc_drain(mb_proc *p) {
 void mb_proc_finish(mb_proc *p, mb_sig *reason) {
   mb_node *n = p->node;
   mb_pid me = atomic_load(&p->pid);
-  int abnormal = !mb_reason_is_normal(reason->data, reason->len);
+  int abnormal = !mb_reason_is_normal(mb_sig_payload(reason), reason->len);
 
-  /* DEAD under meta, with the name taken: a register racing with this end
-   * either sees the name gone or the process dead (mb_registry_add) */
-  pthread_mutex_lock(&p->meta);
-  atomic_store(&p->state, MB_PS_DEAD);
-  char *name = p->name;
-  p->name = NULL;
-  pthread_mutex_unlock(&p->meta);
-  if (name) { mb_registry_remove(n->reg, name, me); free(name); }
+  /* Its name goes and it turns DEAD in one step under the registry's lock: whereis
+   * never answers with a dead pid, and the name is free again before any EXIT or
+   * DOWN goes out (a supervisor restarting it re-registers at once). */
+  mb_registry_end(n, p);
   mb_ptab_remove(n->ptab, p);
 
-  if (p->kind == MB_PK_LUA) mb_sched_disarm_wait(p);
+  mb_sched_disarm_wait(p);
   if (p->L) { lua_close(p->L); p->L = p->co = NULL; p->cur = NULL; }
 
-  /* The sets no longer change: nothing else runs as this process. */
+  /* The sets no longer change: nothing else runs as this process. Every EXIT and
+   * DOWN shares the reason's payload (a header each, nothing copied). */
   for (int i = 0; i < p->links.n; i++) {
-    mb_sig *e = mb_sig_copy(reason, MB_SIG_EXIT, me, 0);
+    mb_sig *e = share_or_wait(reason, MB_SIG_EXIT, me, 0);
     if (e) { e->flags = MB_SIGF_LINK; mb_send_sig(n, p->links.v[i], e); }
   }
   for (int i = 0; i < p->monitored_by.n; i++) {
-    mb_sig *d = mb_sig_copy(reason, MB_SIG_DOWN, me, p->monitored_by.ref[i]);
+    mb_sig *d = share_or_wait(reason, MB_SIG_DOWN, me, p->monitored_by.ref[i]);
     if (d) mb_send_sig(n, p->monitored_by.pid[i], d);
   }
   for (int i = 0; i < p->monitors.n; i++) {
@@ -471,13 +583,16 @@ void mb_proc_finish(mb_proc *p, mb_sig *reason) {
 
   for (mb_sig *m = p->inbox, *next; m; m = next) { next = m->next; mb_sig_free(m); }
   p->inbox = p->inbox_tail = NULL;
+  /* a link or monitor that reached its mailbox while it lived, but was not
+   * drained (it was busy), learns the real reason too */
   mb_qnode *q;
-  while ((q = mb_mpsc_pop(&p->mq)) != NULL) bounce(n, me, (mb_sig *)q);
+  while ((q = mb_mpsc_pop(&p->mq)) != NULL) bounce(n, me, (mb_sig *)q, reason);
   atomic_store(&p->mq_count, 0);
+  atomic_store(&p->mq_msgs, 0);
   atomic_store(&p->inbox_len, 0);
   atomic_store(&p->queue_bytes, 0);
   if (p->doom == reason) p->doom = NULL;
-  mb_sig_free(reason);
+  p->exit_reason = reason;   /* for what still arrives; freed with the struct */
 
   mb_node_proc_ended(n, p, abnormal);
   mb_proc_unref(p);

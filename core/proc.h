@@ -31,20 +31,29 @@ enum {
   MB_SIG_MONITOR,    /* ref: the monitor's ref */
   MB_SIG_DEMONITOR,  /* ref */
 };
-#define MB_SIGF_LINK 1   /* an EXIT that comes from a link (the sender ended) */
+#define MB_SIGF_LINK   1   /* an EXIT that comes from a link (the sender ended) */
+#define MB_SIGF_FATAL  2   /* an EXIT the sender found fatal (see mb_proc_exit_signal) */
+#define MB_SIGF_STATIC 4   /* a node-independent constant reason (mb_sig_static): never freed */
 
+/* A signal's payload is inline (data) or another signal's: an exit reason goes
+ * to every link and monitor as header-only signals sharing one payload, so no
+ * copy of it can fail or cost its size. `refs` counts the holders of a payload. */
 typedef struct mb_sig {
   mb_qnode q;              /* must be first: the mailbox link */
   struct mb_sig *next;     /* [owner] the inbox list once drained */
   uint8_t kind, flags;
+  int lref;                /* [owner] registry ref of the decoded value, or LUA_NOREF */
   mb_pid from;
   uint64_t ref;
-  int lref;                /* [owner] registry ref of the decoded value, or LUA_NOREF */
+  struct mb_sig *share;    /* the signal whose payload this one uses, or NULL */
+  _Atomic int refs;        /* 1 + the signals sharing this one's payload */
   size_t len;              /* payload bytes */
   char data[];
 } mb_sig;
 
 #define MB_SIG_HDR (offsetof(mb_sig, data))
+
+static inline const char *mb_sig_payload(const mb_sig *s) { return s->share ? s->share->data : s->data; }
 
 /* Process kinds: Lua body, native C handler (supervisors), or external (a host thread). */
 enum { MB_PK_LUA, MB_PK_NATIVE, MB_PK_EXTERNAL };
@@ -64,11 +73,21 @@ typedef void (*mb_native_fn)(mb_proc *p);
 struct mb_proc {
   _Atomic uint64_t pid;
   _Atomic int refs;
+  /* initialised once per struct (pooled), never copied nor cleared */
+  pthread_mutex_t meta;
+  pthread_mutex_t ext_lock;     /* external processes: the host thread waits on ext_cond */
+  pthread_cond_t ext_cond;
+  mb_proc *pool_next;
+
+  /* everything from here on is cleared when the struct returns to the pool */
   _Atomic int state;
+  _Atomic uint8_t dying;        /* a fatal exit signal is on its way: is_alive says false */
+  _Atomic uint8_t over_heap;    /* queued messages crossed max_heap: it must end */
   int kind;
   mb_node *node;
   mb_mpsc mq;                   /* incoming signals, any thread pushes */
   _Atomic int64_t mq_count;     /* signals pushed on mq and not yet drained */
+  _Atomic int64_t mq_msgs;      /* of those, the ones that count as messages */
   _Atomic int64_t inbox_len;    /* messages drained and not yet received (owner writes) */
   _Atomic int64_t queue_bytes;  /* bytes of queued messages */
   _Atomic int64_t heap_bytes;   /* bytes of the Lua state, fed by its allocator */
@@ -99,20 +118,15 @@ struct mb_proc {
   uint32_t wait_armed_seq;
   uint64_t deadline;             /* [owner] of the current receive/sleep, 0 = none */
   mb_sig *recv_pos;              /* [owner] selective receive: last message examined */
-  mb_proc *pool_next;
+  mb_sig *exit_reason;           /* set at its end: signals that reach it later get this reason */
 
   /* [meta] */
-  pthread_mutex_t meta;
   mb_pidset links;
   mb_monset monitors;      /* monitors this process holds: ref -> target */
   mb_monset monitored_by;  /* monitors on this process: ref -> watcher */
   uint8_t trap_exit;
   char *name;              /* registered name */
   char *module;
-
-  /* external processes: the host thread waits on this */
-  pthread_mutex_t ext_lock;
-  pthread_cond_t ext_cond;
 };
 
 /* The process running on this thread's state L. */
@@ -125,7 +139,15 @@ static inline int mb_proc_can_yield(lua_State *L, mb_proc *p) {
   return lua_isyieldable(L) && !p->no_core_yield;
 }
 
-mb_proc *mb_proc_alloc(mb_node *n, int kind);
+/* A process struct not yet visible to anyone: set its fields, then publish it. */
+mb_proc *mb_proc_new(mb_node *n, int kind);
+/* Give it a pid and make it visible (lookups find it). 0, or MB_ELIMIT (then p is gone). */
+int mb_proc_publish(mb_proc *p);
+/* Return a process that was never published to the pool (its fields are freed). */
+void mb_proc_discard(mb_proc *p);
+mb_proc *mb_proc_alloc(mb_node *n, int kind);  /* new + publish; NULL if the table is full */
+/* Alive as seen from another process: in the table, not ended, no fatal exit on its way. */
+int mb_proc_alive(mb_proc *p);
 mb_proc *mb_proc_get(mb_node *n, mb_pid pid);  /* +1 ref, or NULL if not alive */
 void mb_proc_unref(mb_proc *p);
 
@@ -134,6 +156,12 @@ mb_sig *mb_sig_new(int kind, mb_pid from, uint64_t ref);
 mb_sig *mb_sig_from_buf(mb_buf *b, int kind, mb_pid from, uint64_t ref); /* takes the buffer */
 mb_sig *mb_sig_string(int kind, mb_pid from, uint64_t ref, const char *s);  /* payload = encoded s */
 mb_sig *mb_sig_copy(const mb_sig *s, int kind, mb_pid from, uint64_t ref);
+/* A header-only signal sharing s's payload; NULL only if a header cannot be had. */
+mb_sig *mb_sig_share(mb_sig *s, int kind, mb_pid from, uint64_t ref);
+/* A constant reason ("normal", "killed", "out of memory", "error", "noproc"), usable as
+ * a doom or shared: never allocated, never freed. NULL for another string. */
+mb_sig *mb_sig_static(const char *reason);
+int mb_sig_statics_init(void);   /* once per program (mb_node_create); 0 or -1 */
 void mb_sig_free(mb_sig *s);
 
 /* Deliver a signal; takes ownership. MB_ENOPROC if the target is not alive (then

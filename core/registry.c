@@ -90,11 +90,29 @@ mb_pid mb_registry_whereis(mb_registry *r, const char *name) {
   return pid;
 }
 
-void mb_registry_remove(mb_registry *r, const char *name, mb_pid pid) {
+void mb_registry_end(mb_node *n, mb_proc *p) {
+  pthread_mutex_lock(&p->meta);
+  if (!p->name) {   /* no name: DEAD under meta is enough (mb_registry_add checks it there) */
+    atomic_store(&p->state, MB_PS_DEAD);
+    pthread_mutex_unlock(&p->meta);
+    return;
+  }
+  pthread_mutex_unlock(&p->meta);
+  mb_registry *r = n->reg;
   pthread_mutex_lock(&r->lock);
-  entry **pp = find(r, name), *e = *pp;
-  if (e && e->pid == pid) *pp = e->next;
-  else e = NULL;
+  pthread_mutex_lock(&p->meta);
+  char *name = p->name;
+  p->name = NULL;
+  atomic_store(&p->state, MB_PS_DEAD);
+  pthread_mutex_unlock(&p->meta);
+  entry *e = NULL;
+  if (name) {
+    entry **pp = find(r, name);
+    e = *pp;
+    if (e && e->pid == atomic_load(&p->pid)) *pp = e->next;
+    else e = NULL;
+  }
   pthread_mutex_unlock(&r->lock);
   if (e) { free(e->name); free(e); }
+  free(name);
 }

@@ -12,7 +12,8 @@ int mb_registry_add(mb_node *n, const char *name, mb_pid pid);
 /* 0 or MB_ENOTFOUND. */
 int mb_registry_unregister(mb_node *n, const char *name);
 mb_pid mb_registry_whereis(mb_registry *r, const char *name);
-/* Remove name if it maps to pid (a process ending). */
-void mb_registry_remove(mb_registry *r, const char *name, mb_pid pid);
+/* A process ends: under the registry's lock its name is removed and it turns DEAD,
+ * so whereis never answers with a dead pid and the name is free at once. */
+void mb_registry_end(mb_node *n, mb_proc *p);
 
 #endif

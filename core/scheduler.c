@@ -543,6 +543,8 @@ static void run_lua(mb_sched *s, mb_proc *p) {
   s->hooked = NULL;
   atomic_store(&s->current, p);   /* seq_cst, then the ticker's `parked`: see ticker_wake */
   ticker_wake(p->node);
+  /* counted as it starts: a process reading its own reductions has run */
+  atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
   int nres = 0;
   int st = lua_resume(p->co, NULL, p->nargs, &nres);
   atomic_store_explicit(&s->current, NULL, memory_order_relaxed);
@@ -550,18 +552,20 @@ static void run_lua(mb_sched *s, mb_proc *p) {
   p->cur = NULL;
   if (s->hooked && s->hooked == last) lua_sethook(last, NULL, 0, 0);
   p->nargs = 0;
-  atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
-  if (p->oom && !p->doom) p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, "out of memory");
+  if (p->oom && !p->doom) p->doom = mb_sig_static("out of memory");
   if (st == LUA_YIELD && !p->doom) {
     if (p->yield_reason == MB_Y_WAIT) { park(s, p); return; }
     if (p->yield_reason == MB_Y_PREEMPT) { preempted(s, p); return; }
     if (p->yield_reason == MB_Y_NONE) {
-      lua_settop(p->co, 0);
-      lua_pushliteral(p->co, "attempt to yield from outside a coroutine");
-      st = LUA_ERRRUN;
+      /* nothing is pushed on the state here (unprotected): the reason is made in C */
+      static const char msg[] = "attempt to yield from outside a coroutine";
+      mb_log(p->node, MB_LOG_ERROR, atomic_load(&p->pid),
+             "crash report: process <0.%llu> (module '%s') ended with reason: %s",
+             (unsigned long long)atomic_load(&p->pid), p->module ? p->module : "function", msg);
+      mb_sig *r = mb_sig_string(MB_SIG_EXIT, 0, 0, msg);
+      p->doom = r ? r : mb_sig_static("error");
     }
   }
-  if (st == LUA_YIELD) lua_settop(p->co, 0);
   mb_spawn_end(p, st == LUA_YIELD ? LUA_OK : st);
 }
 

@@ -19,16 +19,20 @@ static void *proc_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     atomic_store_explicit(&p->heap_bytes, heap - (int64_t)old, memory_order_relaxed);
     return NULL;
   }
+  /* every refusal arms the hook again on the thread running now: the first one
+   * may have been a coroutine that is gone by now (pcall around it) */
   if (nsize > old && (p->oom || (p->max_heap &&
       heap + atomic_load_explicit(&p->queue_bytes, memory_order_relaxed) + (int64_t)(nsize - old) >
       (int64_t)p->max_heap))) {
-    if (!p->oom) { p->oom = 1; mb_sched_arm_hook(p); }
+    p->oom = 1;
+    mb_sched_arm_hook(p);
     return NULL;
   }
   void *np = ptr ? NULL : mb_arena_alloc_fast(p->acache, nsize);
   if (!np) np = mb_arena_realloc(&n->arena, p->acache, ptr, old, nsize);
   if (!np) {
-    if (!p->oom) { p->oom = 1; mb_sched_arm_hook(p); }
+    p->oom = 1;
+    mb_sched_arm_hook(p);
     return NULL;
   }
   atomic_store_explicit(&p->heap_bytes, heap + (int64_t)nsize - (int64_t)old, memory_order_relaxed);
@@ -39,45 +43,53 @@ static void *proc_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 
 int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out) {
   if (atomic_load(&n->state) >= MB_NODE_STOPPING && !r->first) goto fail_state;
-  mb_proc *p = mb_proc_alloc(n, MB_PK_LUA);
-  if (!p) {
-    if (r->code) mb_code_unref(r->code);
-    if (r->args) mb_sig_free(r->args);
-    return MB_ELIMIT;
-  }
-  mb_pid pid = atomic_load(&p->pid);
-  p->code = r->code;
+  mb_proc *p = mb_proc_new(n, MB_PK_LUA);
+  if (!p) goto fail_mem;
+  /* everything another thread may read is set before the pid is published */
   if (r->fn) {
     p->fn_code = malloc(r->fn_len);
-    if (p->fn_code) { memcpy(p->fn_code, r->fn, r->fn_len); p->fn_len = r->fn_len; }
+    if (!p->fn_code) { mb_proc_discard(p); goto fail_mem; }
+    memcpy(p->fn_code, r->fn, r->fn_len);
+    p->fn_len = r->fn_len;
   }
+  p->code = r->code;
   p->args = r->args;
   p->max_heap = r->max_heap;
   p->first = (uint8_t)r->first;
   p->script = (uint8_t)r->script;
-  char *module = r->code ? strdup(r->code->name) : NULL;
-  pthread_mutex_lock(&p->meta);   /* mb.info may already read it */
-  p->module = module;
-  pthread_mutex_unlock(&p->meta);
+  p->module = r->code ? strdup(r->code->name) : NULL;
+  if (r->code && !p->module) { p->code = NULL; p->args = NULL; mb_proc_discard(p); goto fail_mem; }
+  if (mb_proc_publish(p) != 0) {   /* it released the code and the args */
+    *out = 0;
+    return MB_ELIMIT;
+  }
+  mb_pid pid = atomic_load(&p->pid);
   if (r->link) {
     mb_pid other = atomic_load(&r->link->pid);
+    pthread_mutex_lock(&p->meta);
     mb_pidset_add(&p->links, other);
+    pthread_mutex_unlock(&p->meta);
     pthread_mutex_lock(&r->link->meta);
     mb_pidset_add(&r->link->links, pid);
     pthread_mutex_unlock(&r->link->meta);
   }
   if (r->monitor) {
+    pthread_mutex_lock(&p->meta);
     mb_monset_add(&p->monitored_by, r->mref, atomic_load(&r->monitor->pid));
+    pthread_mutex_unlock(&p->meta);
     pthread_mutex_lock(&r->monitor->meta);
     mb_monset_add(&r->monitor->monitors, r->mref, pid);
     pthread_mutex_unlock(&r->monitor->meta);
   }
   /* a stop that listed the processes before this one existed must still end it */
-  if (atomic_load(&n->state) >= MB_NODE_STOPPING && !r->first)
-    p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, "killed");
+  if (atomic_load(&n->state) >= MB_NODE_STOPPING && !r->first) p->doom = mb_sig_static("killed");
   *out = pid;
   mb_sched_ready(n, p, 0);
   return 0;
+fail_mem:
+  if (r->code) mb_code_unref(r->code);
+  if (r->args) mb_sig_free(r->args);
+  return MB_ENOMEM;
 fail_state:
   if (r->code) mb_code_unref(r->code);
   if (r->args) mb_sig_free(r->args);
@@ -135,10 +147,16 @@ static int start_protected(lua_State *L) {
   return 1;
 }
 
+/* Doom p with the text reason msg (a constant one if even that cannot be had). */
+static void doom_text(mb_proc *p, const char *msg) {
+  mb_sig *s = mb_sig_string(MB_SIG_EXIT, 0, 0, msg);
+  p->doom = s ? s : mb_sig_static("error");
+}
+
 void mb_spawn_start(mb_proc *p) {
   p->started = 1;
   lua_State *L = lua_newstate(proc_alloc, p);
-  if (!L) { p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, "out of memory"); return; }
+  if (!L) { p->doom = mb_sig_static("out of memory"); return; }
   *(mb_proc **)lua_getextraspace(L) = p;
   p->L = L;
   lua_pushcfunction(L, start_protected);
@@ -146,7 +164,7 @@ void mb_spawn_start(mb_proc *p) {
   int st = lua_pcall(L, 1, 1, 0);
   if (st != LUA_OK) {
     const char *msg = st == LUA_ERRMEM || p->oom ? "out of memory" : lua_tostring(L, -1);
-    p->doom = mb_sig_string(MB_SIG_EXIT, 0, 0, msg ? msg : "spawn failed");
+    doom_text(p, msg ? msg : "spawn failed");
     if (st != LUA_ERRMEM && !p->oom)
       mb_log(p->node, MB_LOG_ERROR, atomic_load(&p->pid), "crash report: process could not start: %s",
              msg ? msg : "?");
@@ -201,7 +219,7 @@ static void render(lua_State *L, luaL_Buffer *b, int idx, int depth) {
 static int render_reason(lua_State *L) {
   const mb_sig *r = lua_touserdata(L, 1);
   luaL_openlibs(L);
-  if (mb_decode(L, r->data, r->len) != 0) return luaL_error(L, "corrupt reason");
+  if (mb_decode(L, mb_sig_payload(r), r->len) != 0) return luaL_error(L, "corrupt reason");
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   render(L, &b, 2, 0);
@@ -220,37 +238,66 @@ char *mb_reason_text(const mb_sig *reason) {
   return out;
 }
 
-/* Render the reason and the traceback of the errored body; runs protected. */
+/* A reason shown as text is cut to this many bytes (a 70 MiB error string must not
+ * become a 70 MiB reason, nor a 70 MiB log line). */
+#define REASON_TEXT_MAX 4096
+
+/* Push tostring of the value at idx, cut to REASON_TEXT_MAX bytes. */
+static const char *push_reason_text(lua_State *L, int idx, size_t *len) {
+  const char *s = luaL_tolstring(L, idx, len);
+  if (*len <= REASON_TEXT_MAX) return s;
+  lua_pushfstring(L, "... (%I bytes in all)", (lua_Integer)*len);
+  lua_pushlstring(L, s, REASON_TEXT_MAX);
+  lua_insert(L, -2);
+  lua_concat(L, 2);
+  lua_remove(L, -2);
+  return lua_tolstring(L, -1, len);
+}
+
+/* The crash report of the errored body: the reason (at 1) and the body's
+ * traceback. Runs protected on p->L; the process comes from the state itself, so
+ * Lua code that reaches this function (a __tostring on the stack) cannot aim it
+ * at anything else. */
 static int crash_text(lua_State *L) {
-  mb_proc *p = lua_touserdata(L, 1);
-  lua_State *co = p->co;
-  lua_pushvalue(co, -1);
-  lua_xmove(co, L, 1);
-  const char *reason = luaL_tolstring(L, -1, NULL);
-  luaL_traceback(L, co, NULL, 0);
+  mb_proc *p = mb_proc_of(L);
+  size_t len;
+  const char *reason = push_reason_text(L, 1, &len);
+  luaL_traceback(L, p->co, NULL, 0);
   lua_pushfstring(L, "crash report: process <0.%I> (module '%s') ended with reason: %s\n%s",
                   (lua_Integer)atomic_load(&p->pid), p->module ? p->module : "function",
                   reason, lua_tostring(L, -1));
   return 1;
 }
 
-/* The reason of an errored body: its error value if sendable, else its tostring. */
-static mb_sig *error_reason(mb_proc *p) {
+/* The reason of an errored body (the value at 1): itself if it can be sent within
+ * the message limit, else its tostring (cut). Runs protected on p->L; returns the
+ * signal as a light userdata, made last so that nothing raises after it exists. */
+static int error_reason(lua_State *L) {
+  mb_proc *p = mb_proc_of(L);
   mb_buf b;
   char err[256];
   if (mb_buf_init(&b, MB_SIG_HDR, p->node->max_message) == 0) {
-    if (mb_encode(p->co, -1, &b, "reason", err, sizeof err) == MB_ENC_OK)
-      return mb_sig_from_buf(&b, MB_SIG_EXIT, 0, 0);
+    if (mb_encode(L, 1, &b, "reason", err, sizeof err) == MB_ENC_OK) {
+      lua_pushlightuserdata(L, mb_sig_from_buf(&b, MB_SIG_EXIT, 0, 0));
+      return 1;
+    }
     mb_buf_free(&b);
   }
-  const char *s = luaL_tolstring(p->co, -1, NULL);   /* may raise only on memory */
-  return mb_sig_string(MB_SIG_EXIT, 0, 0, s ? s : "error");
+  size_t len;
+  const char *s = push_reason_text(L, 1, &len);
+  if (mb_buf_init(&b, MB_SIG_HDR, 0) != 0) return 0;
+  if (mb_encode_string(&b, s, len) != 0) { mb_buf_free(&b); return 0; }
+  lua_pushlightuserdata(L, mb_sig_from_buf(&b, MB_SIG_EXIT, 0, 0));
+  return 1;
 }
 
-static int error_reason_protected(lua_State *L) {
-  mb_proc *p = lua_touserdata(L, 1);
-  lua_pushlightuserdata(L, error_reason(p));
-  return 1;
+/* Run f protected on L with the value at v: 1 and its result on top, or 0. */
+static int run_on(lua_State *L, lua_CFunction f, int v) {
+  lua_pushcfunction(L, f);
+  lua_pushvalue(L, v);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) return 1;
+  lua_pop(L, 1);
+  return 0;
 }
 
 void mb_spawn_end(mb_proc *p, int status) {
@@ -260,31 +307,30 @@ void mb_spawn_end(mb_proc *p, int status) {
   if (p->doom) {
     reason = p->doom;
   } else if (status == LUA_OK) {
-    reason = mb_sig_string(MB_SIG_EXIT, 0, 0, "normal");
-  } else if (p->L) {
+    reason = mb_sig_static("normal");
+  } else if (p->L && lua_checkstack(p->L, 4)) {
+    lua_State *L = p->L;
     p->oom = 0;  /* let the report allocate */
-    lua_pushcfunction(p->L, error_reason_protected);
-    lua_pushlightuserdata(p->L, p);
-    if (lua_pcall(p->L, 1, 1, 0) == LUA_OK) reason = lua_touserdata(p->L, -1);
-    lua_pop(p->L, 1);
-    lua_pushcfunction(p->L, crash_text);
-    lua_pushlightuserdata(p->L, p);
-    if (lua_pcall(p->L, 1, 1, 0) == LUA_OK) {
+    /* the error value moves off the errored thread: nothing may run on that one */
+    lua_xmove(p->co, L, 1);
+    int v = lua_gettop(L);
+    if (run_on(L, error_reason, v)) { reason = lua_touserdata(L, -1); lua_pop(L, 1); }
+    if (run_on(L, crash_text, v)) {
       size_t len;
-      const char *t = lua_tolstring(p->L, -1, &len);
+      const char *t = lua_tolstring(L, -1, &len);
       mb_log_str(n, MB_LOG_ERROR, atomic_load(&p->pid), t, len);
       reported = 1;
     }
-    lua_pop(p->L, 1);
+    lua_settop(L, v - 1);
   }
-  if (!reason) reason = mb_sig_string(MB_SIG_EXIT, 0, 0, "error");
-  if (!reason) abort();  /* no memory for four bytes: nothing sensible is left */
-  if (p->oom && !reported && mb_encoded_is_string(reason->data, reason->len, "out of memory")) {
+  if (!reason) reason = mb_sig_static("error");
+  const char *r = mb_sig_payload(reason);
+  if (p->oom && !reported && mb_encoded_is_string(r, reason->len, "out of memory")) {
     mb_log(n, MB_LOG_ERROR, atomic_load(&p->pid), "crash report: process (module '%s') ended with reason: out of memory",
            p->module ? p->module : "function");
     reported = 1;
   }
-  if (p->first && !reported && !mb_reason_is_normal(reason->data, reason->len)) {
+  if (p->first && !reported && !mb_reason_is_normal(r, reason->len)) {
     char *text = mb_reason_text(reason);
     mb_log(n, MB_LOG_ERROR, atomic_load(&p->pid),
            "crash report: process <0.%llu> (module '%s') exited with reason: %s",

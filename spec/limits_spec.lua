@@ -28,6 +28,29 @@ describe("max_heap", function()
     assert.same({ "hog_pcall", "out of memory", true }, msg)
   end)
 
+  for _, how in ipairs({ "wrap", "resume" }) do
+    it("ends the process when the allocation fails inside a coroutine (" .. how .. ") under pcall", function()
+      local msg = H.run(node, function(parent, how)
+        local mb = require "moonbeam"
+        local _, ref = mb.spawn_monitor({ module = "hog_coroutine", max_heap = 2 * 1024 * 1024 }, how)
+        local down = mb.receive(function(m) return m[1] == "DOWN" and m[2] == ref end, 20000)
+        mb.send(parent, { "hog_coroutine", down and down[4] })
+      end, how)
+      assert.same({ "hog_coroutine", "out of memory" }, msg)
+    end)
+  end
+
+  it("ends a process whose queued messages cross it, though it receives nothing", function()
+    local pid = node:spawn({ module = "quiet_sleeper", max_heap = 1024 * 1024 }, node:self())
+    H.wait_for(node, "sleeping")
+    local watcher = H.puppet(node, node:self())
+    local ref = H.watch(node, watcher, pid)
+    local chunk = string.rep("q", 1024)
+    for _ = 1, 2048 do node:send(pid, chunk) end
+    assert.equal("out of memory", H.down(node, ref))
+    assert.is_nil(node:info(pid))
+  end)
+
   it("leaves every other process running", function()
     local bystander = H.puppet(node)
     local msg = H.run(node, function(parent)
