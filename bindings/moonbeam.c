@@ -591,11 +591,9 @@ int mb_l_info(lua_State *L, mb_node *n, mb_pid pid) {
       room = need + 64;
       continue;
     }
-    s->nl = q->links.n;
-    s->nm = q->monitors.n;
     mb_pid *pids = (mb_pid *)s->bytes;
-    if (s->nl) memcpy(pids, q->links.v, sizeof *pids * (size_t)s->nl);
-    if (s->nm) memcpy(pids + s->nl, q->monitors.pid, sizeof *pids * (size_t)s->nm);
+    s->nl = mb_pidset_copy(&q->links, pids);
+    s->nm = mb_monset_pids(&q->monitors, pids + s->nl);
     char *text = (char *)(pids + s->nl + s->nm);
     s->name_len = q->name ? nlen : (size_t)-1;
     if (q->name) memcpy(text, q->name, nlen);

@@ -19,65 +19,6 @@
 #include "code.h"
 #include "log.h"
 
-/* ---- sets ---- */
-
-int mb_pidset_has(const mb_pidset *s, mb_pid pid) {
-  for (int i = 0; i < s->n; i++) if (s->v[i] == pid) return 1;
-  return 0;
-}
-
-int mb_pidset_add(mb_pidset *s, mb_pid pid) {
-  if (mb_pidset_has(s, pid)) return 0;
-  if (s->n == s->cap) {
-    int cap = s->cap ? s->cap * 2 : 4;
-    mb_pid *v = realloc(s->v, sizeof *v * cap);
-    if (!v) return -1;
-    s->v = v;
-    s->cap = cap;
-  }
-  s->v[s->n++] = pid;
-  return 1;
-}
-
-int mb_pidset_del(mb_pidset *s, mb_pid pid) {
-  for (int i = 0; i < s->n; i++)
-    if (s->v[i] == pid) { s->v[i] = s->v[--s->n]; return 1; }
-  return 0;
-}
-
-int mb_monset_add(mb_monset *s, uint64_t ref, mb_pid pid) {
-  if (s->n == s->cap) {
-    int cap = s->cap ? s->cap * 2 : 4;
-    uint64_t *r = realloc(s->ref, sizeof *r * cap);
-    if (!r) return -1;
-    s->ref = r;
-    mb_pid *p = realloc(s->pid, sizeof *p * cap);
-    if (!p) return -1;
-    s->pid = p;
-    s->cap = cap;
-  }
-  s->ref[s->n] = ref;
-  s->pid[s->n++] = pid;
-  return 1;
-}
-
-int mb_monset_del(mb_monset *s, uint64_t ref, mb_pid *pid) {
-  for (int i = 0; i < s->n; i++)
-    if (s->ref[i] == ref) {
-      if (pid) *pid = s->pid[i];
-      s->n--;
-      s->ref[i] = s->ref[s->n];
-      s->pid[i] = s->pid[s->n];
-      return 1;
-    }
-  return 0;
-}
-
-static int monset_has(const mb_monset *s, uint64_t ref) {
-  for (int i = 0; i < s->n; i++) if (s->ref[i] == ref) return 1;
-  return 0;
-}
-
 /* ---- signals ---- */
 
 static void sig_init(mb_sig *s, int kind, mb_pid from, uint64_t ref) {
@@ -216,9 +157,9 @@ static void proc_recycle(mb_proc *p) {
   /* signals pushed by those who found it alive just before its end */
   while ((q = mb_mpsc_pop(&p->mq)) != NULL) bounce(n, pid, (mb_sig *)q, p->exit_reason);
   if (p->exit_reason) mb_sig_free(p->exit_reason);
-  free(p->links.v);
-  free(p->monitors.ref); free(p->monitors.pid);
-  free(p->monitored_by.ref); free(p->monitored_by.pid);
+  mb_pidset_free(&p->links);
+  mb_monset_free(&p->monitors);
+  mb_monset_free(&p->monitored_by);
   free(p->name);
   free(p->module);
   free(p->fn_code);
@@ -507,7 +448,7 @@ void mb_proc_drain(mb_proc *p) {
       inbox_append(p, s);
       break;
     case MB_SIG_DOWN:
-      if (monset_has(&p->monitors, s->ref)) {
+      if (mb_monset_has(&p->monitors, s->ref)) {
         pthread_mutex_lock(&p->meta);
         mb_monset_del(&p->monitors, s->ref, NULL);
         pthread_mutex_unlock(&p->meta);
@@ -565,20 +506,22 @@ void mb_proc_finish(mb_proc *p, mb_sig *reason) {
 
   /* The sets no longer change: nothing else runs as this process. Every EXIT and
    * DOWN shares the reason's payload (a header each, nothing copied). */
-  for (int i = 0; i < p->links.n; i++) {
+  for (int i = mb_pidset_next(&p->links, -1); i >= 0; i = mb_pidset_next(&p->links, i)) {
     mb_sig *e = share_or_wait(reason, MB_SIG_EXIT, me, 0);
     if (e) { e->flags = MB_SIGF_LINK; mb_send_sig(n, p->links.v[i], e); }
   }
-  for (int i = 0; i < p->monitored_by.n; i++) {
-    mb_sig *d = share_or_wait(reason, MB_SIG_DOWN, me, p->monitored_by.ref[i]);
-    if (d) mb_send_sig(n, p->monitored_by.pid[i], d);
+  for (int i = mb_monset_next(&p->monitored_by, -1); i >= 0; i = mb_monset_next(&p->monitored_by, i)) {
+    mb_sig *d = share_or_wait(reason, MB_SIG_DOWN, me, mb_monset_ref(&p->monitored_by, i));
+    if (d) mb_send_sig(n, mb_monset_pid(&p->monitored_by, i), d);
   }
-  for (int i = 0; i < p->monitors.n; i++) {
-    mb_sig *d = mb_sig_new(MB_SIG_DEMONITOR, me, p->monitors.ref[i]);
-    if (d) mb_send_sig(n, p->monitors.pid[i], d);
+  for (int i = mb_monset_next(&p->monitors, -1); i >= 0; i = mb_monset_next(&p->monitors, i)) {
+    mb_sig *d = mb_sig_new(MB_SIG_DEMONITOR, me, mb_monset_ref(&p->monitors, i));
+    if (d) mb_send_sig(n, mb_monset_pid(&p->monitors, i), d);
   }
   pthread_mutex_lock(&p->meta);
-  p->links.n = p->monitors.n = p->monitored_by.n = 0;
+  mb_pidset_free(&p->links);
+  mb_monset_free(&p->monitors);
+  mb_monset_free(&p->monitored_by);
   pthread_mutex_unlock(&p->meta);
 
   for (mb_sig *m = p->inbox, *next; m; m = next) { next = m->next; mb_sig_free(m); }

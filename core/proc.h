@@ -17,6 +17,7 @@
 #include "moonbeam.h"
 #include "mailbox.h"
 #include "codec.h"
+#include "sets.h"
 
 typedef struct mb_sched mb_sched;
 typedef struct mb_code mb_code;
@@ -63,9 +64,6 @@ enum { MB_PS_FREE, MB_PS_RUNNABLE, MB_PS_RUNNING, MB_PS_WAITING, MB_PS_DEAD };
 
 /* Why the body yielded to the scheduler. */
 enum { MB_Y_NONE, MB_Y_WAIT, MB_Y_PREEMPT, MB_Y_DOOM };
-
-typedef struct mb_pidset { mb_pid *v; int n, cap; } mb_pidset;
-typedef struct mb_monset { uint64_t *ref; mb_pid *pid; int n, cap; } mb_monset;
 
 typedef struct mb_proc mb_proc;
 typedef void (*mb_native_fn)(mb_proc *p);
@@ -187,12 +185,5 @@ void mb_proc_take(mb_proc *p, mb_sig *prev, mb_sig *m);
 /* [owner] The process has ended with `reason` (an EXIT-shaped sig whose payload is the
  * reason, taken). Frees its name, leaves the table, tells links and monitors. */
 void mb_proc_finish(mb_proc *p, mb_sig *reason);
-
-/* Set membership helpers (under meta). */
-int mb_pidset_add(mb_pidset *s, mb_pid pid);
-int mb_pidset_del(mb_pidset *s, mb_pid pid);
-int mb_pidset_has(const mb_pidset *s, mb_pid pid);
-int mb_monset_add(mb_monset *s, uint64_t ref, mb_pid pid);
-int mb_monset_del(mb_monset *s, uint64_t ref, mb_pid *pid);
 
 #endif
