@@ -496,7 +496,7 @@ static int l_send_after(lua_State *L) {
   mb_timers_add(p->node->timers, t);
   if (mb_sched_add_timer(t) != 0) {
     mb_timers_cancel(p->node->timers, ref, 0, NULL);
-    mb_timer_free(t);
+    mb_timers_release(p->node->timers, t);
     return luaL_error(L, "send_after: not enough memory");
   }
   mb_push_ref(L, ref);

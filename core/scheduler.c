@@ -290,7 +290,7 @@ static void fire_timer(mb_sched *s, mb_timer *t) {
     else mb_sig_free(t->msg);
     t->msg = NULL;
   }
-  mb_timer_free(t);
+  mb_timers_release(n->timers, t);
 }
 
 static void fire_due(mb_sched *s) {

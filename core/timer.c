@@ -79,6 +79,7 @@ void mb_heap_free(mb_heap *h) {
 
 struct mb_timers {
   pthread_mutex_t lock;
+  _Atomic int64_t live;
   mb_timer *b[NBUCKETS];
 };
 
@@ -95,6 +96,7 @@ void mb_timers_free(mb_timers *m) {
 }
 
 void mb_timers_add(mb_timers *m, mb_timer *t) {
+  atomic_fetch_add_explicit(&m->live, 1, memory_order_relaxed);
   pthread_mutex_lock(&m->lock);
   mb_timer **b = &m->b[t->ref % NBUCKETS];
   t->map_next = *b;
@@ -146,3 +148,10 @@ int mb_timers_claim(mb_timers *m, mb_timer *t) {
   }
   return 1;
 }
+
+void mb_timers_release(mb_timers *m, mb_timer *t) {
+  if (t->ref) atomic_fetch_sub_explicit(&m->live, 1, memory_order_relaxed);
+  mb_timer_free(t);
+}
+
+int64_t mb_timers_live(mb_timers *m) { return atomic_load_explicit(&m->live, memory_order_relaxed); }

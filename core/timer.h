@@ -48,5 +48,10 @@ double mb_timers_cancel(mb_timers *m, uint64_t ref, uint64_t now, mb_pid *target
 /* The owner fires t: 1 if it was still pending (then it is out of the map), else 0. */
 int mb_timers_claim(mb_timers *m, mb_timer *t);
 void mb_timer_free(mb_timer *t);
+/* The owner frees t; a send_after timer leaves the count below. */
+void mb_timers_release(mb_timers *m, mb_timer *t);
+/* send_after timers added and not yet freed (pending, or cancelled and still held
+ * by their scheduler): an internal stat for tests. */
+int64_t mb_timers_live(mb_timers *m);
 
 #endif
