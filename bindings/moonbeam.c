@@ -496,9 +496,7 @@ static int l_send_after(lua_State *L) {
   t->pid = to;
   t->msg = s;
   uint64_t ref = t->ref;
-  mb_timers_add(p->node->timers, t);
   if (mb_sched_add_timer(t) != 0) {
-    mb_timers_cancel(p->node->timers, ref, 0, NULL);
     mb_timer_free(t);
     return luaL_error(L, "send_after: not enough memory");
   }
@@ -508,13 +506,7 @@ static int l_send_after(lua_State *L) {
 
 static int l_cancel_timer(lua_State *L) {
   mb_proc *p = self_proc(L);
-  mb_pid target = 0;
-  double left = mb_timers_cancel(p->node->timers, mb_check_ref(L, 1), mb_now_ns(), &target);
-  if (left >= 0 && target) {
-    mb_proc *t = mb_proc_get(p->node, target);
-    if (!t) left = -1;   /* its target ended: the timer went with it */
-    else mb_proc_unref(t);
-  }
+  double left = mb_sched_cancel_timer(p->node, mb_check_ref(L, 1));
   if (left < 0) lua_pushboolean(L, 0);
   else lua_pushnumber(L, left);
   return 1;

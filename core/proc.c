@@ -502,6 +502,7 @@ void mb_proc_finish(mb_proc *p, mb_sig *reason) {
   mb_ptab_remove(n->ptab, p);
 
   mb_sched_disarm_wait(p);
+  mb_sched_drop_timers_to(n, me);   /* after DEAD: a timer set at it now sees it dead */
   if (p->L) { lua_close(p->L); p->L = p->co = NULL; p->cur = NULL; }
 
   /* The sets no longer change: nothing else runs as this process. Every EXIT and

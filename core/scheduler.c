@@ -46,7 +46,7 @@ struct mb_sched {
   _Atomic uint64_t next_deadline; /* earliest timer here, UINT64_MAX if none */
   lua_State *volatile hooked;
   mb_acache acache;
-  mb_mpsc cancelq;               /* wait timers of this heap cancelled on other threads */
+  mb_mpsc cancelq;               /* timers of this heap cancelled on other threads */
 };
 
 /* The ticker: one thread per node that wakes every tick while some scheduler is
@@ -198,6 +198,8 @@ static mb_proc *steal(mb_sched *s) {
 static int work_visible(mb_sched *s) {
   mb_node *n = s->node;
   if (atomic_load(&n->inject_count) > 0 || atomic_load(&s->rq_len) > 0) return 1;
+  /* timers cancelled elsewhere wait to be freed (hand_back) */
+  if (atomic_load(&s->cancelq.head) != s->cancelq.tail) return 1;
   for (int k = 1; k < n->nsched; k++)
     if (atomic_load(&n->sched[(s->id + k) % n->nsched]->rq_len) > 0) return 1;
   return 0;
@@ -212,6 +214,31 @@ static void heap_changed(mb_sched *s) {
   ticker_wake(s->node);
 }
 
+/* [any thread] Give a timer this thread won the cancel of back to its owner, which
+ * frees it: on the owner's thread, out of the heap at once; from elsewhere, on the
+ * owner's cancel queue, freed at its next loop turn. A sleeping owner is woken
+ * for it (once per sleep: it drains before it sleeps again), so a cancelled
+ * timer never waits for an idle owner's next deadline. */
+static void hand_back(mb_timer *t) {
+  mb_sched *s = t->owner;
+  if (s == tls_sched) {
+    mb_heap_remove(&s->timers, t);
+    heap_changed(s);
+    mb_timers_release(s->node->timers, t);
+    return;
+  }
+  mb_mpsc_push(&s->cancelq, &t->cq);   /* t may be freed from here on */
+  /* idle() counts itself sleeping, then looks at the queue: one of us sees the other */
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load(&s->node->nsleeping) == 0) return;
+  pthread_mutex_lock(&s->lock);
+  if (s->sleeping && !s->wakeup) {
+    s->wakeup = 1;
+    pthread_cond_signal(&s->cond);
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
 int mb_sched_arm_wait(mb_proc *p, uint64_t deadline) {
   mb_sched *s = tls_sched;
   mb_timer *t = calloc(1, sizeof *t);
@@ -220,6 +247,7 @@ int mb_sched_arm_wait(mb_proc *p, uint64_t deadline) {
   t->deadline = deadline;
   t->pid = atomic_load(&p->pid);
   t->seq = seq;
+  t->owner = s;
   if (mb_heap_push(&s->timers, t) != 0) { free(t); return -1; }
   heap_changed(s);
   p->wait_timer = t;
@@ -234,28 +262,19 @@ void mb_sched_disarm_wait(mb_proc *p) {
   p->wait_timer = NULL;
   uint32_t armed = p->wait_armed_seq;
   /* Whoever consumes the wait's sequence owns the timer: if it already fired,
-   * its scheduler freed it. Else it is ours to end: on its own scheduler, out
-   * of the heap at once; from another thread, through the owner's cancel queue
-   * (only the owner touches its heap). */
+   * its scheduler freed it; else it goes back to its scheduler. */
   if (!atomic_compare_exchange_strong(&p->wait_seq, &armed, armed + 1)) return;
-  mb_sched *owner = p->wait_sched;
-  if (owner == tls_sched) {
-    mb_heap_remove(&owner->timers, t);
-    heap_changed(owner);
-    mb_timer_free(t);
-  } else {
-    mb_mpsc_push(&owner->cancelq, &t->cq);
-  }
+  hand_back(t);
 }
 
-/* [owner] Free the wait timers other threads cancelled. */
+/* [owner] Free the timers other threads cancelled. */
 static void drain_cancelled(mb_sched *s) {
   mb_qnode *q;
   int any = 0;
   while ((q = mb_mpsc_pop(&s->cancelq)) != NULL) {
     mb_timer *t = (mb_timer *)q;
     mb_heap_remove(&s->timers, t);   /* a no-op if it came due and left the heap */
-    mb_timer_free(t);
+    mb_timers_release(s->node->timers, t);
     any = 1;
   }
   if (any) heap_changed(s);
@@ -264,8 +283,39 @@ static void drain_cancelled(mb_sched *s) {
 int mb_sched_add_timer(mb_timer *t) {
   mb_sched *s = tls_sched;
   if (!s || mb_heap_push(&s->timers, t) != 0) return -1;
+  t->owner = s;
   heap_changed(s);
+  mb_node *n = s->node;
+  mb_timers_add(n->timers, t);
+  /* Aimed at a pid: from the add on, that pid's end finds it in the map; if the
+   * pid ended before, it is seen dead here and the timer goes at once. */
+  if (t->pid && !t->name) {
+    mb_proc *p = mb_proc_get(n, t->pid);
+    if (p) mb_proc_unref(p);
+    else if ((t = mb_timers_cancel(n->timers, t->ref)) != NULL) hand_back(t);
+  }
   return 0;
+}
+
+double mb_sched_cancel_timer(mb_node *n, uint64_t ref) {
+  mb_timer *t = mb_timers_cancel(n->timers, ref);
+  if (!t) return -1;
+  uint64_t now = mb_now_ns();
+  double left = t->deadline > now ? (double)(t->deadline - now) / 1e6 : 0;
+  mb_pid to = t->name ? 0 : t->pid;
+  hand_back(t);
+  /* its target is ending and has not dropped its timers yet: it went with it */
+  mb_proc *p = to ? mb_proc_get(n, to) : NULL;
+  if (to && !p) return -1;
+  if (p) mb_proc_unref(p);
+  return left;
+}
+
+void mb_sched_drop_timers_to(mb_node *n, mb_pid pid) {
+  for (mb_timer *t = mb_timers_cancel_to(n->timers, pid), *next; t; t = next) {
+    next = t->map_next;
+    hand_back(t);
+  }
 }
 
 static void fire_timer(mb_sched *s, mb_timer *t) {
@@ -286,13 +336,15 @@ static void fire_timer(mb_sched *s, mb_timer *t) {
       mb_proc_unref(p);
     }
     if (!fired) return;
-  } else if (mb_timers_claim(n->timers, t)) {
+  } else {
+    /* cancelled: its canceller hands it back through our cancel queue */
+    if (!mb_timers_claim(n->timers, t)) return;
     mb_pid to = t->name ? mb_registry_whereis(n->reg, t->name) : t->pid;
     if (to) { mb_send_sig(n, to, t->msg); }
     else mb_sig_free(t->msg);
     t->msg = NULL;
   }
-  mb_timer_free(t);
+  mb_timers_release(n->timers, t);
 }
 
 static void fire_due(mb_sched *s) {

@@ -28,7 +28,15 @@ mb_sched *mb_sched_self(void);
 /* [owner] Timers on the current scheduler. */
 int mb_sched_arm_wait(mb_proc *p, uint64_t deadline);
 void mb_sched_disarm_wait(mb_proc *p);
-int mb_sched_add_timer(mb_timer *t);   /* send_after: on this thread's scheduler */
+/* send_after: t (ref, pid or name, message) into this thread's heap and the node's
+ * map; one aimed at a pid that already ended is cancelled at once. On 0 the
+ * timer belongs to the scheduler (the caller must not touch it); -1: not armed. */
+int mb_sched_add_timer(mb_timer *t);
+/* [any thread] cancel_timer: ms that were left, or -1 if it fired, was cancelled,
+ * is unknown, or its target pid ended. */
+double mb_sched_cancel_timer(mb_node *n, uint64_t ref);
+/* [any thread] The process pid ended: cancel the timers aimed at it (SPEC 1). */
+void mb_sched_drop_timers_to(mb_node *n, mb_pid pid);
 
 /* The Lua hook the preemption signal arms; also armed to end a doomed process. */
 void mb_sched_hook(lua_State *L, lua_Debug *ar);

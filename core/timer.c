@@ -1,5 +1,6 @@
 /* timer: a binary min-heap of deadlines per scheduler, and the node-wide map from
- * timer ref to timer used by cancel_timer. */
+ * timer ref to timer used by cancel_timer, with an index by target pid used when
+ * a process ends. */
 #include <pthread.h>
 #include <stdlib.h>
 #include "timer.h"
@@ -79,7 +80,9 @@ void mb_heap_free(mb_heap *h) {
 
 struct mb_timers {
   pthread_mutex_t lock;
-  mb_timer *b[NBUCKETS];
+  _Atomic int64_t live;
+  mb_timer *b[NBUCKETS];    /* by ref */
+  mb_timer *to[NBUCKETS];   /* aimed at a pid, by that pid (doubly linked) */
 };
 
 mb_timers *mb_timers_new(void) {
@@ -94,55 +97,80 @@ void mb_timers_free(mb_timers *m) {
   free(m);
 }
 
+static int aimed_at_pid(const mb_timer *t) { return t->pid && !t->name; }
+
 void mb_timers_add(mb_timers *m, mb_timer *t) {
+  atomic_fetch_add_explicit(&m->live, 1, memory_order_relaxed);
   pthread_mutex_lock(&m->lock);
   mb_timer **b = &m->b[t->ref % NBUCKETS];
   t->map_next = *b;
   *b = t;
-  pthread_mutex_unlock(&m->lock);
-}
-
-static mb_timer *unmap(mb_timers *m, uint64_t ref) {
-  for (mb_timer **pp = &m->b[ref % NBUCKETS]; *pp; pp = &(*pp)->map_next)
-    if ((*pp)->ref == ref) {
-      mb_timer *t = *pp;
-      *pp = t->map_next;
-      return t;
-    }
-  return NULL;
-}
-
-double mb_timers_cancel(mb_timers *m, uint64_t ref, uint64_t now, mb_pid *target) {
-  double left = -1;
-  pthread_mutex_lock(&m->lock);
-  mb_timer *t = NULL;
-  for (t = m->b[ref % NBUCKETS]; t && t->ref != ref; t = t->map_next) {}
-  int pending = MB_T_PENDING;
-  if (t && atomic_compare_exchange_strong(&t->state, &pending, MB_T_CANCELLED)) {
-    unmap(m, ref);
-    left = t->deadline > now ? (double)(t->deadline - now) / 1e6 : 0;
-    if (target) *target = t->pid;
-    /* the message goes now; the small timer stays in its heap until its
-     * deadline (the owner frees it then, after taking this lock) */
-    if (t->msg) { mb_sig_free(t->msg); t->msg = NULL; }
+  if (aimed_at_pid(t)) {
+    mb_timer **h = &m->to[t->pid % NBUCKETS];
+    t->to_prev = NULL;
+    t->to_next = *h;
+    if (*h) (*h)->to_prev = t;
+    *h = t;
   }
   pthread_mutex_unlock(&m->lock);
-  return left;
+}
+
+/* [lock] t leaves both indexes. */
+static void unmap(mb_timers *m, mb_timer *t) {
+  for (mb_timer **pp = &m->b[t->ref % NBUCKETS]; *pp; pp = &(*pp)->map_next)
+    if (*pp == t) { *pp = t->map_next; break; }
+  if (!aimed_at_pid(t)) return;
+  if (t->to_prev) t->to_prev->to_next = t->to_next;
+  else m->to[t->pid % NBUCKETS] = t->to_next;
+  if (t->to_next) t->to_next->to_prev = t->to_prev;
+  t->to_next = t->to_prev = NULL;
+}
+
+/* [lock] 1 if this cancel wins t: then it is out of the map, its message freed. */
+static int cancel_locked(mb_timers *m, mb_timer *t) {
+  int pending = MB_T_PENDING;
+  if (!atomic_compare_exchange_strong(&t->state, &pending, MB_T_CANCELLED)) return 0;
+  unmap(m, t);
+  if (t->msg) { mb_sig_free(t->msg); t->msg = NULL; }
+  return 1;
+}
+
+mb_timer *mb_timers_cancel(mb_timers *m, uint64_t ref) {
+  pthread_mutex_lock(&m->lock);
+  mb_timer *t = m->b[ref % NBUCKETS];
+  while (t && t->ref != ref) t = t->map_next;
+  if (t && !cancel_locked(m, t)) t = NULL;
+  pthread_mutex_unlock(&m->lock);
+  return t;
+}
+
+mb_timer *mb_timers_cancel_to(mb_timers *m, mb_pid pid) {
+  mb_timer *won = NULL;
+  pthread_mutex_lock(&m->lock);
+  for (mb_timer *t = m->to[pid % NBUCKETS], *next; t; t = next) {
+    next = t->to_next;
+    if (t->pid != pid || !cancel_locked(m, t)) continue;
+    t->map_next = won;
+    won = t;
+  }
+  pthread_mutex_unlock(&m->lock);
+  return won;
 }
 
 int mb_timers_claim(mb_timers *m, mb_timer *t) {
   int pending = MB_T_PENDING;
-  if (!atomic_compare_exchange_strong(&t->state, &pending, MB_T_FIRED)) {
-    /* cancelled: the canceller freed the message under the lock; taking it
-     * here makes that visible before the owner frees the timer */
-    pthread_mutex_lock(&m->lock);
-    pthread_mutex_unlock(&m->lock);
-    return 0;
-  }
+  if (!atomic_compare_exchange_strong(&t->state, &pending, MB_T_FIRED)) return 0;
   if (t->ref) {
     pthread_mutex_lock(&m->lock);
-    unmap(m, t->ref);
+    unmap(m, t);
     pthread_mutex_unlock(&m->lock);
   }
   return 1;
 }
+
+void mb_timers_release(mb_timers *m, mb_timer *t) {
+  if (t->ref) atomic_fetch_sub_explicit(&m->live, 1, memory_order_relaxed);
+  mb_timer_free(t);
+}
+
+int64_t mb_timers_live(mb_timers *m) { return atomic_load_explicit(&m->live, memory_order_relaxed); }

@@ -63,6 +63,16 @@ static int check_main(int argc, char **argv, const check_case *cases, int n) {
   return failed || ran == 0 ? 1 : 0;
 }
 
+/* Write src to a new temp file; path must be a "/tmp/..._XXXXXX.lua" buffer. */
+static inline void check_write_script(char *path, const char *src) {
+  int fd = mkstemps(path, 4);
+  CHECK(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  CHECK(f != NULL);
+  fputs(src, f);
+  fclose(f);
+}
+
 #define CHECK_CASE(fn) { #fn, fn }
 #define TEST_MAIN(...) \
   int main(int argc, char **argv) { \

@@ -12,16 +12,6 @@
 #include <lualib.h>
 #include "moonbeam.h"
 
-/* Write src to a new temp file; path must be a "/tmp/..._XXXXXX.lua" buffer. */
-static void write_script(char *path, const char *src) {
-  int fd = mkstemps(path, 4);
-  CHECK(fd >= 0);
-  FILE *f = fdopen(fd, "w");
-  CHECK(f != NULL);
-  fputs(src, f);
-  fclose(f);
-}
-
 /* A node that logs nothing (crash reports would clutter the test output). */
 static mb_node *quiet_node(int schedulers) {
   mb_node_opts o = { 0 };
@@ -34,7 +24,7 @@ static mb_node *quiet_node(int schedulers) {
 
 static int run_script(const char *src, int schedulers) {
   char path[] = "/tmp/mb_test_node_XXXXXX.lua";
-  write_script(path, src);
+  check_write_script(path, src);
   mb_node *n = quiet_node(schedulers);
   mb_pid pid;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
@@ -207,7 +197,7 @@ TEST(stop_while_another_thread_waits_on_a_module_process) {
 
 TEST(stop_while_another_thread_waits_on_a_script_process) {
   char path[] = "/tmp/mb_test_node_XXXXXX.lua";
-  write_script(path, "local mb = require 'moonbeam'\nmb.register('forever_script')\nmb.receive()\n");
+  check_write_script(path, "local mb = require 'moonbeam'\nmb.register('forever_script')\nmb.receive()\n");
   mb_node *n = quiet_node(2);
   mb_pid pid = 0;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
@@ -225,7 +215,7 @@ TEST(stop_of_a_never_started_node_returns_and_free_works) {
 
 TEST(stop_of_a_never_started_node_with_a_process_returns_and_free_works) {
   char path[] = "/tmp/mb_test_node_XXXXXX.lua";
-  write_script(path, "require('moonbeam').receive()\n");
+  check_write_script(path, "require('moonbeam').receive()\n");
   mb_node *n = quiet_node(0);
   mb_pid pid = 0;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
@@ -237,7 +227,7 @@ TEST(stop_of_a_never_started_node_with_a_process_returns_and_free_works) {
 /* mb_send / mb_send_named from outside: the value arrives; errors are codes. */
 TEST(send_from_c_reaches_processes) {
   char path[] = "/tmp/mb_test_node_XXXXXX.lua";
-  write_script(path, "local mb = require 'moonbeam'\nmb.register('sink')\n"
+  check_write_script(path, "local mb = require 'moonbeam'\nmb.register('sink')\n"
         "local a = mb.receive(10000)\nlocal b = mb.receive(10000)\n"
         "mb.halt(a.code + b)\n");
   mb_node *n = quiet_node(2);
