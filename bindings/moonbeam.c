@@ -230,9 +230,14 @@ static int select_first(lua_State *L, mb_proc *p) {
 
 /* Selective receive, run protected with p->selecting set for its whole length:
  * while it walks the inbox, neither the match function nor a finalizer may
- * receive or demonitor (which would unlink messages it holds). */
+ * receive or demonitor (which would unlink messages it holds). The match function
+ * can reach this function (debug.getinfo): only mb_l_select's own call, with its
+ * light userdata (which Lua code cannot make) and p->selecting 1, may run it. */
 static int select_match(lua_State *L) {
   mb_proc *p = lua_touserdata(L, 1);   /* 2: the match function */
+  if (lua_type(L, 1) != LUA_TLIGHTUSERDATA || p->selecting != 1)
+    return luaL_error(L, "receive: not a selective receive");
+  p->selecting = 2;
   mb_sig *prev = p->recv_pos;
   mb_sig *m = prev ? prev->next : p->inbox;
   while (m) {
@@ -684,6 +689,7 @@ static const luaL_Reg functions[] = {
 /* The module table fills itself on first use of each function, so a process that
  * uses two of them does not pay for twenty-six. */
 static int module_index(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);   /* reachable as getmetatable(mb).__index */
   const char *k = lua_tostring(L, 2);
   if (!k || lua_type(L, 2) != LUA_TSTRING) return 0;
   for (const luaL_Reg *r = functions; r->name; r++)
@@ -698,6 +704,8 @@ static int module_index(lua_State *L) {
 }
 
 static int module_pairs(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
   luaL_setfuncs(L, functions, 0);   /* complete the table, then iterate it */
   lua_getglobal(L, "next");
   lua_pushvalue(L, 1);

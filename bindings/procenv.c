@@ -161,6 +161,7 @@ static int resume_k(lua_State *L, int status, lua_KContext ctx);
  * results go back to the caller; a core yield is passed up to the scheduler. */
 static int do_resume(lua_State *L, lua_State *co, int narg, int coidx, int wrap) {
   mb_proc *p = mb_proc_of(L);
+  if (!co) return luaL_error(L, "cannot resume a non-coroutine");
   if (lua_status(co) == LUA_OK && lua_gettop(co) == 0) {
     lua_pushliteral(L, "cannot resume dead coroutine");
     goto fail;
@@ -191,7 +192,10 @@ static int do_resume(lua_State *L, lua_State *co, int narg, int coidx, int wrap)
     return wrap ? nres : nres + 1;
   }
   if (wrap) {
-    lua_resetthread(co);   /* close its to-be-closed variables; leaves the error on top */
+    /* an error inside co: close its to-be-closed variables (leaves the error on
+     * top). Not when resuming failed (co running or normal: it still has frames). */
+    int cst = lua_status(co);
+    if (cst != LUA_OK && cst != LUA_YIELD) lua_resetthread(co);
     lua_xmove(co, L, 1);
     if (lua_type(L, -1) == LUA_TSTRING) {
       luaL_where(L, 1);
@@ -340,7 +344,9 @@ static const lib *find_lib(const char *name) {
 
 /* package.preload entry of a standard library not opened yet. */
 static int preload_std(lua_State *L) {
-  open_lib(L, find_lib(luaL_checkstring(L, 1)));
+  const lib *l = find_lib(luaL_checkstring(L, 1));
+  luaL_argcheck(L, l != NULL, 1, "not a standard library");
+  open_lib(L, l);
   return 1;
 }
 
@@ -360,6 +366,7 @@ static int open_base(lua_State *L) {
 }
 
 static int lazy_index(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);   /* reachable as getmetatable(_G).__index */
   if (lua_type(L, 2) != LUA_TSTRING) return 0;
   const lib *l = find_lib(lua_tostring(L, 2));
   if (l) { open_lib(L, l); return 1; }

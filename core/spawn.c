@@ -113,8 +113,17 @@ static int boot(lua_State *L) {
   return boot_k(L, LUA_OK, 1);
 }
 
-static int start_protected(lua_State *L) {
+/* The functions below run on the process's main state with the process as a
+ * light userdata argument. Lua code can reach them there (debug.getinfo in a
+ * finalizer or a __tostring) but cannot make a light userdata: checked first. */
+static mb_proc *proc_arg(lua_State *L) {
   mb_proc *p = lua_touserdata(L, 1);
+  if (lua_type(L, 1) != LUA_TLIGHTUSERDATA || p != mb_proc_of(L)) luaL_error(L, "not for scripts");
+  return p;
+}
+
+static int start_protected(lua_State *L) {
+  mb_proc *p = proc_arg(L);
   if (p->node->open_state) p->node->open_state(L, p);
   lua_State *co = lua_newthread(L);      /* returned: it stays on L's stack, alive */
   int nargs = 0;
@@ -222,7 +231,7 @@ char *mb_reason_text(const mb_sig *reason) {
 
 /* Render the reason and the traceback of the errored body; runs protected. */
 static int crash_text(lua_State *L) {
-  mb_proc *p = lua_touserdata(L, 1);
+  mb_proc *p = proc_arg(L);
   lua_State *co = p->co;
   lua_pushvalue(co, -1);
   lua_xmove(co, L, 1);
@@ -248,7 +257,7 @@ static mb_sig *error_reason(mb_proc *p) {
 }
 
 static int error_reason_protected(lua_State *L) {
-  mb_proc *p = lua_touserdata(L, 1);
+  mb_proc *p = proc_arg(L);
   lua_pushlightuserdata(L, error_reason(p));
   return 1;
 }

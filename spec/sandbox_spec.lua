@@ -232,4 +232,213 @@ describe("a hostile process", function()
   debug.upvaluejoin(f, 1, g, 1)
 ]]
   end)
+
+  it("cannot run selective receive's matcher by hand", function()
+    local _, reason, out = hostile [[
+  local me = mb.self()
+  mb.send(me, "first"); mb.send(me, "second")
+  local matcher
+  mb.receive(function(m) matcher = debug.getinfo(2, "f").func; return true end, 0)
+  local results = {}
+  for _, args in ipairs { { me, function() return true end }, {}, { 1, 2 } } do
+    local ok, err = pcall(matcher, table.unpack(args))
+    results[#results + 1] = ok and "called" or "refused"
+  end
+  -- from inside a match function too
+  local inner
+  mb.receive(function(m) inner = { pcall(matcher, me, function() return true end) }; return true end, 0)
+  results[#results + 1] = inner[1] and "called" or "refused"
+  print(table.concat(results, " "))
+  mb.send(me, "third")
+  print(mb.receive(1000))
+]]
+    assert.same({ "refused refused refused refused", "third" }, out)
+    assert.equal("normal", reason)
+  end)
+
+  it("cannot break the moonbeam module through its metatable", function()
+    local _, reason, out = hostile [[
+  local mt = getmetatable(mb)
+  print((pcall(mt.__index, 5, "self")), (pcall(mt.__index, nil, "send")))
+  print((pcall(mt.__pairs)), (pcall(mt.__pairs, 7)))
+]]
+    assert.same({ "false\tfalse", "false\tfalse" }, out)
+    assert.equal("normal", reason)
+  end)
+
+  it("cannot open a library that does not exist through package.preload", function()
+    local _, reason, out = hostile [[
+  print((pcall(package.preload.table, "no such library")))
+]]
+    assert.same({ "false" }, out)
+    assert.equal("normal", reason)
+  end)
+
+  it("gets Lua's own error from a coroutine.wrap generator that resumes itself", function()
+    local _, reason, out = hostile [[
+  local gen
+  gen = coroutine.wrap(function() gen() end)
+  print(pcall(gen))
+  local outer
+  outer = coroutine.wrap(function()
+    local inner = coroutine.wrap(function() return pcall(outer) end)
+    return inner()
+  end)
+  print(pcall(outer))
+]]
+    assert.equal(2, #out, reason)
+    assert.is_truthy(out[1]:find("^false\t.*non%-suspended coroutine"), out[1])
+    assert.is_truthy(out[2]:find("^true\tfalse\t.*non%-suspended coroutine"), out[2])
+    assert.equal("normal", reason)
+  end)
+
+  it("calls every C function it finds on its stacks with junk, and the node lives on", function()
+    local _, reason, out = hostile [[
+  local found, seen = {}, {}
+  local skip = { [print] = true, [mb.exit] = true, [mb.halt] = true, [os.exit] = true, [error] = true }
+  local function collect(thread)
+    for level = 0, 30 do
+      local info
+      if thread then info = debug.getinfo(thread, level, "fS") else info = debug.getinfo(level + 2, "fS") end
+      if not info then break end
+      if info.what == "C" and not seen[info.func] and not skip[info.func] then
+        seen[info.func] = true
+        found[#found + 1] = info.func
+      end
+    end
+  end
+  local me = mb.self()
+  mb.send(me, "m")
+  mb.receive(function() collect(); return true end, 0)
+  mb.receive(function() collect(); return false end, 0)
+  table.sort({ 3, 2, 1 }, function(a, b) collect(); return a < b end)
+  tostring(setmetatable({}, { __tostring = function() collect(); return "" end }))
+  mb.log_level("none")
+  mb.log("info", "%s", setmetatable({}, { __tostring = function() collect(); return "" end }))
+  string.gsub("ab", ".", function() collect() end)
+  coroutine.wrap(function() collect() end)()
+  local co = coroutine.create(function() collect(); coroutine.yield() end)
+  coroutine.resume(co)
+  collect(co)
+  collect(coroutine.running())
+  setmetatable({}, { __gc = function() collect() end })
+  collectgarbage()
+  local junk = { { me }, { me, me }, { {}, "x" }, { "x", me, 1 }, { 1, 2, 3 }, { coroutine.running() } }
+  local calls = 0
+  for _, f in ipairs(found) do
+    for _, args in ipairs(junk) do
+      pcall(f, table.unpack(args))
+      calls = calls + 1
+    end
+  end
+  print(#found, calls)
+]]
+    local n = tonumber(out[1] and out[1]:match("^(%d+)"))
+    assert.is_true(n ~= nil and n >= 5, out[1])
+    assert.equal("normal", reason)
+  end)
+end)
+
+describe("the first moments and the crash report of a process", function()
+  -- Lua code that runs while the core writes a crash report (the reason's
+  -- __tostring, finalizers) runs on the process's main state, where the core's own
+  -- C functions are on the stack.
+  it("give the reason's __tostring and finalizers no private C function to call", function()
+    local _, reason = hostile [[
+  local me = mb.self()
+  local function poke(from)
+    for level = from, 12 do
+      local info = debug.getinfo(level, "fS")
+      if not info then break end
+      if info.what == "C" and info.func ~= error then
+        for _, args in ipairs { { me }, { "x" }, { {} }, {} } do pcall(info.func, table.unpack(args)) end
+      end
+    end
+  end
+  collectgarbage("incremental", 1, 1000)   -- collect all the time, finalize eagerly
+  local function arm()
+    setmetatable({}, { __gc = function() poke(2); arm() end })
+  end
+  for _ = 1, 50 do arm() end
+  local t = {}
+  for i = 1, 2000 do t[i] = { i } end
+  error(setmetatable({ "boom" }, { __tostring = function() poke(2); return string.rep("r", 3000) end }))
+]]
+    assert.is_truthy(reason:find("table:", 1, true), reason)   -- the error value, copied
+  end)
+
+  it("give a module process's body nothing to misuse in its boot function", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. C.quote(dir)))
+    local f = assert(io.open(dir .. "/pokes_boot.lua", "w"))
+    f:write [[
+local mb = require "moonbeam"
+return function()
+  local me = mb.self()
+  local n = 0
+  for level = 1, 12 do
+    local info = debug.getinfo(level, "fS")
+    if not info then break end
+    if info.what == "C" then
+      n = n + 1
+      for _, args in ipairs { { me }, { "x" }, { {} }, { function() return 7 end, 1 },
+                               { function() return { main = function() return 1 end } end, 5 } } do
+        pcall(info.func, table.unpack(args))
+      end
+    end
+  end
+  print("C functions below the body: " .. n)
+end
+]]
+    f:close()
+    local _, reason, out = hostile(nil, { module = "pokes_boot", args = { "-P", dir .. "/?.lua" } })
+    os.remove(dir .. "/pokes_boot.lua")
+    os.remove(dir)
+    assert.same({ "C functions below the body: 1" }, out)
+    assert.equal("normal", reason)
+  end)
+end)
+
+describe("the host's decoder", function()
+  local node
+  before_each(function() node = H.start() end)
+  after_each(function() node:stop() end)
+
+  -- The host is a plain Lua state with the whole debug library: the place where the
+  -- decoder's check of its key cache can be put to the test.
+  it("does not take another userdata for its key cache", function()
+    local me = node:self()
+    node:send(me, { key = 1 })
+    assert.same({ key = 1 }, H.wait_for(node))
+    local reg, swapped = debug.getregistry(), {}
+    for k, v in pairs(reg) do
+      if type(k) == "userdata" and type(v) == "userdata" and v ~= me then
+        reg[k] = me
+        swapped[#swapped + 1] = k
+      end
+    end
+    assert.equal(1, #swapped)
+    for i = 1, 3 do
+      node:send(me, { key = i, other = "o" .. i })
+      assert.same({ key = i, other = "o" .. i }, H.wait_for(node))
+    end
+    assert.are_not.equal(me, reg[swapped[1]])
+    assert.equal("userdata", type(reg[swapped[1]]))
+  end)
+
+  it("does not take a userdata with a pid's mark for a pid", function()
+    local me = node:self()
+    node:send(me, { key = 1 })
+    H.wait_for(node)
+    local cache
+    for k, v in pairs(debug.getregistry()) do
+      if type(k) == "userdata" and type(v) == "userdata" and v ~= me then cache = v end
+    end
+    local saved = debug.getuservalue(cache, 1)
+    debug.setuservalue(cache, debug.getuservalue(me, 1), 1)
+    local ok = pcall(node.send, node, cache, "x")
+    debug.setuservalue(cache, saved, 1)
+    assert.is_false(ok)
+  end)
 end)
