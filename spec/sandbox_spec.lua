@@ -400,6 +400,18 @@ end
   end)
 end)
 
+describe("print", function()
+  it("prints a long first argument followed by more", function()
+    local r = run_source [[
+print(string.rep("a", 3000), "b")
+print(string.rep("c", 5000), string.rep("d", 5000), 3, "e")
+]]
+    assert.equal(0, r.status, r.stderr)
+    assert.equal(string.rep("a", 3000) .. "\tb", r.out[1])
+    assert.equal(string.rep("c", 5000) .. "\t" .. string.rep("d", 5000) .. "\t3\te", r.out[2])
+  end)
+end)
+
 describe("the host's decoder", function()
   local node
   before_each(function() node = H.start() end)
