@@ -167,8 +167,10 @@ void mb_spawn_start(mb_proc *p) {
 
 /* ---- the end ---- */
 
-/* Append a readable rendering of the value at idx (depth-limited). */
-static void render(lua_State *L, luaL_Buffer *b, int idx, int depth) {
+/* Push a readable rendering of the value at idx (depth-limited). Each table gets
+ * its own luaL_Buffer, used only while its box is on top of the stack: the parts
+ * are rendered (pushed) first, then added. */
+static void render(lua_State *L, int idx, int depth) {
   idx = lua_absindex(L, idx);
   if (lua_type(L, idx) == LUA_TSTRING && depth > 0) {
     lua_getglobal(L, "string");
@@ -177,44 +179,54 @@ static void render(lua_State *L, luaL_Buffer *b, int idx, int depth) {
     lua_pushvalue(L, idx);
     lua_call(L, 2, 1);
     lua_remove(L, -2);
-    luaL_addvalue(b);
     return;
   }
-  if (lua_type(L, idx) != LUA_TTABLE) {
-    luaL_tolstring(L, idx, NULL);
-    luaL_addvalue(b);
-    return;
-  }
-  if (depth > 4) { luaL_addstring(b, "{...}"); return; }
-  luaL_addchar(b, '{');
-  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), i = 0;
-  for (i = 1; i <= n; i++) {
-    if (i > 1) luaL_addstring(b, ", ");
-    lua_rawgeti(L, idx, i);
-    render(L, b, -1, depth + 1);
-    lua_pop(L, 1);
-  }
+  if (lua_type(L, idx) != LUA_TTABLE) { luaL_tolstring(L, idx, NULL); return; }
+  if (depth > 4) { lua_pushliteral(L, "{...}"); return; }
+  luaL_checkstack(L, 8, "reason too deep");
+  /* the keys of the hash part, in a table of their own: lua_next's key would sit
+   * above the buffer */
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), nk = 0;
+  lua_newtable(L);
+  int keys = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    if (lua_isinteger(L, -2) && lua_tointeger(L, -2) >= 1 && lua_tointeger(L, -2) <= n) { lua_pop(L, 1); continue; }
-    if (i++ > 1) luaL_addstring(b, ", ");
-    luaL_addchar(b, '[');
-    render(L, b, -2, depth + 1);
-    luaL_addstring(b, "] = ");
-    render(L, b, -1, depth + 1);
     lua_pop(L, 1);
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && lua_tointeger(L, -1) <= n) continue;
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, keys, ++nk);
   }
-  luaL_addchar(b, '}');
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, '{');
+  for (lua_Integer i = 1; i <= n + nk; i++) {
+    if (i > 1) luaL_addstring(&b, ", ");
+    if (i <= n) {
+      lua_rawgeti(L, idx, i);
+    } else {
+      luaL_addchar(&b, '[');
+      lua_rawgeti(L, keys, i - n);
+      render(L, -1, depth + 1);
+      lua_remove(L, -2);
+      luaL_addvalue(&b);
+      luaL_addstring(&b, "] = ");
+      lua_rawgeti(L, keys, i - n);
+      lua_rawget(L, idx);
+    }
+    render(L, -1, depth + 1);
+    lua_remove(L, -2);
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, '}');
+  luaL_pushresult(&b);
+  lua_remove(L, keys);
 }
 
 static int render_reason(lua_State *L) {
   const mb_sig *r = lua_touserdata(L, 1);
   luaL_openlibs(L);
   if (mb_decode(L, r->data, r->len) != 0) return luaL_error(L, "corrupt reason");
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  render(L, &b, 2, 0);
-  luaL_pushresult(&b);
+  render(L, 2, 0);
   return 1;
 }
 
