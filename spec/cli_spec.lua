@@ -117,6 +117,12 @@ describe("the moonbeam command", function()
     assert.equal(2, C.run { "--log-level", "loud", script "hello.lua" }.status)
   end)
 
+  it("exits 2 with a message when the script is a directory", function()
+    local r = C.run { "spec/fixtures" }
+    assert.equal(2, r.status)
+    assert.is_truthy(r.stderr:find("spec/fixtures", 1, true), r.stderr)
+  end)
+
   it("fails with a message naming a script that does not exist", function()
     local r = C.run { "/nonexistent/no_such_script.lua" }
     assert.are_not.equal(0, r.status)
