@@ -164,15 +164,16 @@ static int l_spawn_monitor(lua_State *L) { return mb_l_spawn(L, self_proc(L)->no
 int mb_l_send(lua_State *L, mb_node *n, mb_pid from, int dest, int msg) {
   mb_pid to;
   const char *name = NULL;
+  size_t nlen = 0;
   if (!mb_test_pid(L, dest, &to)) {
     if (lua_type(L, dest) != LUA_TSTRING) return luaL_typeerror(L, dest, "pid or registered name");
-    name = lua_tostring(L, dest);
+    name = lua_tolstring(L, dest, &nlen);
   }
   if (lua_isnoneornil(L, msg)) return luaL_error(L, "send: cannot send nil");
   mb_sig *s = encode_sig(L, n, msg, "send", MB_SIG_MSG);
   s->from = from;
   if (name) {
-    to = mb_registry_whereis(n->reg, name);
+    to = mb_registry_whereis(n->reg, name, nlen);
     if (!to) return raise_free(L, s, "send: no process registered as '%s'", name);
   }
   mb_send_sig(n, to, s);
@@ -442,12 +443,13 @@ static int l_exit(lua_State *L) {
 
 static int l_register(lua_State *L) {
   mb_proc *p = self_proc(L);
-  const char *name = luaL_checkstring(L, 1);
+  size_t nlen;
+  const char *name = luaL_checklstring(L, 1, &nlen);
   mb_pid pid = lua_isnoneornil(L, 2) ? atomic_load(&p->pid) : mb_check_pid(L, 2);
-  int rc = mb_registry_add(p->node, name, pid);
+  int rc = mb_registry_add(p->node, name, nlen, pid);
   if (rc == MB_ENOPROC) return luaL_error(L, "register: noproc");
   if (rc == MB_EINVAL) {
-    if (mb_registry_whereis(p->node->reg, name))
+    if (mb_registry_whereis(p->node->reg, name, nlen))
       return luaL_error(L, "register: name '%s' is already registered", name);
     return luaL_error(L, "register: the process already has a name");
   }
@@ -458,15 +460,18 @@ static int l_register(lua_State *L) {
 
 static int l_unregister(lua_State *L) {
   mb_proc *p = self_proc(L);
-  const char *name = luaL_checkstring(L, 1);
-  if (mb_registry_unregister(p->node, name) != 0)
+  size_t nlen;
+  const char *name = luaL_checklstring(L, 1, &nlen);
+  if (mb_registry_unregister(p->node, name, nlen) != 0)
     return luaL_error(L, "unregister: no process registered as '%s'", name);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 int mb_l_whereis(lua_State *L, mb_node *n, int idx) {
-  mb_pid pid = mb_registry_whereis(n->reg, luaL_checkstring(L, idx));
+  size_t nlen;
+  const char *name = luaL_checklstring(L, idx, &nlen);
+  mb_pid pid = mb_registry_whereis(n->reg, name, nlen);
   if (pid) mb_push_pid(L, pid);
   else lua_pushnil(L);
   return 1;
@@ -483,15 +488,17 @@ static int l_send_after(lua_State *L) {
   lua_Number ms = luaL_checknumber(L, 1);
   mb_pid to = 0;
   const char *name = NULL;
+  size_t nlen = 0;
   if (!mb_test_pid(L, 2, &to)) {
     if (lua_type(L, 2) != LUA_TSTRING) return luaL_typeerror(L, 2, "pid or registered name");
-    name = lua_tostring(L, 2);
+    name = lua_tolstring(L, 2, &nlen);
   }
   if (lua_isnoneornil(L, 3)) return luaL_error(L, "send_after: cannot send nil");
   mb_sig *s = encode_sig(L, p->node, 3, "send_after", MB_SIG_MSG);
   s->from = atomic_load(&p->pid);
   mb_timer *t = calloc(1, sizeof *t);
-  if (!t || (name && !(t->name = strdup(name)))) { free(t); return raise_free(L, s, "%s", "send_after: not enough memory"); }
+  if (!t || (name && !(t->name = malloc(nlen + 1)))) { free(t); return raise_free(L, s, "%s", "send_after: not enough memory"); }
+  if (name) { memcpy(t->name, name, nlen); t->name[nlen] = 0; t->name_len = nlen; }
   if (ms < 0) ms = 0;
   t->deadline = deadline_after(ms);
   t->ref = mb_node_make_ref(p->node);
@@ -583,7 +590,7 @@ int mb_l_info(lua_State *L, mb_node *n, mb_pid pid) {
     mb_proc *q = mb_proc_get(n, pid);
     if (!q) { lua_pushnil(L); return 1; }
     pthread_mutex_lock(&q->meta);
-    size_t nlen = q->name ? strlen(q->name) : 0, mlen = q->module ? strlen(q->module) : 0;
+    size_t nlen = q->name ? q->name_len : 0, mlen = q->module ? strlen(q->module) : 0;
     size_t need = sizeof(mb_pid) * (size_t)(q->links.n + q->monitors.n) + nlen + mlen;
     if (need > room) {
       pthread_mutex_unlock(&q->meta);

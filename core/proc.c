@@ -444,9 +444,10 @@ void mb_proc_finish(mb_proc *p, mb_sig *reason) {
   pthread_mutex_lock(&p->meta);
   atomic_store(&p->state, MB_PS_DEAD);
   char *name = p->name;
+  size_t name_len = p->name_len;
   p->name = NULL;
   pthread_mutex_unlock(&p->meta);
-  if (name) { mb_registry_remove(n->reg, name, me); free(name); }
+  if (name) { mb_registry_remove(n->reg, name, name_len, me); free(name); }
   mb_ptab_remove(n->ptab, p);
 
   if (p->kind == MB_PK_LUA) mb_sched_disarm_wait(p);
