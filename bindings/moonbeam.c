@@ -288,11 +288,13 @@ static uint64_t deadline_after(lua_Number ms) {
 
 int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname) {
   lua_settop(L, 2);
+  int targ = 2;
   if (lua_type(L, 1) == LUA_TNUMBER) {   /* receive(timeout) */
     lua_pushvalue(L, 1);
     lua_replace(L, 2);
     lua_pushnil(L);
     lua_replace(L, 1);
+    targ = 1;
   }
   int match = 0;
   if (!lua_isnil(L, 1)) {
@@ -302,7 +304,8 @@ int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname) {
   *deadline = 0;
   if (!lua_isnil(L, 2)) {
     lua_Number ms = luaL_checknumber(L, 2);
-    if (ms < 0) return luaL_argerror(L, 2, "timeout must be >= 0");
+    if (ms != ms) return luaL_argerror(L, targ, "timeout must be a number, got nan");
+    if (ms < 0) return luaL_argerror(L, targ, "timeout must be >= 0");
     (void)fname;
     *deadline = deadline_after(ms);
     if (*deadline == MB_NEVER) *deadline = 0;   /* math.huge: wait forever */
@@ -365,6 +368,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
 static int l_sleep(lua_State *L) {
   mb_proc *p = self_proc(L);
   lua_Number ms = luaL_checknumber(L, 1);
+  if (ms != ms) return luaL_argerror(L, 1, "timeout must be a number, got nan");
   if (ms < 0) ms = 0;
   mb_sched_disarm_wait(p);
   p->deadline = deadline_after(ms);
@@ -486,6 +490,7 @@ static int l_make_ref(lua_State *L) { mb_push_ref(L, mb_node_make_ref(self_proc(
 static int l_send_after(lua_State *L) {
   mb_proc *p = self_proc(L);
   lua_Number ms = luaL_checknumber(L, 1);
+  if (ms != ms) return luaL_argerror(L, 1, "timeout must be a number, got nan");
   mb_pid to = 0;
   const char *name = NULL;
   size_t nlen = 0;
