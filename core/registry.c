@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "registry.h"
+#include "hash.h"
 
 #define NB 1024
 
@@ -14,11 +15,7 @@ struct mb_registry {
   entry *b[NB];
 };
 
-static unsigned hash(const char *s, size_t len) {
-  unsigned h = 2166136261u;
-  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-  return h % NB;
-}
+static unsigned hash(const char *s, size_t len) { return mb_hash_bytes(s, len) % NB; }
 
 /* A NUL-terminated copy of the len bytes at s (the NUL for C readers). */
 static char *copy(const char *s, size_t len) {
