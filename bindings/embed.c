@@ -97,12 +97,12 @@ static int send_value(mb_node *n, mb_pid pid, lua_State *L, int idx) {
 int mb_send(mb_node *n, mb_pid pid, lua_State *L, int idx) { return send_value(n, pid, L, idx); }
 
 int mb_send_named(mb_node *n, const char *name, lua_State *L, int idx) {
-  mb_pid pid = mb_registry_whereis(n->reg, name);
+  mb_pid pid = mb_registry_whereis(n->reg, name, strlen(name));
   if (!pid) return MB_ENOPROC;
   return send_value(n, pid, L, idx);
 }
 
 int mb_whereis(mb_node *n, const char *name, mb_pid *pid) {
-  *pid = mb_registry_whereis(n->reg, name);
+  *pid = mb_registry_whereis(n->reg, name, strlen(name));
   return *pid ? 0 : MB_ENOTFOUND;
 }

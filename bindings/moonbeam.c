@@ -164,15 +164,16 @@ static int l_spawn_monitor(lua_State *L) { return mb_l_spawn(L, self_proc(L)->no
 int mb_l_send(lua_State *L, mb_node *n, mb_pid from, int dest, int msg) {
   mb_pid to;
   const char *name = NULL;
+  size_t nlen = 0;
   if (!mb_test_pid(L, dest, &to)) {
     if (lua_type(L, dest) != LUA_TSTRING) return luaL_typeerror(L, dest, "pid or registered name");
-    name = lua_tostring(L, dest);
+    name = lua_tolstring(L, dest, &nlen);
   }
   if (lua_isnoneornil(L, msg)) return luaL_error(L, "send: cannot send nil");
   mb_sig *s = encode_sig(L, n, msg, "send", MB_SIG_MSG);
   s->from = from;
   if (name) {
-    to = mb_registry_whereis(n->reg, name);
+    to = mb_registry_whereis(n->reg, name, nlen);
     if (!to) return raise_free(L, s, "send: no process registered as '%s'", name);
   }
   mb_send_sig(n, to, s);
@@ -230,9 +231,14 @@ static int select_first(lua_State *L, mb_proc *p) {
 
 /* Selective receive, run protected with p->selecting set for its whole length:
  * while it walks the inbox, neither the match function nor a finalizer may
- * receive or demonitor (which would unlink messages it holds). */
+ * receive or demonitor (which would unlink messages it holds). The match function
+ * can reach this function (debug.getinfo): only mb_l_select's own call, with its
+ * light userdata (which Lua code cannot make) and p->selecting 1, may run it. */
 static int select_match(lua_State *L) {
   mb_proc *p = lua_touserdata(L, 1);   /* 2: the match function */
+  if (lua_type(L, 1) != LUA_TLIGHTUSERDATA || p->selecting != 1)
+    return luaL_error(L, "receive: not a selective receive");
+  p->selecting = 2;
   mb_sig *prev = p->recv_pos;
   mb_sig *m = prev ? prev->next : p->inbox;
   while (m) {
@@ -282,11 +288,13 @@ static uint64_t deadline_after(lua_Number ms) {
 
 int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname) {
   lua_settop(L, 2);
+  int targ = 2;
   if (lua_type(L, 1) == LUA_TNUMBER) {   /* receive(timeout) */
     lua_pushvalue(L, 1);
     lua_replace(L, 2);
     lua_pushnil(L);
     lua_replace(L, 1);
+    targ = 1;
   }
   int match = 0;
   if (!lua_isnil(L, 1)) {
@@ -296,7 +304,8 @@ int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname) {
   *deadline = 0;
   if (!lua_isnil(L, 2)) {
     lua_Number ms = luaL_checknumber(L, 2);
-    if (ms < 0) return luaL_argerror(L, 2, "timeout must be >= 0");
+    if (ms != ms) return luaL_argerror(L, targ, "timeout must be a number, got nan");
+    if (ms < 0) return luaL_argerror(L, targ, "timeout must be >= 0");
     (void)fname;
     *deadline = deadline_after(ms);
     if (*deadline == MB_NEVER) *deadline = 0;   /* math.huge: wait forever */
@@ -359,6 +368,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
 static int l_sleep(lua_State *L) {
   mb_proc *p = self_proc(L);
   lua_Number ms = luaL_checknumber(L, 1);
+  if (ms != ms) return luaL_argerror(L, 1, "timeout must be a number, got nan");
   if (ms < 0) ms = 0;
   mb_sched_disarm_wait(p);
   p->deadline = deadline_after(ms);
@@ -437,12 +447,13 @@ static int l_exit(lua_State *L) {
 
 static int l_register(lua_State *L) {
   mb_proc *p = self_proc(L);
-  const char *name = luaL_checkstring(L, 1);
+  size_t nlen;
+  const char *name = luaL_checklstring(L, 1, &nlen);
   mb_pid pid = lua_isnoneornil(L, 2) ? atomic_load(&p->pid) : mb_check_pid(L, 2);
-  int rc = mb_registry_add(p->node, name, pid);
+  int rc = mb_registry_add(p->node, name, nlen, pid);
   if (rc == MB_ENOPROC) return luaL_error(L, "register: noproc");
   if (rc == MB_EINVAL) {
-    if (mb_registry_whereis(p->node->reg, name))
+    if (mb_registry_whereis(p->node->reg, name, nlen))
       return luaL_error(L, "register: name '%s' is already registered", name);
     return luaL_error(L, "register: the process already has a name");
   }
@@ -453,15 +464,18 @@ static int l_register(lua_State *L) {
 
 static int l_unregister(lua_State *L) {
   mb_proc *p = self_proc(L);
-  const char *name = luaL_checkstring(L, 1);
-  if (mb_registry_unregister(p->node, name) != 0)
+  size_t nlen;
+  const char *name = luaL_checklstring(L, 1, &nlen);
+  if (mb_registry_unregister(p->node, name, nlen) != 0)
     return luaL_error(L, "unregister: no process registered as '%s'", name);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 int mb_l_whereis(lua_State *L, mb_node *n, int idx) {
-  mb_pid pid = mb_registry_whereis(n->reg, luaL_checkstring(L, idx));
+  size_t nlen;
+  const char *name = luaL_checklstring(L, idx, &nlen);
+  mb_pid pid = mb_registry_whereis(n->reg, name, nlen);
   mb_proc *q = pid ? mb_proc_get(n, pid) : NULL;
   if (!q || !mb_proc_alive(q)) pid = 0;   /* a fatal exit signal is on its way to it */
   if (q) mb_proc_unref(q);
@@ -479,17 +493,20 @@ static int l_make_ref(lua_State *L) { mb_push_ref(L, mb_node_make_ref(self_proc(
 static int l_send_after(lua_State *L) {
   mb_proc *p = self_proc(L);
   lua_Number ms = luaL_checknumber(L, 1);
+  if (ms != ms) return luaL_argerror(L, 1, "timeout must be a number, got nan");
   mb_pid to = 0;
   const char *name = NULL;
+  size_t nlen = 0;
   if (!mb_test_pid(L, 2, &to)) {
     if (lua_type(L, 2) != LUA_TSTRING) return luaL_typeerror(L, 2, "pid or registered name");
-    name = lua_tostring(L, 2);
+    name = lua_tolstring(L, 2, &nlen);
   }
   if (lua_isnoneornil(L, 3)) return luaL_error(L, "send_after: cannot send nil");
   mb_sig *s = encode_sig(L, p->node, 3, "send_after", MB_SIG_MSG);
   s->from = atomic_load(&p->pid);
   mb_timer *t = calloc(1, sizeof *t);
-  if (!t || (name && !(t->name = strdup(name)))) { free(t); return raise_free(L, s, "%s", "send_after: not enough memory"); }
+  if (!t || (name && !(t->name = malloc(nlen + 1)))) { free(t); return raise_free(L, s, "%s", "send_after: not enough memory"); }
+  if (name) { memcpy(t->name, name, nlen); t->name[nlen] = 0; t->name_len = nlen; }
   if (ms < 0) ms = 0;
   t->deadline = deadline_after(ms);
   t->ref = mb_node_make_ref(p->node);
@@ -574,7 +591,7 @@ int mb_l_info(lua_State *L, mb_node *n, mb_pid pid) {
     if (q && !mb_proc_alive(q)) { mb_proc_unref(q); q = NULL; }
     if (!q) { lua_pushnil(L); return 1; }
     pthread_mutex_lock(&q->meta);
-    size_t nlen = q->name ? strlen(q->name) : 0, mlen = q->module ? strlen(q->module) : 0;
+    size_t nlen = q->name ? q->name_len : 0, mlen = q->module ? strlen(q->module) : 0;
     size_t need = sizeof(mb_pid) * (size_t)(q->links.n + q->monitors.n) + nlen + mlen;
     if (need > room) {
       pthread_mutex_unlock(&q->meta);
@@ -678,6 +695,7 @@ static const luaL_Reg functions[] = {
 /* The module table fills itself on first use of each function, so a process that
  * uses two of them does not pay for twenty-six. */
 static int module_index(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);   /* reachable as getmetatable(mb).__index */
   const char *k = lua_tostring(L, 2);
   if (!k || lua_type(L, 2) != LUA_TSTRING) return 0;
   for (const luaL_Reg *r = functions; r->name; r++)
@@ -692,6 +710,8 @@ static int module_index(lua_State *L) {
 }
 
 static int module_pairs(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
   luaL_setfuncs(L, functions, 0);   /* complete the table, then iterate it */
   lua_getglobal(L, "next");
   lua_pushvalue(L, 1);

@@ -22,11 +22,10 @@ int mb_procenv_print(lua_State *L) {
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   for (int i = 1; i <= n; i++) {
-    size_t len;
-    const char *s = luaL_tolstring(L, i, &len);
+    /* the tab first: a buffer may only grow while its box is on top */
     if (i > 1) luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, NULL);
     luaL_addvalue(&b);
-    (void)s;
   }
   luaL_addchar(&b, '\n');
   luaL_pushresult(&b);
@@ -54,6 +53,105 @@ static int refuse_sethook(lua_State *L) {
   return luaL_error(L, "debug.sethook: refused, the moonbeam core owns the hook");
 }
 
+/* A process's debug table: traceback, getinfo and a refusing sethook. The rest of
+ * the library (getregistry, getlocal/setlocal, getupvalue/setupvalue, user values,
+ * metatables of any value) would hand scripts the core's private values. */
+static int open_debug(lua_State *L) {
+  luaopen_debug(L);   /* the full table: read from, then dropped */
+  lua_createtable(L, 0, 3);
+  lua_getfield(L, -2, "traceback");
+  lua_setfield(L, -2, "traceback");
+  lua_getfield(L, -2, "getinfo");
+  lua_setfield(L, -2, "getinfo");
+  lua_pushcfunction(L, refuse_sethook);
+  lua_setfield(L, -2, "sethook");
+  return 1;
+}
+
+/* ---- load, loadfile, dofile: text chunks only ---- */
+
+/* Lua does not check binary chunks: a crafted one corrupts memory. These are the
+ * base library's functions with the mode narrowed to "t"; a mode without 't' loads
+ * nothing. (Written out rather than wrapped: a wrapped original would sit on the
+ * stack, where debug.getinfo(level, "f") inside a reader function would find it.) */
+static int load_result(lua_State *L, int status, int envidx) {
+  if (status != LUA_OK) {
+    luaL_pushfail(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (envidx) {
+    lua_pushvalue(L, envidx);
+    if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* "t", or NULL (after pushing nil and a message) for a mode that allows no text. */
+static const char *text_mode(lua_State *L, int idx) {
+  const char *mode = luaL_optstring(L, idx, "bt");
+  if (strchr(mode, 't')) return "t";
+  luaL_pushfail(L);
+  lua_pushfstring(L, "attempt to load a chunk with mode '%s' (moonbeam loads text chunks only)", mode);
+  return NULL;
+}
+
+#define READER_SLOT 5
+
+static const char *chunk_reader(lua_State *L, void *ud, size_t *size) {
+  (void)ud;
+  luaL_checkstack(L, 2, "too many nested functions");
+  lua_pushvalue(L, 1);
+  lua_call(L, 0, 1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    *size = 0;
+    return NULL;
+  }
+  if (!lua_isstring(L, -1)) luaL_error(L, "reader function must return a string");
+  lua_replace(L, READER_SLOT);   /* keeps the piece alive while Lua reads it */
+  return lua_tolstring(L, READER_SLOT, size);
+}
+
+static int text_load(lua_State *L) {
+  size_t len;
+  const char *s = lua_tolstring(L, 1, &len);
+  int env = !lua_isnone(L, 4) ? 4 : 0;
+  const char *mode = text_mode(L, 3);
+  if (!mode) return 2;
+  int status;
+  if (s) {
+    status = luaL_loadbufferx(L, s, len, luaL_optstring(L, 2, s), mode);
+  } else {
+    const char *chunkname = luaL_optstring(L, 2, "=(load)");
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, READER_SLOT);
+    status = lua_load(L, chunk_reader, NULL, chunkname, mode);
+  }
+  return load_result(L, status, env);
+}
+
+static int text_loadfile(lua_State *L) {
+  const char *fname = luaL_optstring(L, 1, NULL);
+  int env = !lua_isnone(L, 3) ? 3 : 0;
+  const char *mode = text_mode(L, 2);
+  if (!mode) return 2;
+  return load_result(L, luaL_loadfilex(L, fname, mode), env);
+}
+
+static int dofile_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return lua_gettop(L) - 1;
+}
+
+static int text_dofile(lua_State *L) {
+  const char *fname = luaL_optstring(L, 1, NULL);
+  lua_settop(L, 1);
+  if (luaL_loadfilex(L, fname, "t") != LUA_OK) return lua_error(L);
+  lua_callk(L, 0, LUA_MULTRET, 0, dofile_k);
+  return dofile_k(L, LUA_OK, 0);
+}
+
 /* ---- coroutines ---- */
 
 static int resume_k(lua_State *L, int status, lua_KContext ctx);
@@ -62,6 +160,7 @@ static int resume_k(lua_State *L, int status, lua_KContext ctx);
  * results go back to the caller; a core yield is passed up to the scheduler. */
 static int do_resume(lua_State *L, lua_State *co, int narg, int coidx, int wrap) {
   mb_proc *p = mb_proc_of(L);
+  if (!co) return luaL_error(L, "cannot resume a non-coroutine");
   if (lua_status(co) == LUA_OK && lua_gettop(co) == 0) {
     lua_pushliteral(L, "cannot resume dead coroutine");
     goto fail;
@@ -95,7 +194,10 @@ static int do_resume(lua_State *L, lua_State *co, int narg, int coidx, int wrap)
     return wrap ? nres : nres + 1;
   }
   if (wrap) {
-    lua_resetthread(co);   /* close its to-be-closed variables; leaves the error on top */
+    /* an error inside co: close its to-be-closed variables (leaves the error on
+     * top). Not when resuming failed (co running or normal: it still has frames). */
+    int cst = lua_status(co);
+    if (cst != LUA_OK && cst != LUA_YIELD) lua_resetthread(co);
     lua_xmove(co, L, 1);
     if (lua_type(L, -1) == LUA_TSTRING) {
       luaL_where(L, 1);
@@ -225,7 +327,7 @@ static const lib libs[] = {
   { LUA_TABLIBNAME, luaopen_table }, { LUA_IOLIBNAME, luaopen_io },
   { LUA_OSLIBNAME, luaopen_os }, { LUA_STRLIBNAME, luaopen_string },
   { LUA_MATHLIBNAME, luaopen_math }, { LUA_UTF8LIBNAME, luaopen_utf8 },
-  { LUA_DBLIBNAME, luaopen_debug }, { NULL, NULL } };
+  { LUA_DBLIBNAME, open_debug }, { NULL, NULL } };
 
 /* Open library l into _G and package.loaded, with moonbeam's changes; pushes it. */
 static void open_lib(lua_State *L, const lib *l) {
@@ -234,7 +336,6 @@ static void open_lib(lua_State *L, const lib *l) {
   if (l->open == luaopen_package) setup_package(L, p);
   else if (l->open == luaopen_coroutine) patch_coroutine(L);
   else if (l->open == luaopen_os) { lua_pushcfunction(L, os_exit); lua_setfield(L, -2, "exit"); }
-  else if (l->open == luaopen_debug) { lua_pushcfunction(L, refuse_sethook); lua_setfield(L, -2, "sethook"); }
 }
 
 static const lib *find_lib(const char *name) {
@@ -245,7 +346,9 @@ static const lib *find_lib(const char *name) {
 
 /* package.preload entry of a standard library not opened yet. */
 static int preload_std(lua_State *L) {
-  open_lib(L, find_lib(luaL_checkstring(L, 1)));
+  const lib *l = find_lib(luaL_checkstring(L, 1));
+  luaL_argcheck(L, l != NULL, 1, "not a standard library");
+  open_lib(L, l);
   return 1;
 }
 
@@ -256,13 +359,16 @@ static int open_base(lua_State *L) {
   lua_pushboolean(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, (void *)open_base);
   luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
-  lua_pushcfunction(L, mb_procenv_print);
-  lua_setfield(L, -2, "print");
+  static const luaL_Reg fns[] = {
+    { "print", mb_procenv_print }, { "load", text_load }, { "loadfile", text_loadfile },
+    { "dofile", text_dofile }, { NULL, NULL } };
+  luaL_setfuncs(L, fns, 0);
   lua_pop(L, 1);
   return 1;
 }
 
 static int lazy_index(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);   /* reachable as getmetatable(_G).__index */
   if (lua_type(L, 2) != LUA_TSTRING) return 0;
   const lib *l = find_lib(lua_tostring(L, 2));
   if (l) { open_lib(L, l); return 1; }

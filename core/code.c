@@ -4,11 +4,13 @@
  * lock. Every compile takes a ticket before it reads the file; a get keeps the
  * entry it finds (first insert wins), a reload replaces an entry only if its
  * ticket is newer, so overlapping reloads leave the source read last. */
+#include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "code.h"
 #include "hash.h"
 
@@ -146,11 +148,15 @@ static mb_code *insert(mb_codecache *cc, mb_code *c, uint64_t seq, int replace) 
   return c;
 }
 
+/* A file that opens for reading; not a directory (which fopen opens on Linux). */
 static int readable(const char *path) {
   FILE *f = fopen(path, "r");
   if (!f) return 0;
+  struct stat st;
+  int dir = fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode);
   fclose(f);
-  return 1;
+  if (dir) errno = EISDIR;
+  return !dir;
 }
 
 /* Search the path for module and compile it; see insert for `replace`. */
@@ -200,7 +206,7 @@ mb_code *mb_code_reload(mb_node *n, const char *module, char *err, size_t errlen
 }
 
 mb_code *mb_code_file(mb_node *n, const char *path, char *err, size_t errlen) {
-  if (!readable(path)) { snprintf(err, errlen, "cannot open %s", path); return NULL; }
+  if (!readable(path)) { snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno)); return NULL; }
   (void)n;
   return compile(path, path, err, errlen);
 }

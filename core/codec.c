@@ -808,6 +808,7 @@ typedef struct dec {
 #define SC_WINDOW 256  /* lookups between two looks at the hit rate */
 #define SC_BYPASS 4096 /* keys pushed without the cache after a poor window */
 struct strcache {
+  const void *tag;   /* &strcache_key: a userdata put in its place is not taken for it */
   const char *s[SC_SETS][SC_WAYS];
   unsigned char len[SC_SETS][SC_WAYS];
   unsigned char older[SC_SETS]; /* the way to replace next */
@@ -815,17 +816,26 @@ struct strcache {
 };
 static const char strcache_key = 0;
 
-/* Reserve the cache's stack slot: the userdata, or nil until a key needs it. */
+/* Reserve the cache's stack slot: the userdata, or nil until a key needs it (or
+ * when the registry holds something else there: then a new cache replaces it). */
 static void strcache_slot(dec *d) {
-  lua_rawgetp(d->L, LUA_REGISTRYINDEX, &strcache_key);
-  d->scx = lua_gettop(d->L);
-  d->sc = lua_touserdata(d->L, d->scx);
+  lua_State *L = d->L;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &strcache_key);
+  d->scx = lua_gettop(L);
+  d->sc = lua_touserdata(L, d->scx);
+  if (d->sc && (lua_type(L, d->scx) != LUA_TUSERDATA || lua_rawlen(L, d->scx) != sizeof *d->sc ||
+                d->sc->tag != &strcache_key)) {
+    d->sc = NULL;
+    lua_pushnil(L);
+    lua_replace(L, d->scx);
+  }
 }
 
 static strcache *strcache_make(dec *d) {
   lua_State *L = d->L;
   strcache *sc = lua_newuserdatauv(L, sizeof *sc, SC_SETS * SC_WAYS);
   memset(sc, 0, sizeof *sc);
+  sc->tag = &strcache_key;
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &strcache_key);
   lua_replace(L, d->scx);

@@ -123,7 +123,8 @@ struct mb_proc {
   mb_monset monitors;      /* monitors this process holds: ref -> target */
   mb_monset monitored_by;  /* monitors on this process: ref -> watcher */
   uint8_t trap_exit;
-  char *name;              /* registered name */
+  char *name;              /* registered name: name_len bytes (and a NUL) */
+  size_t name_len;
   char *module;
 };
 

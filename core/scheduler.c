@@ -339,7 +339,7 @@ static void fire_timer(mb_sched *s, mb_timer *t) {
   } else {
     /* cancelled: its canceller hands it back through our cancel queue */
     if (!mb_timers_claim(n->timers, t)) return;
-    mb_pid to = t->name ? mb_registry_whereis(n->reg, t->name) : t->pid;
+    mb_pid to = t->name ? mb_registry_whereis(n->reg, t->name, t->name_len) : t->pid;
     if (to) { mb_send_sig(n, to, t->msg); }
     else mb_sig_free(t->msg);
     t->msg = NULL;

@@ -125,8 +125,17 @@ static int boot(lua_State *L) {
   return boot_k(L, LUA_OK, 1);
 }
 
-static int start_protected(lua_State *L) {
+/* The functions below run on the process's main state with the process as a
+ * light userdata argument. Lua code can reach them there (debug.getinfo in a
+ * finalizer or a __tostring) but cannot make a light userdata: checked first. */
+static mb_proc *proc_arg(lua_State *L) {
   mb_proc *p = lua_touserdata(L, 1);
+  if (lua_type(L, 1) != LUA_TLIGHTUSERDATA || p != mb_proc_of(L)) luaL_error(L, "not for scripts");
+  return p;
+}
+
+static int start_protected(lua_State *L) {
+  mb_proc *p = proc_arg(L);
   if (p->node->open_state) p->node->open_state(L, p);
   lua_State *co = lua_newthread(L);      /* returned: it stays on L's stack, alive */
   int nargs = 0;
@@ -176,8 +185,10 @@ void mb_spawn_start(mb_proc *p) {
 
 /* ---- the end ---- */
 
-/* Append a readable rendering of the value at idx (depth-limited). */
-static void render(lua_State *L, luaL_Buffer *b, int idx, int depth) {
+/* Push a readable rendering of the value at idx (depth-limited). Each table gets
+ * its own luaL_Buffer, used only while its box is on top of the stack: the parts
+ * are rendered (pushed) first, then added. */
+static void render(lua_State *L, int idx, int depth) {
   idx = lua_absindex(L, idx);
   if (lua_type(L, idx) == LUA_TSTRING && depth > 0) {
     lua_getglobal(L, "string");
@@ -186,44 +197,54 @@ static void render(lua_State *L, luaL_Buffer *b, int idx, int depth) {
     lua_pushvalue(L, idx);
     lua_call(L, 2, 1);
     lua_remove(L, -2);
-    luaL_addvalue(b);
     return;
   }
-  if (lua_type(L, idx) != LUA_TTABLE) {
-    luaL_tolstring(L, idx, NULL);
-    luaL_addvalue(b);
-    return;
-  }
-  if (depth > 4) { luaL_addstring(b, "{...}"); return; }
-  luaL_addchar(b, '{');
-  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), i = 0;
-  for (i = 1; i <= n; i++) {
-    if (i > 1) luaL_addstring(b, ", ");
-    lua_rawgeti(L, idx, i);
-    render(L, b, -1, depth + 1);
-    lua_pop(L, 1);
-  }
+  if (lua_type(L, idx) != LUA_TTABLE) { luaL_tolstring(L, idx, NULL); return; }
+  if (depth > 4) { lua_pushliteral(L, "{...}"); return; }
+  luaL_checkstack(L, 8, "reason too deep");
+  /* the keys of the hash part, in a table of their own: lua_next's key would sit
+   * above the buffer */
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), nk = 0;
+  lua_newtable(L);
+  int keys = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    if (lua_isinteger(L, -2) && lua_tointeger(L, -2) >= 1 && lua_tointeger(L, -2) <= n) { lua_pop(L, 1); continue; }
-    if (i++ > 1) luaL_addstring(b, ", ");
-    luaL_addchar(b, '[');
-    render(L, b, -2, depth + 1);
-    luaL_addstring(b, "] = ");
-    render(L, b, -1, depth + 1);
     lua_pop(L, 1);
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && lua_tointeger(L, -1) <= n) continue;
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, keys, ++nk);
   }
-  luaL_addchar(b, '}');
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, '{');
+  for (lua_Integer i = 1; i <= n + nk; i++) {
+    if (i > 1) luaL_addstring(&b, ", ");
+    if (i <= n) {
+      lua_rawgeti(L, idx, i);
+    } else {
+      luaL_addchar(&b, '[');
+      lua_rawgeti(L, keys, i - n);
+      render(L, -1, depth + 1);
+      lua_remove(L, -2);
+      luaL_addvalue(&b);
+      luaL_addstring(&b, "] = ");
+      lua_rawgeti(L, keys, i - n);
+      lua_rawget(L, idx);
+    }
+    render(L, -1, depth + 1);
+    lua_remove(L, -2);
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, '}');
+  luaL_pushresult(&b);
+  lua_remove(L, keys);
 }
 
 static int render_reason(lua_State *L) {
   const mb_sig *r = lua_touserdata(L, 1);
   luaL_openlibs(L);
   if (mb_decode(L, mb_sig_payload(r), r->len) != 0) return luaL_error(L, "corrupt reason");
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  render(L, &b, 2, 0);
-  luaL_pushresult(&b);
+  render(L, 2, 0);
   return 1;
 }
 
@@ -254,14 +275,12 @@ static const char *push_reason_text(lua_State *L, int idx, size_t *len) {
   return lua_tolstring(L, -1, len);
 }
 
-/* The crash report of the errored body: the reason (at 1) and the body's
- * traceback. Runs protected on p->L; the process comes from the state itself, so
- * Lua code that reaches this function (a __tostring on the stack) cannot aim it
- * at anything else. */
+/* The crash report of the errored body: the reason (at 2) and the body's
+ * traceback. Runs protected on p->L (run_on). */
 static int crash_text(lua_State *L) {
-  mb_proc *p = mb_proc_of(L);
+  mb_proc *p = proc_arg(L);
   size_t len;
-  const char *reason = push_reason_text(L, 1, &len);
+  const char *reason = push_reason_text(L, 2, &len);
   luaL_traceback(L, p->co, NULL, 0);
   lua_pushfstring(L, "crash report: process <0.%I> (module '%s') ended with reason: %s\n%s",
                   (lua_Integer)atomic_load(&p->pid), p->module ? p->module : "function",
@@ -269,33 +288,35 @@ static int crash_text(lua_State *L) {
   return 1;
 }
 
-/* The reason of an errored body (the value at 1): itself if it can be sent within
- * the message limit, else its tostring (cut). Runs protected on p->L; returns the
- * signal as a light userdata, made last so that nothing raises after it exists. */
+/* The reason of an errored body (the value at 2): itself if it can be sent within
+ * the message limit, else its tostring (cut). Runs protected on p->L (run_on);
+ * returns the signal as a light userdata, made last so nothing raises after it. */
 static int error_reason(lua_State *L) {
-  mb_proc *p = mb_proc_of(L);
+  mb_proc *p = proc_arg(L);
   mb_buf b;
   char err[256];
   if (mb_buf_init(&b, MB_SIG_HDR, p->node->max_message) == 0) {
-    if (mb_encode(L, 1, &b, "reason", err, sizeof err) == MB_ENC_OK) {
+    if (mb_encode(L, 2, &b, "reason", err, sizeof err) == MB_ENC_OK) {
       lua_pushlightuserdata(L, mb_sig_from_buf(&b, MB_SIG_EXIT, 0, 0));
       return 1;
     }
     mb_buf_free(&b);
   }
   size_t len;
-  const char *s = push_reason_text(L, 1, &len);
+  const char *s = push_reason_text(L, 2, &len);
   if (mb_buf_init(&b, MB_SIG_HDR, 0) != 0) return 0;
   if (mb_encode_string(&b, s, len) != 0) { mb_buf_free(&b); return 0; }
   lua_pushlightuserdata(L, mb_sig_from_buf(&b, MB_SIG_EXIT, 0, 0));
   return 1;
 }
 
-/* Run f protected on L with the value at v: 1 and its result on top, or 0. */
-static int run_on(lua_State *L, lua_CFunction f, int v) {
+/* Run f protected on L with p and the value at v: 1 and its result on top, or 0.
+ * f checks p (proc_arg), so Lua code that reaches f cannot run it. */
+static int run_on(lua_State *L, lua_CFunction f, mb_proc *p, int v) {
   lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, p);
   lua_pushvalue(L, v);
-  if (lua_pcall(L, 1, 1, 0) == LUA_OK) return 1;
+  if (lua_pcall(L, 2, 1, 0) == LUA_OK) return 1;
   lua_pop(L, 1);
   return 0;
 }
@@ -314,8 +335,8 @@ void mb_spawn_end(mb_proc *p, int status) {
     /* the error value moves off the errored thread: nothing may run on that one */
     lua_xmove(p->co, L, 1);
     int v = lua_gettop(L);
-    if (run_on(L, error_reason, v)) { reason = lua_touserdata(L, -1); lua_pop(L, 1); }
-    if (run_on(L, crash_text, v)) {
+    if (run_on(L, error_reason, p, v)) { reason = lua_touserdata(L, -1); lua_pop(L, 1); }
+    if (run_on(L, crash_text, p, v)) {
       size_t len;
       const char *t = lua_tolstring(L, -1, &len);
       mb_log_str(n, MB_LOG_ERROR, atomic_load(&p->pid), t, len);

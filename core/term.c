@@ -73,7 +73,8 @@ void mb_push_ref(lua_State *L, uint64_t ref) { push_box(L, &ref_key, MB_REF_MT, 
 /* The kind is the userdata's user value (a light userdata only this file can
  * make): no metatable or registry lookup, so a send's pid test stays cheap. */
 static int test_box(lua_State *L, int idx, const char *key, uint64_t *out) {
-  if (lua_type(L, idx) != LUA_TUSERDATA) return 0;
+  /* the size too: not another userdata given the mark */
+  if (lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof(box)) return 0;
   int ok = lua_getiuservalue(L, idx, 1) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == (void *)key;
   lua_pop(L, 1);
   if (ok && out) *out = ((box *)lua_touserdata(L, idx))->id;

@@ -26,7 +26,8 @@ typedef struct mb_timer {
   uint64_t ref;          /* send_after: its ref; wait timers: 0 */
   mb_pid pid;            /* wait: the process; send_after: the destination pid (or 0) */
   uint32_t seq;          /* wait: the wait sequence it belongs to */
-  char *name;            /* send_after to a registered name */
+  char *name;            /* send_after to a registered name (name_len bytes) */
+  size_t name_len;
   mb_sig *msg;           /* send_after: the message */
   mb_sched *owner;       /* the scheduler whose heap holds it */
   _Atomic int state;

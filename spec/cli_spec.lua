@@ -53,6 +53,13 @@ describe("the moonbeam command", function()
     assert.equal(1, C.run { script "exit_with.lua", "table" }.status)
   end)
 
+  it("renders a long table reason whole in the first process's crash report", function()
+    local r = C.run { script "exit_with.lua", "long_table" }
+    assert.equal(1, r.status, r.stderr)
+    local x, y, z = string.rep("x", 3000), string.rep("y", 3000), string.rep("z", 2000)
+    assert.is_truthy(r.stderr:find(('{"%s", "%s", {7, ["deep"] = "%s"}}'):format(x, y, z), 1, true), r.stderr)
+  end)
+
   for _, how in ipairs { "return", "normal", "shutdown", "shutdown_tuple" } do
     it("exits 0 without a crash report when the first process ends with a normal reason (" .. how .. ")", function()
       local r = C.run { script "exit_with.lua", how }
@@ -108,6 +115,12 @@ describe("the moonbeam command", function()
     assert.equal(2, C.run { "-S" }.status)
     assert.equal(2, C.run { "-S", "many", script "hello.lua" }.status)
     assert.equal(2, C.run { "--log-level", "loud", script "hello.lua" }.status)
+  end)
+
+  it("exits 2 with a message when the script is a directory", function()
+    local r = C.run { "spec/fixtures" }
+    assert.equal(2, r.status)
+    assert.is_truthy(r.stderr:find("spec/fixtures", 1, true), r.stderr)
   end)
 
   it("fails with a message naming a script that does not exist", function()

@@ -117,6 +117,23 @@ describe("mb.log", function()
     end
   end)
 
+  it("keeps each entry's text on its line: a line break cannot forge an entry", function()
+    local r = C.run { C.script "log_forge.lua" }
+    assert.equal(0, r.status)
+    local entries = {}
+    for _, line in ipairs(r.err) do
+      if line:find("^%d%d%d%d%-%d%d%-%d%dT") then entries[#entries + 1] = line
+      else assert.is_truthy(line:find("^%s"), "a continuation line not indented: " .. line) end
+      assert.is_nil(line:find("\r", 1, true), "a carriage return in: " .. line)
+    end
+    assert.equal(4, #entries, r.stderr)
+    assert.is_truthy(entries[1]:find("%[info%] <0%.%d+> first"), entries[1])
+    assert.is_truthy(entries[2]:find("%[warning%] <0%.%d+> second"), entries[2])
+    assert.is_truthy(entries[3]:find("%[error%] <0%.%d+> third"), entries[3])
+    assert.is_truthy(entries[4]:find("%[info%] <0%.%d+> last"), entries[4])
+    assert.equal(3, C.count(r.stderr, "forged"))
+  end)
+
   it("leaves out lines below the node's level, set by --log-level", function()
     local r, _, found = logged("debug")
     assert.equal("debug", r.out[2])

@@ -135,4 +135,68 @@ describe("registered names", function()
     end)
     assert.same({ false, false }, msg)
   end)
+
+  -- Names are any bytes, like Erlang atoms: a NUL does not end them.
+  it("keep every byte of a name, a NUL included", function()
+    local msg = H.run(node, function(parent)
+      local mb = require "moonbeam"
+      local other = mb.spawn(function()
+        local m = require "moonbeam"
+        while true do
+          local req = m.receive()
+          m.send(req[1], { "other got", req[2] })
+        end
+      end)
+      mb.register("a\0b")
+      local r = {}
+      r.first = mb.whereis("a") == nil and mb.whereis("a\0b") == mb.self() and mb.whereis("a\0c") == nil
+      r.own = mb.info(mb.self()).registered_name
+      mb.register("a", other)                  -- a different name
+      r.both = mb.whereis("a") == other and mb.whereis("a\0b") == mb.self()
+      mb.send("a\0b", "to me")
+      r.to_me = mb.receive(1000)
+      mb.send("a", { mb.self(), "to other" })
+      r.to_other = mb.receive(1000)
+      mb.send_after(1, "a\0b", "timer to me")
+      r.timer = mb.receive(1000)
+      r.taken = (pcall(mb.register, "a\0b", other))
+      r.bad_send = select(2, pcall(mb.send, "a\0c", "x"))
+      mb.unregister("a\0b")
+      r.after = mb.whereis("a\0b") == nil and mb.whereis("a") == other and mb.info(mb.self()).registered_name == nil
+      r.bad_unregister = (pcall(mb.unregister, "a\0b"))
+      mb.exit(other, "kill")
+      mb.send(parent, r)
+    end)
+    assert.is_true(msg.first)
+    assert.equal("a\0b", msg.own)
+    assert.is_true(msg.both)
+    assert.equal("to me", msg.to_me)
+    assert.same({ "other got", "to other" }, msg.to_other)
+    assert.equal("timer to me", msg.timer)
+    assert.is_false(msg.taken)
+    assert.is_truthy(msg.bad_send:find("no process registered", 1, true), msg.bad_send)
+    assert.is_true(msg.after)
+    assert.is_false(msg.bad_unregister)
+  end)
+
+  it("with a NUL are freed with their process", function()
+    local msg = H.run(node, function(parent)
+      local mb = require "moonbeam"
+      local pid, ref = mb.spawn_monitor(function(p)
+        local m = require "moonbeam"
+        m.register("x\0y")
+        m.send(p, "registered")
+        m.receive()
+      end, mb.self())
+      mb.receive(function(m) return m == "registered" end, 5000)
+      mb.register("x")
+      mb.exit(pid, "kill")
+      mb.receive(function(m) return m[1] == "DOWN" and m[2] == ref end, 5000)
+      local r = { mb.whereis("x\0y") == nil, mb.whereis("x") == mb.self() }
+      mb.unregister("x")
+      r[3] = (pcall(mb.register, "x\0y"))
+      mb.send(parent, r)
+    end)
+    assert.same({ true, true, true }, msg)
+  end)
 end)

@@ -267,3 +267,48 @@ describe("mb.now", function()
     assert.same({ "monotonic", true }, msg)
   end)
 end)
+
+-- NaN is no number of milliseconds: it raises, where a negative time means "now"
+-- for sleep and send_after and raises for receive.
+describe("a NaN timeout", function()
+  local node
+  before_each(function() node = H.start() end)
+  after_each(function() node:stop() end)
+
+  it("raises in receive, sleep and send_after instead of meaning forever", function()
+    local msg = H.run(node, function(parent)
+      local mb = require "moonbeam"
+      local nan = 0 / 0
+      local res = {}
+      for _, call in ipairs {
+        function() return mb.receive(nan) end,
+        function() return mb.receive(function() return true end, nan) end,
+        function() return mb.sleep(nan) end,
+        function() return mb.send_after(nan, mb.self(), "never") end,
+      } do
+        local ok, err = pcall(call)
+        res[#res + 1] = { ok, tostring(err) }
+      end
+      mb.send(parent, res)
+    end)
+    local names = { "receive", "receive", "sleep", "send_after" }
+    local args = { "#1", "#2", "#1", "#1" }
+    for i, r in ipairs(msg) do
+      assert.is_false(r[1], names[i])
+      assert.is_truthy(r[2]:find("bad argument " .. args[i] .. " to '" .. names[i] .. "'", 1, true), r[2])
+      assert.is_truthy(r[2]:find("nan", 1, true), r[2])
+    end
+  end)
+
+  it("leaves negative times as they were: now for sleep and send_after, an error for receive", function()
+    local msg = H.run(node, function(parent)
+      local mb = require "moonbeam"
+      mb.sleep(-5)
+      mb.send_after(-5, mb.self(), "at once")
+      local got = mb.receive(5000)
+      local ok, err = pcall(mb.receive, -1)
+      mb.send(parent, { got, ok, tostring(err):find(">= 0", 1, true) ~= nil })
+    end)
+    assert.same({ "at once", false, true }, msg)
+  end)
+end)
