@@ -243,7 +243,6 @@ void mb_node_free(mb_node *n) {
   mb_ptab_free(n->ptab);
   mb_arena_free(&n->arena);
   for (mb_preload *p = n->preloads, *next; p; p = next) { next = p->next; free(p->name); free(p); }
-  free(n->inject);
   free(n->path);
   pthread_mutex_destroy(&n->inject_lock);
   pthread_mutex_destroy(&n->life_lock);

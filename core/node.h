@@ -49,7 +49,7 @@ struct mb_node {
 
   /* work injected from outside the schedulers (host thread, I/O thread) */
   pthread_mutex_t inject_lock;
-  mb_proc **inject; size_t inject_n, inject_cap;
+  mb_proc *inject_head, *inject_tail;   /* through rq_next */
   _Atomic int inject_count;
 
   /* idle schedulers */

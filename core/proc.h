@@ -117,6 +117,7 @@ struct mb_proc {
   uint64_t deadline;             /* [owner] of the current receive/sleep, 0 = none */
   mb_sig *recv_pos;              /* [owner] selective receive: last message examined */
   mb_sig *exit_reason;           /* set at its end: signals that reach it later get this reason */
+  mb_proc *rq_next;              /* the run queue or inject list it is on (RUNNABLE) */
 
   /* [meta] */
   mb_pidset links;

@@ -32,8 +32,8 @@ struct mb_sched {
   pthread_mutex_t lock;
   pthread_cond_t cond;
   int sleeping, wakeup;          /* under lock */
-  mb_proc **rq;                  /* ring, under lock */
-  uint32_t rq_head, rq_n, rq_cap;
+  mb_proc *rq_head, *rq_tail;    /* the run queue (through rq_next), under lock */
+  uint32_t rq_n;
   _Atomic int rq_len;
   mb_proc *next;
   mb_heap timers;
@@ -72,34 +72,30 @@ mb_sched *mb_sched_self(void) { return tls_sched; }
 
 /* ---- run queues ---- */
 
-static int rq_push(mb_sched *s, mb_proc *p) {
+/* A run queue is a list through the processes themselves (rq_next): a process is
+ * in at most one queue at a time (it is RUNNABLE there), so a push needs no memory
+ * and cannot fail. */
+static void rq_push(mb_sched *s, mb_proc *p) {
+  p->rq_next = NULL;
   pthread_mutex_lock(&s->lock);
-  if (s->rq_n == s->rq_cap) {
-    uint32_t cap = s->rq_cap ? s->rq_cap * 2 : 256;
-    mb_proc **v = malloc(sizeof *v * cap);
-    if (!v) { pthread_mutex_unlock(&s->lock); return -1; }
-    for (uint32_t i = 0; i < s->rq_n; i++) v[i] = s->rq[(s->rq_head + i) % s->rq_cap];
-    free(s->rq);
-    s->rq = v;
-    s->rq_cap = cap;
-    s->rq_head = 0;
-  }
-  s->rq[(s->rq_head + s->rq_n) % s->rq_cap] = p;
+  if (s->rq_tail) s->rq_tail->rq_next = p;
+  else s->rq_head = p;
+  s->rq_tail = p;
   s->rq_n++;
   atomic_store(&s->rq_len, (int)s->rq_n);
   pthread_mutex_unlock(&s->lock);
-  return 0;
 }
 
 /* Pop up to max from the front into out. */
 static uint32_t rq_take(mb_sched *s, mb_proc **out, uint32_t max) {
   if (atomic_load(&s->rq_len) == 0) return 0;
   pthread_mutex_lock(&s->lock);
-  uint32_t k = s->rq_n < max ? s->rq_n : max;
-  for (uint32_t i = 0; i < k; i++) {
-    out[i] = s->rq[s->rq_head];
-    s->rq_head = (s->rq_head + 1) % s->rq_cap;
+  uint32_t k = 0;
+  while (k < max && s->rq_head) {
+    out[k++] = s->rq_head;
+    s->rq_head = s->rq_head->rq_next;
   }
+  if (!s->rq_head) s->rq_tail = NULL;
   s->rq_n -= k;
   atomic_store(&s->rq_len, (int)s->rq_n);
   pthread_mutex_unlock(&s->lock);
@@ -133,17 +129,15 @@ void mb_sched_wake_all(mb_node *n) {
   }
 }
 
+/* Work from outside the schedulers (host thread, I/O thread): a list like a run
+ * queue, through rq_next, that the next scheduler to look takes whole. */
 static void inject(mb_node *n, mb_proc *p) {
+  p->rq_next = NULL;
   pthread_mutex_lock(&n->inject_lock);
-  if (n->inject_n == n->inject_cap) {
-    size_t cap = n->inject_cap ? n->inject_cap * 2 : 64;
-    mb_proc **v = realloc(n->inject, sizeof *v * cap);
-    if (!v) { pthread_mutex_unlock(&n->inject_lock); return; }
-    n->inject = v;
-    n->inject_cap = cap;
-  }
-  n->inject[n->inject_n++] = p;
-  atomic_store(&n->inject_count, (int)n->inject_n);
+  if (n->inject_tail) n->inject_tail->rq_next = p;
+  else n->inject_head = p;
+  n->inject_tail = p;
+  atomic_fetch_add(&n->inject_count, 1);
   pthread_mutex_unlock(&n->inject_lock);
   notify(n, 1);
   ticker_wake(n);
@@ -154,10 +148,15 @@ static void pull_injected(mb_sched *s) {
   mb_node *n = s->node;
   if (atomic_load(&n->inject_count) == 0) return;
   pthread_mutex_lock(&n->inject_lock);
-  for (size_t i = 0; i < n->inject_n; i++) rq_push(s, n->inject[i]);
-  n->inject_n = 0;
+  mb_proc *p = n->inject_head;
+  n->inject_head = n->inject_tail = NULL;
   atomic_store(&n->inject_count, 0);
   pthread_mutex_unlock(&n->inject_lock);
+  while (p) {
+    mb_proc *next = p->rq_next;
+    rq_push(s, p);
+    p = next;
+  }
 }
 
 void mb_sched_ready(mb_node *n, mb_proc *p, int woken) {
@@ -753,7 +752,6 @@ void mb_sched_free_all(mb_node *n) {
     if (!s) continue;
     drain_cancelled(s);   /* first: those may still sit in the heap */
     mb_heap_free(&s->timers);
-    free(s->rq);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s);
