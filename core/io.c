@@ -1,6 +1,7 @@
 /* io: the libuv thread. Requests are closures queued under a mutex and run when the
- * uv_async_t fires. Shutdown on SIGINT/SIGTERM: exit "shutdown" to every process,
- * then "kill" to what is left after 5 s (a second signal kills at once). */
+ * uv_async_t fires. It watches SIGINT/SIGTERM and runs the grace timer; the node
+ * decides what a shutdown does (mb_node_shutdown): exit "shutdown" to every
+ * process, then "kill" to what is left after 5 s (a second signal kills at once). */
 #include <signal.h>
 #include <stdlib.h>
 #include <uv.h>
@@ -51,15 +52,16 @@ static void run_requests(uv_async_t *a) {
 
 static void on_kill_timer(uv_timer_t *t) {
   mb_io *io = t->data;
-  mb_node_exit_all(io->node, "kill");
+  mb_node_shutdown(io->node, 1);
 }
 
+/* The signals and the grace timer live here; what a shutdown does is the node's. */
 static void on_signal(uv_signal_t *h, int signum) {
   mb_io *io = h->data;
   mb_log(io->node, MB_LOG_INFO, 0, "received %s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
-  if (io->shutting_down) { mb_node_exit_all(io->node, "kill"); return; }
+  if (io->shutting_down) { mb_node_shutdown(io->node, 1); return; }
   io->shutting_down = 1;
-  mb_node_exit_all(io->node, "shutdown");
+  mb_node_shutdown(io->node, 0);
   uv_timer_start(&io->kill_timer, on_kill_timer, KILL_AFTER_MS, 0);
 }
 

@@ -151,6 +151,33 @@ void mb_node_exit_all(mb_node *n, const char *reason) {
   if (r) mb_sig_free(r);
 }
 
+void mb_node_shutdown(mb_node *n, int hard) {
+  mb_log(n, MB_LOG_INFO, 0, "%s", hard ? "shutdown: killing what is left" : "shutdown: exit shutdown to every process");
+  pthread_mutex_lock(&n->life_lock);
+  mb_sig **slot = &n->shutdown_sigs[hard ? 1 : 0];
+  if (!*slot) *slot = mb_sig_string(MB_SIG_EXIT, 0, 0, hard ? "kill" : "shutdown");
+  mb_sig *r = *slot;
+  pthread_mutex_unlock(&n->life_lock);
+  if (!r) { mb_node_exit_all(n, hard ? "kill" : "shutdown"); return; }
+  /* published before the list is taken: a process spawned meanwhile is either
+   * listed or sees it (mb_node_spawned), possibly both (then it gets it twice) */
+  atomic_store(&n->late_exit, r);
+  size_t k;
+  mb_pid *pids = list_pids(n, &k);
+  for (size_t i = 0; pids && i < k; i++) {
+    mb_sig *s = mb_sig_share(r, MB_SIG_EXIT, 0, 0);
+    if (s) mb_send_sig(n, pids[i], s);
+  }
+  free(pids);
+}
+
+void mb_node_spawned(mb_node *n, mb_proc *p) {
+  mb_sig *r = atomic_load(&n->late_exit);
+  if (!r) return;
+  mb_sig *s = mb_sig_share(r, MB_SIG_EXIT, 0, 0);
+  if (s) mb_send_sig_to(p, s);
+}
+
 /* Join the threads once: the first caller joins, any other waits until it has. */
 static void join_once(mb_node *n) {
   pthread_mutex_lock(&n->life_lock);
@@ -243,6 +270,7 @@ void mb_node_free(mb_node *n) {
   mb_ptab_free(n->ptab);
   mb_arena_free(&n->arena);
   for (mb_preload *p = n->preloads, *next; p; p = next) { next = p->next; free(p->name); free(p); }
+  for (int i = 0; i < 2; i++) if (n->shutdown_sigs[i]) mb_sig_free(n->shutdown_sigs[i]);
   free(n->path);
   pthread_mutex_destroy(&n->inject_lock);
   pthread_mutex_destroy(&n->life_lock);

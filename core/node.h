@@ -62,6 +62,10 @@ struct mb_node {
   _Atomic int halting;           /* halt() called: run no more Lua */
   int exit_status;
   _Atomic int first_abnormal;
+  /* a shutdown is under way: every process, including those spawned from now on,
+   * gets an exit signal sharing this reason ("shutdown", then "kill") */
+  _Atomic(mb_sig *) late_exit;
+  mb_sig *shutdown_sigs[2];      /* kept until the node is freed: spawns may share them */
   int keep_alive;                /* a host node runs until stopped, not until empty */
 
   pthread_mutex_t life_lock;     /* guards state changes; done_cond signals the end */
@@ -85,5 +89,10 @@ void mb_node_proc_ended(mb_node *n, mb_proc *p, int abnormal);
 void mb_node_halt(mb_node *n, int code);
 /* Send an exit signal with reason `reason` from no process to every live process. */
 void mb_node_exit_all(mb_node *n, const char *reason);
+/* The shutdown policy (SIGINT/SIGTERM): hard = 0 sends exit "shutdown" to every
+ * process, hard = 1 "kill"; either also reaches processes spawned afterwards. */
+void mb_node_shutdown(mb_node *n, int hard);
+/* A process just published: if a shutdown is under way, it gets its signal too. */
+void mb_node_spawned(mb_node *n, mb_proc *p);
 
 #endif

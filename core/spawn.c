@@ -83,6 +83,7 @@ int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out) {
   }
   /* a stop that listed the processes before this one existed must still end it */
   if (atomic_load(&n->state) >= MB_NODE_STOPPING && !r->first) p->doom = mb_sig_static("killed");
+  mb_node_spawned(n, p);   /* and so must a shutdown */
   *out = pid;
   mb_sched_ready(n, p, 0);
   return 0;
@@ -162,10 +163,21 @@ static void doom_text(mb_proc *p, const char *msg) {
   p->doom = s ? s : mb_sig_static("error");
 }
 
+/* Every call the core makes into a state runs protected; a panic means one did
+ * not. Say which process and what, before Lua aborts. */
+static int on_panic(lua_State *L) {
+  mb_proc *p = mb_proc_of(L);
+  const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+  mb_log(p ? p->node : NULL, MB_LOG_ERROR, p ? atomic_load(&p->pid) : 0,
+         "Lua panic (an unprotected call into a process state, a core bug): %s", msg);
+  return 0;
+}
+
 void mb_spawn_start(mb_proc *p) {
   p->started = 1;
   lua_State *L = lua_newstate(proc_alloc, p);
   if (!L) { p->doom = mb_sig_static("out of memory"); return; }
+  lua_atpanic(L, on_panic);
   *(mb_proc **)lua_getextraspace(L) = p;
   p->L = L;
   lua_pushcfunction(L, start_protected);

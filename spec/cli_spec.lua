@@ -251,6 +251,17 @@ describe("shutdown on SIGTERM", function()
     assert.same({ "ready", "child got shutdown" }, r.out)
   end)
 
+  it("sends it to processes spawned after the shutdown began", function()
+    local h = C.start { script "sigterm_spawn.lua" }
+    local ready = C.wait_output(h, "ready\n", 10)
+    if ready then C.signal(h, "TERM") end
+    local status = ready and C.wait_exit(h, 15)
+    local r = C.finish(h)
+    assert.is_true(ready, "the script never printed ready: " .. r.stderr)
+    assert.equal(0, status)
+    assert.same({ "ready", "late child ended: shutdown" }, r.out)
+  end)
+
   it("kills a process that ignores the shutdown after the grace time", function()
     local h = C.start { script "sigterm_stubborn.lua" }
     local ready = C.wait_output(h, "ready\n", 10)
