@@ -41,8 +41,10 @@ static void view(const char *t, mb_luatab_view *v) {
   memcpy(&v->nodes, t + NODE_OFFSET, sizeof v->nodes);
   v->keys = alimit;
   v->nnodes = (size_t)1 << (unsigned char)t[LSIZENODE_OFFSET];
-  if ((unsigned char)t[FLAGS_OFFSET] & NOT_REAL_ASIZE) { /* the next power of two */
-    lua_Unsigned s = alimit ? alimit - 1 : 0;
+  /* as luaH_realasize: alimit is the size unless flagged, and then still when
+   * it is a power of two (or 0) */
+  if (((unsigned char)t[FLAGS_OFFSET] & NOT_REAL_ASIZE) && (alimit & (alimit - 1))) {
+    lua_Unsigned s = alimit - 1;
     for (unsigned sh = 1; sh < 64; sh <<= 1) s |= s >> sh;
     v->asize = s + 1;
   } else {
@@ -189,7 +191,8 @@ static int probe_hash(lua_State *L) {
 
 static int probe_all(lua_State *L) {
   int *ok = lua_touserdata(L, 1);
-  *ok = LUA_VERSION_NUM == 504 && sizeof(mb_luatab_slot) == 16 && sizeof(mb_luatab_node) == 24 &&
+  /* the Lua that runs (a host's lua5.4, a linked liblua), not the headers built against */
+  *ok = lua_version(L) == 504 && sizeof(mb_luatab_slot) == 16 && sizeof(mb_luatab_node) == 24 &&
         probe_arrays(L) && probe_hash(L);
   return 0;
 }
