@@ -68,6 +68,7 @@ typedef struct enc {
   uint32_t *slots;   /* open-addressed index into tabs (k+1, 0 = empty), once there are many */
   uint32_t slotmask;
   int depth, backrefs, nseg;
+  int inplace;       /* tables may be read in place (luatab.c) */
   const char *what;  /* for MB_ENC_BADVALUE: "a function", "a cycle", ... */
   seg segs[MB_CODEC_MAXDEPTH + 2]; /* path of the failure, innermost first */
   uintptr_t small[SEEN_SMALL];
@@ -420,7 +421,7 @@ static int enc_table(enc *e, int idx) {
   int kx = lua_gettop(L) + 1, vx = kx + 1;
   uint64_t nh = 0;
   mb_luatab_view tv;
-  if (mb_luatab_view_of(L, idx, &tv) && n <= tv.keys) {
+  if (e->inplace && (mb_luatab_view_of(L, idx, &tv), n <= tv.keys)) {
     /* t[1..n] are all in the array part: copy them from there, then the rest,
      * in place when every key and value is plain, else walking from key n with
      * lua_next; the hash part holds none of 1..n. */
@@ -607,8 +608,9 @@ static void enc_message(enc *e, int st, const char *root, char *err, size_t errl
 }
 
 /* Set up and write the header byte. */
-static int enc_open(enc *e, lua_State *L, mb_buf *b) {
+static int enc_open(enc *e, lua_State *L, mb_buf *b, int inplace) {
   e->L = L;
+  e->inplace = inplace;
   e->b = b;
   e->len0 = b->len;
   e->hard = b->limit && b->start + b->limit >= b->start ? b->start + b->limit : SIZE_MAX;
@@ -640,21 +642,30 @@ static int enc_close(enc *e, int st, int top, const char *root, char *err, size_
   return st;
 }
 
-int mb_encode(lua_State *L, int idx, mb_buf *b, const char *root, char *err, size_t errlen) {
+static int encode(lua_State *L, int idx, mb_buf *b, const char *root, char *err, size_t errlen,
+                  int inplace) {
   enc e;
   int top = lua_gettop(L);
   idx = lua_absindex(L, idx);
-  int st = enc_open(&e, L, b);
+  int st = enc_open(&e, L, b, inplace);
   if (!st && !lua_checkstack(L, 4)) st = bad(&e, MB_ENC_NOMEM, NULL);
   if (!st) st = enc_value(&e, idx);
   return enc_close(&e, st, top, root ? root : "msg", err, errlen);
+}
+
+int mb_encode(lua_State *L, int idx, mb_buf *b, const char *root, char *err, size_t errlen) {
+  return encode(L, idx, b, root, err, errlen, mb_luatab_trusted());
+}
+
+int mb_encode_mode(lua_State *L, int idx, mb_buf *b, int inplace) {
+  return encode(L, idx, b, "msg", NULL, 0, inplace);
 }
 
 int mb_encode_values(lua_State *L, int first, int n, mb_buf *b, char *err, size_t errlen) {
   enc e;
   int top = lua_gettop(L);
   first = lua_absindex(L, first);
-  int st = enc_open(&e, L, b);
+  int st = enc_open(&e, L, b, mb_luatab_trusted());
   if (!st && !lua_checkstack(L, 4)) st = bad(&e, MB_ENC_NOMEM, NULL);
   if (!st) {
     unsigned char w[VARINT_MAX];
@@ -667,7 +678,7 @@ int mb_encode_values(lua_State *L, int first, int n, mb_buf *b, char *err, size_
 
 int mb_encode_string(mb_buf *b, const char *s, size_t len) {
   enc e;
-  int st = enc_open(&e, NULL, b);
+  int st = enc_open(&e, NULL, b, 0);
   if (!st) st = put_string(&e, s, len);
   return enc_close(&e, st, 0, "", NULL, 0);
 }

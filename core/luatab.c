@@ -24,34 +24,8 @@
 #include <string.h>
 #include "luatab.h"
 
-#define FLAGS_OFFSET    (sizeof(void *) + 2)
-#define LSIZENODE_OFFSET (sizeof(void *) + 3)
-#define ALIMIT_OFFSET   (sizeof(void *) + 4)
-#define ARRAY_OFFSET    (sizeof(void *) + 8)
-#define NODE_OFFSET     (2 * sizeof(void *) + 8)
-#define NOT_REAL_ASIZE  0x80
-
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int trusted;
-
-static void view(const char *t, mb_luatab_view *v) {
-  unsigned alimit;
-  memcpy(&alimit, t + ALIMIT_OFFSET, sizeof alimit);
-  memcpy(&v->array, t + ARRAY_OFFSET, sizeof v->array);
-  memcpy(&v->nodes, t + NODE_OFFSET, sizeof v->nodes);
-  v->keys = alimit;
-  v->nnodes = (size_t)1 << (unsigned char)t[LSIZENODE_OFFSET];
-  /* as luaH_realasize: alimit is the size unless flagged, and then still when
-   * it is a power of two (or 0) */
-  if (((unsigned char)t[FLAGS_OFFSET] & NOT_REAL_ASIZE) && (alimit & (alimit - 1))) {
-    lua_Unsigned s = alimit - 1;
-    for (unsigned sh = 1; sh < 64; sh <<= 1) s |= s >> sh;
-    v->asize = s + 1;
-  } else {
-    v->asize = alimit;
-  }
-}
-
 
 /* ---- the probe ---- */
 
@@ -95,7 +69,7 @@ static int probe_arrays(lua_State *L) {
   mb_luatab_view v;
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     lua_createtable(L, sizes[i], 3);
-    view(lua_topointer(L, -1), &v);
+    mb_luatab_view_of(L, -1, &v);
     if (v.keys != (lua_Unsigned)sizes[i] || v.asize != v.keys || v.nnodes != 4) return 0;
     lua_pop(L, 1);
   }
@@ -108,7 +82,7 @@ static int probe_arrays(lua_State *L) {
   lua_rawseti(L, -2, 3);
   lua_pushboolean(L, 1);
   lua_rawseti(L, -2, 4);
-  view(lua_topointer(L, -1), &v);
+  mb_luatab_view_of(L, -1, &v);
   const mb_luatab_slot *a = v.array;
   lua_rawgeti(L, -1, 3);
   int ok = v.keys == 4 && a && a[0].tag == MB_LUATAB_INT && a[0].v.i == probe_int &&
@@ -127,7 +101,7 @@ static int probe_arrays(lua_State *L) {
   lua_pushnil(L);
   lua_rawseti(L, -2, 8);
   ok = lua_rawlen(L, -1) == 7;
-  view(lua_topointer(L, -1), &v);
+  mb_luatab_view_of(L, -1, &v);
   ok = ok && v.asize == 8 && (v.keys == 7 || v.keys == 8) && mb_luatab_empty(v.array[7].tag) &&
        v.array[6].tag == MB_LUATAB_INT && v.array[6].v.i == 7;
   lua_pop(L, 1);
@@ -153,7 +127,7 @@ static int probe_hash(lua_State *L) {
   lua_pushboolean(L, 0);                     /* t[false] = 2.5 */
   lua_pushnumber(L, probe_float);
   lua_rawset(L, t);
-  view(lua_topointer(L, t), &v);
+  mb_luatab_view_of(L, t, &v);
   if (v.keys != 0 || v.nnodes != 8) return 0;
   size_t live = 0;
   for (size_t i = 0; i < v.nnodes; i++) live += !mb_luatab_empty(v.nodes[i].tag);
@@ -213,10 +187,4 @@ static void probe(void) {
 int mb_luatab_trusted(void) {
   pthread_once(&once, probe);
   return trusted;
-}
-
-int mb_luatab_view_of(lua_State *L, int idx, mb_luatab_view *v) {
-  if (!mb_luatab_trusted()) return 0;
-  view(lua_topointer(L, idx), v);
-  return 1;
 }
