@@ -94,4 +94,8 @@ static inline const char *mb_luatab_string(const void *ts, unsigned char tag, si
  * whatever the probe said: for the probe and for tests. */
 int mb_encode_mode(lua_State *L, int idx, mb_buf *b, int inplace);
 
+/* Tests only: f sees every in-place encoding the probe is about to compare (and
+ * may change it). 0, or -1 when the probe has already run. */
+int mb_luatab_probe_tamper(void (*f)(mb_buf *b));
+
 #endif
