@@ -242,6 +242,47 @@ static int accounts_for(lua_State *L, int t) {
   return 1;
 }
 
+static int probe_nop(lua_State *L) { (void)L; return 0; }
+
+/* Values of every kind, in the array part and as hash values, have tags that
+ * mb_luatab_known accepts and whose low nibble is their lua_type. */
+static int probe_kinds(lua_State *L) {
+  lua_createtable(L, 7, 7);
+  int t = lua_gettop(L);
+  lua_pushcfunction(L, probe_nop);          /* a light C function */
+  lua_pushboolean(L, 0);
+  lua_pushcclosure(L, probe_nop, 1);        /* a C closure */
+  lua_newuserdatauv(L, 8, 0);
+  lua_pushlightuserdata(L, &trusted);
+  lua_newthread(L);
+  lua_createtable(L, 0, 0);
+  if (luaL_loadstring(L, "return 1") != LUA_OK) return 0; /* a Lua function */
+  for (int i = 7; i >= 1; i--) {
+    lua_pushvalue(L, t + i);
+    lua_rawseti(L, t, i);                   /* t[i] */
+    lua_pushinteger(L, -i);
+    lua_pushvalue(L, t + i);
+    lua_rawset(L, t);                       /* t[-i] */
+  }
+  mb_luatab_view v;
+  mb_luatab_view_of(L, t, &v);
+  int ok = v.keys == 7, live = 0;
+  for (int i = 0; ok && i < 7; i++) {
+    lua_rawgeti(L, t, i + 1);
+    ok = mb_luatab_known(v.array[i].tag) && (v.array[i].tag & 0x0f) == lua_type(L, -1);
+    lua_pop(L, 1);
+  }
+  for (size_t j = 0; ok && j < v.nnodes; j++) {
+    const mb_luatab_node *nd = &v.nodes[j];
+    if (mb_luatab_empty(nd->tag)) continue;
+    live++;
+    ok = nd->key_tag == MB_LUATAB_INT && nd->key.i >= -7 && nd->key.i <= -1 &&
+         nd->tag == v.array[-nd->key.i - 1].tag && nd->v.p == v.array[-nd->key.i - 1].v.p;
+  }
+  lua_settop(L, t - 1);
+  return ok && live == 7;
+}
+
 /* The codec writes the same bytes for the table at t in place as through the API. */
 static int same_encodings(lua_State *L, int t) {
   mb_buf a, b;
@@ -335,7 +376,7 @@ static int probe_all(lua_State *L) {
   int *ok = lua_touserdata(L, 1);
   /* the Lua that runs (a host's lua5.4, a linked liblua), not the headers built against */
   *ok = lua_version(L) == 504 && sizeof(mb_luatab_slot) == 16 && sizeof(mb_luatab_node) == 24 &&
-        probe_arrays(L) && probe_hash(L) && probe_corpus(L);
+        probe_arrays(L) && probe_hash(L) && probe_kinds(L) && probe_corpus(L);
   return 0;
 }
 

@@ -39,6 +39,20 @@ typedef struct mb_luatab_node {
 
 static inline int mb_luatab_empty(unsigned char tag) { return (tag & 0x0f) == 0; }
 
+/* 1 for the tag of any Lua 5.4 value (light userdata, C and Lua functions,
+ * tables, userdata, threads besides the above): a tag that is none of these
+ * nor empty means the view misreads the table. */
+static inline int mb_luatab_known(unsigned char tag) {
+  switch (tag) {
+  case 0x02: case 0x16: case 0x45: case 0x46: case 0x47: case 0x48: case 0x66:
+  case MB_LUATAB_FALSE: case MB_LUATAB_TRUE: case MB_LUATAB_INT: case MB_LUATAB_FLOAT:
+  case MB_LUATAB_SHRSTR: case MB_LUATAB_LNGSTR:
+    return 1;
+  default:
+    return mb_luatab_empty(tag);
+  }
+}
+
 /* A read-only view of a table, valid until the table is written to. */
 typedef struct mb_luatab_view {
   const mb_luatab_slot *array; /* t[1..asize] */
@@ -91,7 +105,10 @@ static inline const char *mb_luatab_string(const void *ts, unsigned char tag, si
 }
 
 /* mb_encode (codec.c) with the in-place reader on (inplace 1) or off (0),
- * whatever the probe said: for the probe and for tests. */
+ * whatever the probe said: for the probe, which compares the two, and for tests.
+ * MB_INPLACE_DOUBT reads every table in place, then takes the view as wrong and
+ * reads it again through the API (a test of that fallback). */
+#define MB_INPLACE_DOUBT 2
 int mb_encode_mode(lua_State *L, int idx, mb_buf *b, int inplace);
 
 /* Tests only: f sees every in-place encoding the probe is about to compare (and
