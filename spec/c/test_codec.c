@@ -425,6 +425,25 @@ TEST(a_table_read_again_through_the_api_is_written_once) {
   done(L);
 }
 
+/* The public-API path cannot tell where t[n] lives, so it may not write t[1..n] by
+ * index and then walk with lua_next from key n: when the array continues in the
+ * hash part (#t found there), t[n] is a node and the pairs in the nodes before it
+ * would never be visited. Here four integers fill the array part, the constructor
+ * leaves free nodes, t[5] and t[6] take two of them, and false, true, 0 and -1
+ * (placed by their hashes, which do not depend on the state's seed) sit in nodes
+ * before t[6]'s. */
+TEST(arrays_continued_in_the_hash_keep_the_keys_before_n) {
+  lua_State *L = new_state();
+  run(L, "local t = {1, 2, 3, 4, [false] = 0, [true] = 1, [0] = 0, [-1] = -1, [-2] = -2}\n"
+         "t[5] = 5 t[6] = 6\n"
+         "local keys, asize, past, before = layout(t)\n"
+         "assert(#t == 6 and keys == 4 and asize == 4 and before > 0, 'not the shape meant')\n"
+         "assert(every_way(t) and deq(t, rt(t)))\n"
+         "local u = {1, 2, x = 'x', y = 'y', z = 'z', [1.5] = 1.5, [false] = false} u[3] = 3 u[4] = {4}\n"
+         "assert(#u == 4 and every_way(u) and deq(u, rt(u)))");
+  done(L);
+}
+
 /* Tables whose keys 1..n are not all in the array part, with other keys before and
  * after them in the hash part; and arrays mixing numbers with other values. */
 TEST(round_trips_every_array_and_hash_layout) {
@@ -1249,6 +1268,7 @@ TEST_MAIN(
   CHECK_CASE(round_trips_mixed_keys),
   CHECK_CASE(round_trips_arrays_with_holes),
   CHECK_CASE(round_trips_arrays_kept_in_the_hash_part),
+  CHECK_CASE(arrays_continued_in_the_hash_keep_the_keys_before_n),
   CHECK_CASE(pids_and_refs_keep_identity),
   CHECK_CASE(pids_decode_into_another_state),
   CHECK_CASE(metatables_are_not_copied),
