@@ -174,7 +174,7 @@ static int slots_rebuild(enc *e, uint32_t size) {
 }
 
 /* Forget the tables numbered count and after: their encoding was rewound. */
-static void seen_truncate(enc *e, uint32_t count) {
+static __attribute__((noinline, cold)) void seen_truncate(enc *e, uint32_t count) {
   e->ntabs = count;
   if (!e->slots) return;
   memset(e->slots, 0, ((size_t)e->slotmask + 1) * sizeof *e->slots);
@@ -202,7 +202,7 @@ static int64_t seen_add(enc *e, uintptr_t p) {
 }
 
 static int enc_value(enc *e, int idx);
-static int enc_table(enc *e, int idx);
+static inline int enc_table(enc *e, int idx);
 
 /* Short strings are copied with two overlapping fixed-size moves: a libc memcpy
  * call costs more than such a copy. */
@@ -333,7 +333,8 @@ static inline __attribute__((always_inline)) int put_plain(enc *e, unsigned char
 /* Write t[1..n] from the array part, which holds them all (the caller checked):
  * plain values are read in place, anything else through lua_rawgeti. The view is
  * taken again after each of those, in case encoding it changed the table. */
-static int enc_slots(enc *e, int idx, lua_Unsigned n, mb_luatab_view *tv) {
+static inline __attribute__((always_inline)) int enc_slots(enc *e, int idx, lua_Unsigned n,
+                                                            mb_luatab_view *tv) {
   lua_State *L = e->L;
   const mb_luatab_slot *a = tv->array;
   for (lua_Unsigned i = 1; i <= n; i++) {
@@ -368,9 +369,9 @@ static int enc_slots(enc *e, int idx, lua_Unsigned n, mb_luatab_view *tv) {
 
 /* The pairs after t[1..n] (array slots past n, then the hash part) read in place.
  * Returns 0 and the count in *nh, an error, NOT_PLAIN when some key or value is
- * not plain, or VIEW_WRONG when a tag is none of Lua's or a node holds a key that
- * belongs in the array part (nothing written then). */
-static int enc_rest_plain(enc *e, lua_Unsigned n, const mb_luatab_view *tv, uint64_t *nh) {
+ * not plain, or VIEW_WRONG when a tag is none of Lua's (nothing written then). */
+static inline __attribute__((always_inline)) int enc_rest_plain(enc *e, lua_Unsigned n,
+                                                                 const mb_luatab_view *tv, uint64_t *nh) {
   size_t len0 = e->b->len;
   uint64_t count = 0;
   unsigned char tag;
@@ -379,20 +380,25 @@ static int enc_rest_plain(enc *e, lua_Unsigned n, const mb_luatab_view *tv, uint
     const mb_luatab_slot *v = &tv->array[i - 1];
     if (mb_luatab_empty(v->tag)) continue;
     if ((st = put_tagvar(e, T_INT, zigzag((lua_Integer)i)))) return st;
-    if (!put_plain(e, tag = v->tag, &v->v, &st)) goto not_plain;
+    if (!put_plain(e, v->tag, &v->v, &st)) {
+      tag = v->tag;
+      goto not_plain;
+    }
     if (st) return st;
     count++;
   }
   for (size_t j = 0; j < tv->nnodes; j++) {
     const mb_luatab_node *nd = &tv->nodes[j];
     if (mb_luatab_empty(nd->tag)) continue;
-    if (nd->key_tag == MB_LUATAB_INT && (lua_Unsigned)nd->key.i - 1 < tv->asize) {
-      tag = 0; /* Lua keeps 1..asize in the array part */
+    if (!put_plain(e, nd->key_tag, &nd->key, &st)) {
+      tag = nd->key_tag;
       goto not_plain;
     }
-    if (!put_plain(e, tag = nd->key_tag, &nd->key, &st)) goto not_plain;
     if (st) return st;
-    if (!put_plain(e, tag = nd->tag, &nd->v, &st)) goto not_plain;
+    if (!put_plain(e, nd->tag, &nd->v, &st)) {
+      tag = nd->tag;
+      goto not_plain;
+    }
     if (st) return st;
     count++;
   }
@@ -406,7 +412,7 @@ not_plain:
 /* The pairs after key n by lua_next. n is in the array part, so every pair before
  * it in Lua's traversal is one of t[1..n-1], and none of 1..n comes after it
  * (VIEW_WRONG if one does: nothing left on the stack then). */
-static int enc_walk_from(enc *e, int idx, lua_Unsigned n, uint64_t *nh) {
+static __attribute__((noinline)) int enc_walk_from(enc *e, int idx, lua_Unsigned n, uint64_t *nh) {
   lua_State *L = e->L;
   int kx = lua_gettop(L) + 1, vx = kx + 1, st;
   if (n) lua_pushinteger(L, (lua_Integer)n);
@@ -428,7 +434,8 @@ static int enc_walk_from(enc *e, int idx, lua_Unsigned n, uint64_t *nh) {
 /* A table whose t[1..n] the view puts in the array part: those from the slots,
  * then the rest in place when every key and value is plain, else by lua_next
  * from key n. 0 (count in *nh), an error, or VIEW_WRONG. */
-static int enc_inplace(enc *e, int idx, lua_Unsigned n, mb_luatab_view *tv, uint64_t *nh) {
+static __attribute__((noinline)) int enc_inplace(enc *e, int idx, lua_Unsigned n, mb_luatab_view *tv,
+                                                 uint64_t *nh) {
   int st;
   if (n && (st = enc_slots(e, idx, n, tv))) return st;
   if ((st = enc_rest_plain(e, n, tv, nh)) != NOT_PLAIN) return st;
@@ -445,7 +452,7 @@ static int enc_table_end(enc *e, int64_t k, size_t hpos, uint64_t nh) {
   return 0;
 }
 
-static int enc_table(enc *e, int idx) {
+static inline __attribute__((always_inline)) int enc_table(enc *e, int idx) {
   lua_State *L = e->L;
   uintptr_t p = (uintptr_t)lua_topointer(L, idx);
   int64_t k = seen_find(e, p);
@@ -471,22 +478,21 @@ static int enc_table(enc *e, int idx) {
 
   int kx = lua_gettop(L) + 1, vx = kx + 1;
   uint64_t nh = 0;
-  if (e->inplace) {
-    mb_luatab_view tv;
-    mb_luatab_view_of(L, idx, &tv);
-    /* t[1..n] all in the array part, and sizes Lua could have */
-    if (n <= tv.keys && tv.asize <= (lua_Unsigned)1 << 31 && (tv.array || !tv.asize) &&
-        tv.nnodes <= (size_t)1 << 30) {
-      int backrefs = e->backrefs;
-      st = enc_inplace(e, idx, n, &tv, &nh);
-      if (!st && e->inplace == MB_INPLACE_DOUBT) st = VIEW_WRONG;
-      if (st != VIEW_WRONG) return st ? st : enc_table_end(e, k, hpos, nh);
-      /* never lose a key: forget what was written of the table, then the API */
-      e->b->len = hpos + 4;
-      e->backrefs = backrefs;
-      seen_truncate(e, (uint32_t)k + 1);
-      nh = 0;
+  mb_luatab_view tv;
+  if (e->inplace && (mb_luatab_view_of(L, idx, &tv), n <= tv.keys)) {
+    /* t[1..n] are all in the array part */
+    st = enc_inplace(e, idx, n, &tv, &nh);
+    if (!st) {
+      if (e->inplace != MB_INPLACE_DOUBT) return enc_table_end(e, k, hpos, nh);
+    } else if (st != VIEW_WRONG) {
+      return st;
     }
+    /* Never lose a key: forget what was written of the table and the tables
+     * numbered in it (e->backrefs may stay set: they will be met again), then
+     * read it through the API. */
+    e->b->len = hpos + 4;
+    seen_truncate(e, (uint32_t)k + 1);
+    nh = 0;
   }
 
   /* One lua_next pass: it walks the array part in order first, so t[1..n] usually
@@ -690,8 +696,9 @@ static int enc_close(enc *e, int st, int top, const char *root, char *err, size_
   return st;
 }
 
-static int encode(lua_State *L, int idx, mb_buf *b, const char *root, char *err, size_t errlen,
-                  int inplace) {
+static inline __attribute__((always_inline)) int encode(lua_State *L, int idx, mb_buf *b,
+                                                       const char *root, char *err, size_t errlen,
+                                                       int inplace) {
   enc e;
   int top = lua_gettop(L);
   idx = lua_absindex(L, idx);
