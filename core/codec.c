@@ -68,6 +68,7 @@ typedef struct enc {
   uint32_t *slots;   /* open-addressed index into tabs (k+1, 0 = empty), once there are many */
   uint32_t slotmask;
   int depth, backrefs, nseg;
+  int inplace;       /* tables may be read in place (luatab.c) */
   const char *what;  /* for MB_ENC_BADVALUE: "a function", "a cycle", ... */
   seg segs[MB_CODEC_MAXDEPTH + 2]; /* path of the failure, innermost first */
   uintptr_t small[SEEN_SMALL];
@@ -172,6 +173,14 @@ static int slots_rebuild(enc *e, uint32_t size) {
   return 0;
 }
 
+/* Forget the tables numbered count and after: their encoding was rewound. */
+static __attribute__((noinline, cold)) void seen_truncate(enc *e, uint32_t count) {
+  e->ntabs = count;
+  if (!e->slots) return;
+  memset(e->slots, 0, ((size_t)e->slotmask + 1) * sizeof *e->slots);
+  for (uint32_t k = 0; k < count; k++) slot_put(e, k);
+}
+
 /* Record p as table number ntabs, open. Returns its number or -1 (no memory). */
 static int64_t seen_add(enc *e, uintptr_t p) {
   if (e->ntabs == e->tabcap) {
@@ -193,7 +202,7 @@ static int64_t seen_add(enc *e, uintptr_t p) {
 }
 
 static int enc_value(enc *e, int idx);
-static int enc_table(enc *e, int idx);
+static inline int enc_table(enc *e, int idx);
 
 /* Short strings are copied with two overlapping fixed-size moves: a libc memcpy
  * call costs more than such a copy. */
@@ -317,10 +326,15 @@ static inline __attribute__((always_inline)) int put_plain(enc *e, unsigned char
   }
 }
 
+/* What the in-place reader returns besides 0 and an error (errors are negative). */
+#define NOT_PLAIN 1 /* a key or value it does not copy: walk the rest with lua_next */
+#define VIEW_WRONG 2 /* the view does not account for the table: read it all through the API */
+
 /* Write t[1..n] from the array part, which holds them all (the caller checked):
  * plain values are read in place, anything else through lua_rawgeti. The view is
  * taken again after each of those, in case encoding it changed the table. */
-static int enc_slots(enc *e, int idx, lua_Unsigned n, mb_luatab_view *tv) {
+static inline __attribute__((always_inline)) int enc_slots(enc *e, int idx, lua_Unsigned n,
+                                                            mb_luatab_view *tv) {
   lua_State *L = e->L;
   const mb_luatab_slot *a = tv->array;
   for (lua_Unsigned i = 1; i <= n; i++) {
@@ -339,12 +353,13 @@ static int enc_slots(enc *e, int idx, lua_Unsigned n, mb_luatab_view *tv) {
       continue;
     }
     if (!put_plain(e, v->tag, &v->v, &st)) {
+      if (!mb_luatab_known(v->tag)) return VIEW_WRONG;
       int type = lua_rawgeti(L, idx, (lua_Integer)i);
       if (!(st = enc_typed(e, lua_gettop(L), type))) {
         lua_settop(L, -2);
         mb_luatab_view_of(L, idx, tv);
         a = tv->array;
-        if (n > tv->keys) return enc_array_from(e, idx, i + 1, n);
+        if (n > tv->keys) return VIEW_WRONG; /* alimit only grows while we read */
       }
     }
     if (st) return note(e, st, SEG_INDEX, (lua_Integer)i, 0);
@@ -353,26 +368,37 @@ static int enc_slots(enc *e, int idx, lua_Unsigned n, mb_luatab_view *tv) {
 }
 
 /* The pairs after t[1..n] (array slots past n, then the hash part) read in place.
- * Returns 0 and the count in *nh, an error, or 1 when some key or value is not
- * plain (nothing written then: the caller walks with lua_next instead). */
-static int enc_rest_plain(enc *e, lua_Unsigned n, const mb_luatab_view *tv, uint64_t *nh) {
+ * Returns 0 and the count in *nh, an error, NOT_PLAIN when some key or value is
+ * not plain, or VIEW_WRONG when a tag is none of Lua's (nothing written then). */
+static inline __attribute__((always_inline)) int enc_rest_plain(enc *e, lua_Unsigned n,
+                                                                 const mb_luatab_view *tv, uint64_t *nh) {
   size_t len0 = e->b->len;
   uint64_t count = 0;
+  unsigned char tag;
   int st = 0;
   for (lua_Unsigned i = n + 1; i <= tv->asize; i++) {
     const mb_luatab_slot *v = &tv->array[i - 1];
     if (mb_luatab_empty(v->tag)) continue;
     if ((st = put_tagvar(e, T_INT, zigzag((lua_Integer)i)))) return st;
-    if (!put_plain(e, v->tag, &v->v, &st)) goto not_plain;
+    if (!put_plain(e, v->tag, &v->v, &st)) {
+      tag = v->tag;
+      goto not_plain;
+    }
     if (st) return st;
     count++;
   }
   for (size_t j = 0; j < tv->nnodes; j++) {
     const mb_luatab_node *nd = &tv->nodes[j];
     if (mb_luatab_empty(nd->tag)) continue;
-    if (!put_plain(e, nd->key_tag, &nd->key, &st)) goto not_plain;
+    if (!put_plain(e, nd->key_tag, &nd->key, &st)) {
+      tag = nd->key_tag;
+      goto not_plain;
+    }
     if (st) return st;
-    if (!put_plain(e, nd->tag, &nd->v, &st)) goto not_plain;
+    if (!put_plain(e, nd->tag, &nd->v, &st)) {
+      tag = nd->tag;
+      goto not_plain;
+    }
     if (st) return st;
     count++;
   }
@@ -380,7 +406,40 @@ static int enc_rest_plain(enc *e, lua_Unsigned n, const mb_luatab_view *tv, uint
   return 0;
 not_plain:
   e->b->len = len0;
-  return 1;
+  return mb_luatab_known(tag) && !mb_luatab_empty(tag) ? NOT_PLAIN : VIEW_WRONG;
+}
+
+/* The pairs after key n by lua_next. n is in the array part, so every pair before
+ * it in Lua's traversal is one of t[1..n-1], and none of 1..n comes after it
+ * (VIEW_WRONG if one does: nothing left on the stack then). */
+static __attribute__((noinline)) int enc_walk_from(enc *e, int idx, lua_Unsigned n, uint64_t *nh) {
+  lua_State *L = e->L;
+  int kx = lua_gettop(L) + 1, vx = kx + 1, st;
+  if (n) lua_pushinteger(L, (lua_Integer)n);
+  else lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int kt = lua_type(L, kx);
+    if (kt == LUA_TNUMBER && lua_isinteger(L, kx) && (lua_Unsigned)lua_tointegerx(L, kx, NULL) - 1 < n) {
+      lua_settop(L, kx - 1);
+      return VIEW_WRONG;
+    }
+    if ((st = enc_typed(e, kx, kt)) || (st = enc_typed(e, vx, lua_type(L, vx))))
+      return note(e, st, SEG_KEY, 0, kx);
+    (*nh)++;
+    lua_settop(L, kx);
+  }
+  return 0;
+}
+
+/* A table whose t[1..n] the view puts in the array part: those from the slots,
+ * then the rest in place when every key and value is plain, else by lua_next
+ * from key n. 0 (count in *nh), an error, or VIEW_WRONG. */
+static __attribute__((noinline)) int enc_inplace(enc *e, int idx, lua_Unsigned n, mb_luatab_view *tv,
+                                                 uint64_t *nh) {
+  int st;
+  if (n && (st = enc_slots(e, idx, n, tv))) return st;
+  if ((st = enc_rest_plain(e, n, tv, nh)) != NOT_PLAIN) return st;
+  return enc_walk_from(e, idx, n, nh);
 }
 
 /* Patch the pair count into the table's header and close it. */
@@ -393,7 +452,7 @@ static int enc_table_end(enc *e, int64_t k, size_t hpos, uint64_t nh) {
   return 0;
 }
 
-static int enc_table(enc *e, int idx) {
+static inline __attribute__((always_inline)) int enc_table(enc *e, int idx) {
   lua_State *L = e->L;
   uintptr_t p = (uintptr_t)lua_topointer(L, idx);
   int64_t k = seen_find(e, p);
@@ -420,24 +479,20 @@ static int enc_table(enc *e, int idx) {
   int kx = lua_gettop(L) + 1, vx = kx + 1;
   uint64_t nh = 0;
   mb_luatab_view tv;
-  if (mb_luatab_view_of(L, idx, &tv) && n <= tv.keys) {
-    /* t[1..n] are all in the array part: copy them from there, then the rest,
-     * in place when every key and value is plain, else walking from key n with
-     * lua_next; the hash part holds none of 1..n. */
-    if (n && (st = enc_slots(e, idx, n, &tv))) return st;
-    if (n <= tv.keys && (st = enc_rest_plain(e, n, &tv, &nh)) <= 0) {
-      if (st) return st;
-      return enc_table_end(e, k, hpos, nh);
+  if (e->inplace && (mb_luatab_view_of(L, idx, &tv), n <= tv.keys)) {
+    /* t[1..n] are all in the array part */
+    st = enc_inplace(e, idx, n, &tv, &nh);
+    if (!st) {
+      if (e->inplace != MB_INPLACE_DOUBT) return enc_table_end(e, k, hpos, nh);
+    } else if (st != VIEW_WRONG) {
+      return st;
     }
-    if (n) lua_pushinteger(L, (lua_Integer)n);
-    else lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      if ((st = enc_typed(e, kx, lua_type(L, kx))) || (st = enc_typed(e, vx, lua_type(L, vx))))
-        return note(e, st, SEG_KEY, 0, kx);
-      nh++;
-      lua_settop(L, kx);
-    }
-    return enc_table_end(e, k, hpos, nh);
+    /* Never lose a key: forget what was written of the table and the tables
+     * numbered in it (e->backrefs may stay set: they will be met again), then
+     * read it through the API. */
+    e->b->len = hpos + 4;
+    seen_truncate(e, (uint32_t)k + 1);
+    nh = 0;
   }
 
   /* One lua_next pass: it walks the array part in order first, so t[1..n] usually
@@ -607,8 +662,9 @@ static void enc_message(enc *e, int st, const char *root, char *err, size_t errl
 }
 
 /* Set up and write the header byte. */
-static int enc_open(enc *e, lua_State *L, mb_buf *b) {
+static int enc_open(enc *e, lua_State *L, mb_buf *b, int inplace) {
   e->L = L;
+  e->inplace = inplace;
   e->b = b;
   e->len0 = b->len;
   e->hard = b->limit && b->start + b->limit >= b->start ? b->start + b->limit : SIZE_MAX;
@@ -640,21 +696,31 @@ static int enc_close(enc *e, int st, int top, const char *root, char *err, size_
   return st;
 }
 
-int mb_encode(lua_State *L, int idx, mb_buf *b, const char *root, char *err, size_t errlen) {
+static inline __attribute__((always_inline)) int encode(lua_State *L, int idx, mb_buf *b,
+                                                       const char *root, char *err, size_t errlen,
+                                                       int inplace) {
   enc e;
   int top = lua_gettop(L);
   idx = lua_absindex(L, idx);
-  int st = enc_open(&e, L, b);
+  int st = enc_open(&e, L, b, inplace);
   if (!st && !lua_checkstack(L, 4)) st = bad(&e, MB_ENC_NOMEM, NULL);
   if (!st) st = enc_value(&e, idx);
   return enc_close(&e, st, top, root ? root : "msg", err, errlen);
+}
+
+int mb_encode(lua_State *L, int idx, mb_buf *b, const char *root, char *err, size_t errlen) {
+  return encode(L, idx, b, root, err, errlen, mb_luatab_trusted());
+}
+
+int mb_encode_mode(lua_State *L, int idx, mb_buf *b, int inplace) {
+  return encode(L, idx, b, "msg", NULL, 0, inplace);
 }
 
 int mb_encode_values(lua_State *L, int first, int n, mb_buf *b, char *err, size_t errlen) {
   enc e;
   int top = lua_gettop(L);
   first = lua_absindex(L, first);
-  int st = enc_open(&e, L, b);
+  int st = enc_open(&e, L, b, mb_luatab_trusted());
   if (!st && !lua_checkstack(L, 4)) st = bad(&e, MB_ENC_NOMEM, NULL);
   if (!st) {
     unsigned char w[VARINT_MAX];
@@ -667,7 +733,7 @@ int mb_encode_values(lua_State *L, int first, int n, mb_buf *b, char *err, size_
 
 int mb_encode_string(mb_buf *b, const char *s, size_t len) {
   enc e;
-  int st = enc_open(&e, NULL, b);
+  int st = enc_open(&e, NULL, b, 0);
   if (!st) st = put_string(&e, s, len);
   return enc_close(&e, st, 0, "", NULL, 0);
 }

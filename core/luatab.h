@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <lua.h>
+#include "buf.h"
 
 /* Lua 5.4's value representation: 8 bytes of value, then a tag byte. */
 typedef union mb_luatab_value {
@@ -38,20 +39,61 @@ typedef struct mb_luatab_node {
 
 static inline int mb_luatab_empty(unsigned char tag) { return (tag & 0x0f) == 0; }
 
+/* 1 for the tag of any Lua 5.4 value (light userdata, C and Lua functions,
+ * tables, userdata, threads besides the above): a tag that is none of these
+ * nor empty means the view misreads the table. */
+static inline int mb_luatab_known(unsigned char tag) {
+  switch (tag) {
+  case 0x02: case 0x16: case 0x45: case 0x46: case 0x47: case 0x48: case 0x66:
+  case MB_LUATAB_FALSE: case MB_LUATAB_TRUE: case MB_LUATAB_INT: case MB_LUATAB_FLOAT:
+  case MB_LUATAB_SHRSTR: case MB_LUATAB_LNGSTR:
+    return 1;
+  default:
+    return mb_luatab_empty(tag);
+  }
+}
+
 /* A read-only view of a table, valid until the table is written to. */
 typedef struct mb_luatab_view {
   const mb_luatab_slot *array; /* t[1..asize] */
-  lua_Unsigned keys;           /* t[1..keys] are in the array part, so none in the hash part */
-  lua_Unsigned asize;          /* the array part's real size (>= keys) */
+  lua_Unsigned keys;           /* alimit: #t's hint, <= asize */
+  lua_Unsigned asize;          /* the array part's real size: every key in 1..asize is there */
   const mb_luatab_node *nodes; /* the hash part, nnodes nodes */
   size_t nnodes;
 } mb_luatab_view;
 
-/* 1 when the running Lua passed the layout probe (done once per program). */
+/* 1 when the running Lua passed the probe (done once per program). */
 int mb_luatab_trusted(void);
 
-/* Fill v for the table at idx; 0 (v untouched) when the layout is not trusted. */
-int mb_luatab_view_of(lua_State *L, int idx, mb_luatab_view *v);
+/* Table: GC header (a pointer, two bytes), flags, lsizenode, unsigned alimit,
+ * TValue *array, Node *node. */
+#define MB_LUATAB_FLAGS     (sizeof(void *) + 2)
+#define MB_LUATAB_LSIZENODE (sizeof(void *) + 3)
+#define MB_LUATAB_ALIMIT    (sizeof(void *) + 4)
+#define MB_LUATAB_ARRAY     (sizeof(void *) + 8)
+#define MB_LUATAB_NODE      (2 * sizeof(void *) + 8)
+#define MB_LUATAB_NOT_REAL_ASIZE 0x80 /* in flags */
+
+/* Fill v for the table at idx. Only once mb_luatab_trusted() said 1 (or within
+ * the probe, which is deciding that). */
+static inline void mb_luatab_view_of(lua_State *L, int idx, mb_luatab_view *v) {
+  const char *t = lua_topointer(L, idx);
+  unsigned alimit;
+  memcpy(&alimit, t + MB_LUATAB_ALIMIT, sizeof alimit);
+  memcpy(&v->array, t + MB_LUATAB_ARRAY, sizeof v->array);
+  memcpy(&v->nodes, t + MB_LUATAB_NODE, sizeof v->nodes);
+  v->keys = alimit;
+  v->nnodes = (size_t)1 << ((unsigned char)t[MB_LUATAB_LSIZENODE] & 31);
+  /* as luaH_realasize: alimit is the size unless flagged, and then still when
+   * it is a power of two (or 0); else the size is the next power of two */
+  if (((unsigned char)t[MB_LUATAB_FLAGS] & MB_LUATAB_NOT_REAL_ASIZE) && (alimit & (alimit - 1))) {
+    lua_Unsigned s = alimit - 1;
+    for (unsigned sh = 1; sh < 64; sh <<= 1) s |= s >> sh;
+    v->asize = s + 1;
+  } else {
+    v->asize = alimit;
+  }
+}
 
 /* The bytes and length of a string value whose tag is MB_LUATAB_SHRSTR or _LNGSTR
  * (a TString: GC header, extra, shrlen, hash, size_t lnglen, then the bytes). */
@@ -61,5 +103,16 @@ static inline const char *mb_luatab_string(const void *ts, unsigned char tag, si
   else memcpy(len, s + sizeof(void *) + 8, sizeof *len);
   return s + sizeof(void *) + 8 + sizeof(size_t);
 }
+
+/* mb_encode (codec.c) with the in-place reader on (inplace 1) or off (0),
+ * whatever the probe said: for the probe, which compares the two, and for tests.
+ * MB_INPLACE_DOUBT reads every table in place, then takes the view as wrong and
+ * reads it again through the API (a test of that fallback). */
+#define MB_INPLACE_DOUBT 2
+int mb_encode_mode(lua_State *L, int idx, mb_buf *b, int inplace);
+
+/* Tests only: f sees every in-place encoding the probe is about to compare (and
+ * may change it). 0, or -1 when the probe has already run. */
+int mb_luatab_probe_tamper(void (*f)(mb_buf *b));
 
 #endif

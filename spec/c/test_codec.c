@@ -94,6 +94,52 @@ static int l_try_send(lua_State *L) {
   return 3;
 }
 
+/* every_way(v): v encodes to the same bytes read in place, read in place and then
+ * again through the API (MB_INPLACE_DOUBT), and through the API, whatever the
+ * probe said; and that encoding decodes to a deep copy of v. */
+static int l_every_way(lua_State *L) {
+  static const int modes[] = {1, MB_INPLACE_DOUBT, 0};
+  mb_buf b[3];
+  lua_settop(L, 1);
+  for (int i = 0; i < 3; i++) {
+    CHECK(mb_buf_init(&b[i], 0, 0) == 0);
+    CHECK_EQ_INT(mb_encode_mode(L, 1, &b[i], modes[i]), MB_ENC_OK);
+    CHECK_EQ_INT(lua_gettop(L), 1);
+  }
+  int same = b[0].len == b[2].len && memcmp(b[0].data, b[2].data, b[0].len) == 0 &&
+             b[1].len == b[2].len && memcmp(b[1].data, b[2].data, b[1].len) == 0;
+  lua_getglobal(L, "deq");
+  lua_pushvalue(L, 1);
+  CHECK_EQ_INT(mb_decode(L, b[2].data, b[2].len), 0);
+  lua_call(L, 2, 1);
+  for (int i = 0; i < 3; i++) mb_buf_free(&b[i]);
+  lua_pushboolean(L, same && lua_toboolean(L, -1));
+  return 1;
+}
+
+/* layout(t): after #t, alimit, the array part's size, how many of its slots past
+ * alimit are in use, and how many nodes before the node of key #t hold a key
+ * other than 1..#t (-1 when #t is not in the hash part). */
+static int l_layout(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1), past = 0, before = 0;
+  mb_luatab_view v;
+  mb_luatab_view_of(L, 1, &v);
+  for (lua_Unsigned k = v.keys; k < v.asize; k++) past += !mb_luatab_empty(v.array[k].tag);
+  size_t j;
+  for (j = 0; j < v.nnodes; j++) {
+    const mb_luatab_node *nd = &v.nodes[j];
+    if (mb_luatab_empty(nd->tag)) continue;
+    if (nd->key_tag == MB_LUATAB_INT && nd->key.i == n) break;
+    before += !(nd->key_tag == MB_LUATAB_INT && nd->key.i >= 1 && nd->key.i <= n);
+  }
+  lua_pushinteger(L, (lua_Integer)v.keys);
+  lua_pushinteger(L, (lua_Integer)v.asize);
+  lua_pushinteger(L, past);
+  lua_pushinteger(L, j == v.nnodes ? -1 : before);
+  return 4;
+}
+
 static int l_pid(lua_State *L) { mb_push_pid(L, (mb_pid)luaL_checkinteger(L, 1)); return 1; }
 static int l_ref(lua_State *L) { mb_push_ref(L, (uint64_t)luaL_checkinteger(L, 1)); return 1; }
 
@@ -105,6 +151,8 @@ static lua_State *new_state(void) {
   lua_register(L, "try_send", l_try_send);
   lua_register(L, "pid", l_pid);
   lua_register(L, "ref", l_ref);
+  lua_register(L, "every_way", l_every_way);
+  lua_register(L, "layout", l_layout);
   CHECK(luaL_dostring(L, prelude) == LUA_OK);
   return L;
 }
@@ -309,6 +357,91 @@ TEST(round_trips_floats_keeping_the_subtype) {
 TEST(layout_probe_trusts_this_lua_unless_told_not_to) {
   const char *portable = getenv("MB_CODEC_PORTABLE");
   CHECK_EQ_INT(mb_luatab_trusted(), !(portable && *portable && strcmp(portable, "0") != 0));
+}
+
+static int tampered;
+static void flip_the_fifth(mb_buf *b) {
+  if (++tampered == 5) b->data[b->len - 1] ^= 1;
+}
+
+/* One in-place encoding of the probe's corpus that differs from the public API's
+ * turns the reader off for the program; the codec then still works. */
+TEST(a_mismatch_in_the_probe_turns_the_reader_off) {
+  const char *portable = getenv("MB_CODEC_PORTABLE");
+  CHECK_EQ_INT(mb_luatab_probe_tamper(flip_the_fifth), 0);
+  CHECK_EQ_INT(mb_luatab_trusted(), 0);
+  if (!(portable && *portable && strcmp(portable, "0") != 0)) CHECK(tampered >= 5);
+  CHECK_EQ_INT(mb_luatab_probe_tamper(flip_the_fifth), -1); /* too late: it has run */
+  lua_State *L = new_state();
+  run(L, "local t = {1, 2.0, 'x', {y = true}, n = -1} assert(deq(t, rt(t)))");
+  done(L);
+}
+
+/* Keys in the array part past alimit: 1..16, then 11, 12, 15 and 16 removed, so
+ * #t finds the border 10 by binary search and alimit drops to it (flagged: the
+ * array keeps 16 slots), leaving t[13] and t[14] past it. Read in place, they
+ * must be found from the array's real size, not from alimit. */
+TEST(keys_past_alimit_are_kept_every_way) {
+  lua_State *L = new_state();
+  run(L, "local function past_alimit(fill, t)\n"
+         "  t = t or {} for i = 1, 16 do t[i] = fill(i) end\n"
+         "  t[11], t[12], t[15], t[16] = nil, nil, nil, nil\n"
+         "  local keys, asize, past = layout(t)\n"
+         "  assert(#t == 10 and keys == 10 and asize == 16 and past == 2)\n"
+         "  return t\n"
+         "end\n"
+         "local shapes = {\n"
+         "  past_alimit(function(i) return i end),\n"
+         "  past_alimit(function(i) return 'v' .. i end, {name = 'x', [-1] = 0.5}),\n"
+         "  past_alimit(function(i) return {i} end, {name = 'x'}),\n" /* not plain: lua_next from n */
+         "}\n"
+         /* then t[13] read: alimit moves to 13, and #t finds 14 past it (binary search) */
+         "local t = past_alimit(function(i) return i * 1.5 end) local _ = t[13]\n"
+         "local keys, asize = layout(t) assert(keys == 14 and asize == 16) shapes[#shapes + 1] = t\n"
+         /* 1..8, t[8] removed, then t[9]: a rehash, and alimit drops to 7 */
+         "t = {} for i = 1, 8 do t[i] = i end t[8] = nil t[9] = 'x' shapes[#shapes + 1] = t\n"
+         "t = {} for i = 1, 8 do t[i] = i end t[8] = nil _ = #t t[9] = 'x' shapes[#shapes + 1] = t\n"
+         /* a flagged alimit that is a power of two: 5 by #t, then 8 by reading t[8] */
+         "t = {} for i = 1, 8 do t[i] = i end t[6], t[7], t[8] = nil, nil, nil _ = #t _ = t[8]\n"
+         "t[7] = 7 shapes[#shapes + 1] = t\n"
+         "for i, s in ipairs(shapes) do\n"
+         "  assert(every_way(s), 'shape ' .. i) assert(deq(s, rt(s)), 'shape ' .. i)\n"
+         "end");
+  done(L);
+}
+
+/* When the view does not account for a table the reader forgets what it wrote of
+ * it, and the tables numbered in it, and reads it again through the API:
+ * MB_INPLACE_DOUBT does that for every table, after nested and shared ones (more
+ * than the 16 kept without a hash index) were numbered in place. */
+TEST(a_table_read_again_through_the_api_is_written_once) {
+  lua_State *L = new_state();
+  run(L, "local s = {1, 'shared'}\n"
+         "local many = {} for i = 1, 40 do many[i] = {i, s, name = 'n' .. i} end\n"
+         "assert(every_way({s, many, {s, {s}}, k = s, list = many, last = {s}}))\n"
+         "assert(every_way({[s] = s, x = {s, many[3]}, many[3]}))\n"
+         "local t = {} for i = 1, 16 do t[i] = {i} end t[11], t[12], t[15], t[16] = nil, nil, nil, nil\n"
+         "assert(#t == 10 and every_way(t))");
+  done(L);
+}
+
+/* The public-API path cannot tell where t[n] lives, so it may not write t[1..n] by
+ * index and then walk with lua_next from key n: when the array continues in the
+ * hash part (#t found there), t[n] is a node and the pairs in the nodes before it
+ * would never be visited. Here four integers fill the array part, the constructor
+ * leaves free nodes, t[5] and t[6] take two of them, and false, true, 0 and -1
+ * (placed by their hashes, which do not depend on the state's seed) sit in nodes
+ * before t[6]'s. */
+TEST(arrays_continued_in_the_hash_keep_the_keys_before_n) {
+  lua_State *L = new_state();
+  run(L, "local t = {1, 2, 3, 4, [false] = 0, [true] = 1, [0] = 0, [-1] = -1, [-2] = -2}\n"
+         "t[5] = 5 t[6] = 6\n"
+         "local keys, asize, past, before = layout(t)\n"
+         "assert(#t == 6 and keys == 4 and asize == 4 and before > 0, 'not the shape meant')\n"
+         "assert(every_way(t) and deq(t, rt(t)))\n"
+         "local u = {1, 2, x = 'x', y = 'y', z = 'z', [1.5] = 1.5, [false] = false} u[3] = 3 u[4] = {4}\n"
+         "assert(#u == 4 and every_way(u) and deq(u, rt(u)))");
+  done(L);
 }
 
 /* Tables whose keys 1..n are not all in the array part, with other keys before and
@@ -1122,6 +1255,9 @@ TEST_MAIN(
   CHECK_CASE(round_trips_floats_keeping_the_subtype),
   CHECK_CASE(integral_floats_stay_floats_in_every_table_position),
   CHECK_CASE(layout_probe_trusts_this_lua_unless_told_not_to),
+  CHECK_CASE(a_mismatch_in_the_probe_turns_the_reader_off),
+  CHECK_CASE(keys_past_alimit_are_kept_every_way),
+  CHECK_CASE(a_table_read_again_through_the_api_is_written_once),
   CHECK_CASE(round_trips_every_array_and_hash_layout),
   CHECK_CASE(string_keys_decode_right_through_the_key_cache),
   CHECK_CASE(scratch_buffers_are_lent_once_and_detached_exactly),
@@ -1132,6 +1268,7 @@ TEST_MAIN(
   CHECK_CASE(round_trips_mixed_keys),
   CHECK_CASE(round_trips_arrays_with_holes),
   CHECK_CASE(round_trips_arrays_kept_in_the_hash_part),
+  CHECK_CASE(arrays_continued_in_the_hash_keep_the_keys_before_n),
   CHECK_CASE(pids_and_refs_keep_identity),
   CHECK_CASE(pids_decode_into_another_state),
   CHECK_CASE(metatables_are_not_copied),
