@@ -102,7 +102,7 @@ static int h_receive(lua_State *L) {
     atomic_thread_fence(memory_order_seq_cst);
     while (atomic_load(&p->state) == MB_PS_WAITING && atomic_load(&p->mq_count) <= 0) {
       if (deadline) {
-        struct timespec ts = { (time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u) };
+        struct timespec ts = mb_timespec_at(deadline);
         if (pthread_cond_timedwait(&p->ext_cond, &p->ext_lock, &ts) == ETIMEDOUT) break;
       } else {
         pthread_cond_wait(&p->ext_cond, &p->ext_lock);

@@ -438,8 +438,7 @@ static int l_exit(lua_State *L) {
   }
   luaL_checkany(L, 1);
   mb_sig *s = encode_sig(L, p->node, 1, "exit", MB_SIG_EXIT);
-  if (p->doom) mb_sig_free(s);
-  else p->doom = s;
+  mb_proc_doom(p, s);
   return doomed(L, p);
 }
 
@@ -677,7 +676,7 @@ static int l_halt(lua_State *L) {
   mb_proc *p = self_proc(L);
   int code = (int)luaL_optinteger(L, 1, 0);
   mb_node_halt(p->node, code);
-  if (!p->doom) p->doom = mb_sig_static("normal");
+  mb_proc_doom(p, mb_sig_static("normal"));
   return doomed(L, p);
 }
 

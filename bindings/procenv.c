@@ -43,7 +43,7 @@ static int os_exit(lua_State *L) {
   else code = (int)luaL_optinteger(L, 1, 0);
   mb_proc *p = mb_proc_of(L);
   mb_node_halt(p->node, code);
-  if (!p->doom) p->doom = mb_sig_static("normal");
+  mb_proc_doom(p, mb_sig_static("normal"));
   if (mb_proc_can_yield(L, p)) { p->yield_reason = MB_Y_DOOM; return lua_yield(L, 0); }
   mb_sched_arm_hook(p);
   return luaL_error(L, "halted");

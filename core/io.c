@@ -25,8 +25,6 @@ struct mb_io {
   uv_thread_t thread;
 };
 
-struct uv_loop_s *mb_io_loop(mb_io *io) { return &io->loop; }
-
 static void run_requests(uv_async_t *a) {
   mb_io *io = a->data;
   pthread_mutex_lock(&io->lock);

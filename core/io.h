@@ -1,5 +1,6 @@
-/* io: the node's I/O thread — one libuv loop that owns sockets, file watches and
- * signals. Other threads hand it work through a queue and a uv_async_t. */
+/* io: the node's I/O thread — one libuv loop; today it watches SIGINT/SIGTERM (the
+ * node decides what a shutdown does) and runs requests other threads hand it
+ * through a queue and a uv_async_t (sockets and file watches come next). */
 #ifndef MB_IO_H
 #define MB_IO_H
 
@@ -13,7 +14,5 @@ mb_io *mb_io_start(mb_node *n, int handle_signals);
 void mb_io_stop(mb_io *io);
 /* Run fn(io, arg) on the I/O thread. 0, or MB_ENOMEM / MB_ESTATE. */
 int mb_io_call(mb_io *io, mb_io_fn fn, void *arg);
-/* The loop (for code running on the I/O thread only). */
-struct uv_loop_s *mb_io_loop(mb_io *io);
 
 #endif

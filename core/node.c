@@ -20,20 +20,6 @@
 #define MB_LIBDIR "/usr/local/share/moonbeam"
 #endif
 
-uint64_t mb_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void mb_cond_init_monotonic(pthread_cond_t *c) {
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(c, &ca);
-  pthread_condattr_destroy(&ca);
-}
-
 const char *mb_version_string(void) { return MB_VERSION_STRING; }
 
 const char *mb_strerror(int code) {

@@ -11,6 +11,7 @@
 #include "moonbeam.h"
 #include "proc.h"
 #include "alloc.h"
+#include "clock.h"
 
 typedef struct mb_ptab mb_ptab;
 typedef struct mb_registry mb_registry;
@@ -74,10 +75,6 @@ struct mb_node {
   uint64_t start_ns;
 };
 
-/* Monotonic clock. */
-uint64_t mb_now_ns(void);
-/* A condition variable whose timed waits use the monotonic clock (mb_now_ns). */
-void mb_cond_init_monotonic(pthread_cond_t *c);
 
 /* The core half of mb_node_new: no modules opened. `open_state` prepares each process state. */
 mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state);

@@ -402,8 +402,7 @@ static void drop(mb_proc *p, mb_sig *s) {
   mb_sig_free(s);
 }
 
-/* The process must end with reason s (an EXIT-shaped signal, no longer queued). */
-static void doom(mb_proc *p, mb_sig *s) {
+void mb_proc_doom(mb_proc *p, mb_sig *s) {
   if (p->doom) { mb_sig_free(s); return; }
   p->doom = s;
 }
@@ -420,7 +419,7 @@ static void on_exit_signal(mb_proc *p, mb_sig *s) {
   }
   if (!from_link && mb_encoded_is_string(r, s->len, "kill") && p->kind != MB_PK_EXTERNAL) {
     drop(p, s);
-    doom(p, mb_sig_static("killed"));   /* a constant: a kill is never lost to memory */
+    mb_proc_doom(p, mb_sig_static("killed"));   /* a constant: a kill is never lost to memory */
     return;
   }
   if (!(s->flags & MB_SIGF_FATAL)) {   /* FATAL: decided when it was sent */
@@ -432,13 +431,13 @@ static void on_exit_signal(mb_proc *p, mb_sig *s) {
     }
   }
   unqueue(p, s);
-  doom(p, s);
+  mb_proc_doom(p, s);
 }
 
 void mb_proc_drain(mb_proc *p) {
   mb_qnode *q;
-  if (atomic_load_explicit(&p->over_heap, memory_order_relaxed) && !p->doom)
-    p->doom = mb_sig_static("out of memory");
+  if (atomic_load_explicit(&p->over_heap, memory_order_relaxed))
+    mb_proc_doom(p, mb_sig_static("out of memory"));
   while (!p->doom && (q = mb_mpsc_pop(&p->mq)) != NULL) {
     mb_sig *s = (mb_sig *)q;
     atomic_fetch_sub_explicit(&p->mq_count, 1, memory_order_relaxed);

@@ -178,6 +178,9 @@ void mb_proc_monitor(mb_proc *self, mb_pid other, uint64_t ref);
 int mb_proc_demonitor(mb_proc *self, uint64_t ref);  /* 1 if it was active */
 int mb_proc_exit_signal(mb_proc *self, mb_pid to, mb_sig *reason);  /* exit/2 */
 
+/* [owner] The process must end with reason s (an EXIT-shaped signal, taken; freed
+ * if it is doomed already: the first reason wins). */
+void mb_proc_doom(mb_proc *p, mb_sig *s);
 /* [owner] Take signals off the mailbox: messages go to the inbox, control signals are
  * acted on (which may set p->doom). */
 void mb_proc_drain(mb_proc *p);

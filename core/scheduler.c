@@ -1,11 +1,12 @@
-/* scheduler: the scheduler threads. Each owns a run queue (a ring under its own lock:
- * only the owner pushes, the owner and thieves pop), a `next` slot only the owner
- * touches, and a timer heap. A process woken by the running one takes `next` and
- * inherits the rest of the slice, so a message hop stays on one thread; spawned,
- * preempted and timer-woken processes go to the queue, which idle schedulers steal
- * from. Preemption: a periodic per-thread timer signal; when the same slice is still
- * running at a tick, the handler arms a count hook on the running Lua thread (the
- * way lua.c handles Ctrl-C) and the hook yields at the next instruction. */
+/* scheduler: the scheduler threads. Each owns a run queue (a list through the
+ * processes, under its own lock: only the owner pushes, the owner and thieves pop), a
+ * `next` slot only the owner touches, and a timer heap. A process woken by the running
+ * one takes `next` and inherits the rest of the slice, so a message hop stays on one
+ * thread; spawned, preempted and timer-woken processes go to the queue, which idle
+ * schedulers steal from. Preemption: a ticker thread per node watches the slices and
+ * sends a contended scheduler's thread a signal whose handler arms a count hook on
+ * the running Lua thread (the way lua.c handles Ctrl-C); the hook yields at the next
+ * instruction where it can. */
 #include <errno.h>
 #include <lauxlib.h>
 #include <signal.h>
@@ -455,7 +456,7 @@ static void ticker_park(mb_node *n, mb_ticker *t, uint64_t deadline, int idle) {
   if (ticker_needed(n, idle)) atomic_store(&t->parked, 0);
   while (atomic_load(&t->parked) && !atomic_load(&t->quit)) {
     if (!deadline) { pthread_cond_wait(&t->cond, &t->lock); continue; }
-    struct timespec ts = { (time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u) };
+    struct timespec ts = mb_timespec_at(deadline);
     if (pthread_cond_timedwait(&t->cond, &t->lock, &ts) == ETIMEDOUT) break;
   }
   atomic_store(&t->parked, 0);
@@ -603,7 +604,7 @@ static void run_lua(mb_sched *s, mb_proc *p) {
   p->cur = NULL;
   if (s->hooked && s->hooked == last) lua_sethook(last, NULL, 0, 0);
   p->nargs = 0;
-  if (p->oom && !p->doom) p->doom = mb_sig_static("out of memory");
+  if (p->oom) mb_proc_doom(p, mb_sig_static("out of memory"));
   if (st == LUA_YIELD && !p->doom) {
     if (p->yield_reason == MB_Y_WAIT) { park(s, p); return; }
     if (p->yield_reason == MB_Y_PREEMPT) { preempted(s, p); return; }
@@ -669,7 +670,7 @@ static void idle(mb_sched *s) {
   if (!s->wakeup && !work_visible(s) && !node_done(n)) {
     mb_timer *t = mb_heap_top(&s->timers);
     if (t) {
-      struct timespec ts = { (time_t)(t->deadline / 1000000000u), (long)(t->deadline % 1000000000u) };
+      struct timespec ts = mb_timespec_at(t->deadline);
       pthread_cond_timedwait(&s->cond, &s->lock, &ts);
     } else {
       pthread_cond_wait(&s->cond, &s->lock);

@@ -1,8 +1,8 @@
 /* scheduler: M:N scheduling. One thread per scheduler, each with a run queue, a `next`
- * slot for the process it just woke (so a message hop stays on one thread), a timer
- * heap, and a per-thread preemption timer signal that arms a one-shot Lua hook on
- * the running state when a slice has expired. Idle schedulers steal, spin briefly,
- * then sleep on a condition variable. */
+ * slot for the process it just woke (so a message hop stays on one thread) and a timer
+ * heap; a ticker thread that signals a scheduler whose slice has expired while other
+ * work waits, so the handler arms a one-shot Lua hook on the running state. Idle
+ * schedulers steal, spin briefly, then sleep on a condition variable. */
 #ifndef MB_SCHED_H
 #define MB_SCHED_H
 
