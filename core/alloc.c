@@ -1,7 +1,11 @@
-/* alloc: size-class free lists without headers for process states (see alloc.h). */
+/* alloc: size-class free lists without headers for process states (see alloc.h), and
+ * the lua_Alloc each process state runs on. */
 #include <stdlib.h>
 #include <string.h>
 #include "alloc.h"
+#include "proc.h"
+#include "node.h"
+#include "scheduler.h"
 
 #define CHUNK_SIZE (64 * 1024)
 
@@ -86,4 +90,36 @@ void *mb_arena_realloc(mb_arena *a, mb_acache *c, void *ptr, size_t old, size_t 
   pthread_mutex_unlock(&a->lock);
   return p;
 #endif
+}
+
+/* ---- the lua_Alloc of a process state: counting its bytes, enforcing max_heap ---- */
+
+void *mb_proc_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  mb_proc *p = ud;
+  size_t old = ptr ? osize : 0;
+  int64_t heap = atomic_load_explicit(&p->heap_bytes, memory_order_relaxed);
+  mb_node *n = p->node;
+  if (nsize == 0) {
+    if (!mb_arena_free_fast(p->acache, ptr, old)) mb_arena_realloc(&n->arena, p->acache, ptr, old, 0);
+    atomic_store_explicit(&p->heap_bytes, heap - (int64_t)old, memory_order_relaxed);
+    return NULL;
+  }
+  /* every refusal arms the hook again on the thread running now: the first one
+   * may have been a coroutine that is gone by now (pcall around it) */
+  if (nsize > old && (p->oom || (p->max_heap &&
+      heap + atomic_load_explicit(&p->queue_bytes, memory_order_relaxed) + (int64_t)(nsize - old) >
+      (int64_t)p->max_heap))) {
+    p->oom = 1;
+    mb_sched_arm_hook(p);
+    return NULL;
+  }
+  void *np = ptr ? NULL : mb_arena_alloc_fast(p->acache, nsize);
+  if (!np) np = mb_arena_realloc(&n->arena, p->acache, ptr, old, nsize);
+  if (!np) {
+    p->oom = 1;
+    mb_sched_arm_hook(p);
+    return NULL;
+  }
+  atomic_store_explicit(&p->heap_bytes, heap + (int64_t)nsize - (int64_t)old, memory_order_relaxed);
+  return np;
 }

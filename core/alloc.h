@@ -71,4 +71,10 @@ static inline void *mb_arena_alloc_fast(mb_acache *c, size_t nsize) {
   return NULL;
 }
 
+/* The lua_Alloc of every process state (ud: its mb_proc): counts the state's bytes
+ * in heap_bytes, refuses what would pass max_heap (heap plus queued messages), and
+ * on any refusal marks the process out of memory and arms the hook, so it ends at
+ * the next instruction where it can. Small blocks use the running scheduler's cache. */
+void *mb_proc_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
 #endif

@@ -178,8 +178,26 @@ void mb_proc_unref(mb_proc *p) {
   if (atomic_fetch_sub(&p->refs, 1) == 1) proc_recycle(p);
 }
 
+/* A struct's mutexes are made once, when it is built, and live as long as it. */
+static mb_proc *proc_construct(void) {
+  mb_proc *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  pthread_mutex_init(&p->meta, NULL);
+  pthread_mutex_init(&p->ext_lock, NULL);
+  mb_cond_init_monotonic(&p->ext_cond);
+  return p;
+}
+
+void mb_proc_destroy(mb_proc *p) {
+  pthread_mutex_destroy(&p->meta);
+  pthread_mutex_destroy(&p->ext_lock);
+  pthread_cond_destroy(&p->ext_cond);
+  free(p);
+}
+
 mb_proc *mb_proc_new(mb_node *n, int kind) {
   mb_proc *p = mb_ptab_pool_get(n->ptab);
+  if (!p) p = proc_construct();
   if (!p) return NULL;
   p->node = n;
   p->kind = kind;

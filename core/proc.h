@@ -143,6 +143,8 @@ static inline int mb_proc_can_yield(lua_State *L, mb_proc *p) {
 mb_proc *mb_proc_new(mb_node *n, int kind);
 /* Give it a pid and make it visible (lookups find it). 0, or MB_ELIMIT (then p is gone). */
 int mb_proc_publish(mb_proc *p);
+/* Free a pooled struct for good (the table does this when the node is freed). */
+void mb_proc_destroy(mb_proc *p);
 /* Return a process that was never published to the pool (its fields are freed). */
 void mb_proc_discard(mb_proc *p);
 mb_proc *mb_proc_alloc(mb_node *n, int kind);  /* new + publish; NULL if the table is full */

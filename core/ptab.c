@@ -39,10 +39,7 @@ void mb_ptab_free(mb_ptab *t) {
   while (t->pool) {
     mb_proc *p = t->pool;
     t->pool = p->pool_next;
-    pthread_mutex_destroy(&p->meta);
-    pthread_mutex_destroy(&p->ext_lock);
-    pthread_cond_destroy(&p->ext_cond);
-    free(p);
+    mb_proc_destroy(p);
   }
   free(t->slots);
   free(t->last_pid);
@@ -105,12 +102,6 @@ mb_proc *mb_ptab_pool_get(mb_ptab *t) {
   mb_proc *p = t->pool;
   if (p) t->pool = p->pool_next;
   pthread_mutex_unlock(&t->pool_lock);
-  if (p) return p;
-  p = calloc(1, sizeof *p);
-  if (!p) return NULL;
-  pthread_mutex_init(&p->meta, NULL);
-  pthread_mutex_init(&p->ext_lock, NULL);
-  mb_cond_init_monotonic(&p->ext_cond);
   return p;
 }
 

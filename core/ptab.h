@@ -18,8 +18,8 @@ mb_proc *mb_ptab_peek(mb_ptab *t, mb_pid pid);
 /* Copy up to max live pids into out; returns how many are live (may exceed max). */
 size_t mb_ptab_list(mb_ptab *t, mb_pid *out, size_t max);
 
-/* The pool of process structs (type-stable memory). */
-mb_proc *mb_ptab_pool_get(mb_ptab *t);
+/* The pool of process structs (type-stable memory; proc.c builds and destroys them). */
+mb_proc *mb_ptab_pool_get(mb_ptab *t);   /* NULL when the pool is empty */
 void mb_ptab_pool_put(mb_ptab *t, mb_proc *p);
 
 #endif

@@ -336,13 +336,8 @@ static void fire_timer(mb_sched *s, mb_timer *t) {
       mb_proc_unref(p);
     }
     if (!fired) return;
-  } else {
-    /* cancelled: its canceller hands it back through our cancel queue */
-    if (!mb_timers_claim(n->timers, t)) return;
-    mb_pid to = t->name ? mb_registry_whereis(n->reg, t->name, t->name_len) : t->pid;
-    if (to) { mb_send_sig(n, to, t->msg); }
-    else mb_sig_free(t->msg);
-    t->msg = NULL;
+  } else if (!mb_timer_fire(n, t)) {
+    return;   /* cancelled: its canceller hands it back through our cancel queue */
   }
   mb_timers_release(n->timers, t);
 }

@@ -7,38 +7,6 @@
 #include "scheduler.h"
 #include "log.h"
 
-/* ---- the allocator: one per process, counting its bytes ---- */
-
-static void *proc_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  mb_proc *p = ud;
-  size_t old = ptr ? osize : 0;
-  int64_t heap = atomic_load_explicit(&p->heap_bytes, memory_order_relaxed);
-  mb_node *n = p->node;
-  if (nsize == 0) {
-    if (!mb_arena_free_fast(p->acache, ptr, old)) mb_arena_realloc(&n->arena, p->acache, ptr, old, 0);
-    atomic_store_explicit(&p->heap_bytes, heap - (int64_t)old, memory_order_relaxed);
-    return NULL;
-  }
-  /* every refusal arms the hook again on the thread running now: the first one
-   * may have been a coroutine that is gone by now (pcall around it) */
-  if (nsize > old && (p->oom || (p->max_heap &&
-      heap + atomic_load_explicit(&p->queue_bytes, memory_order_relaxed) + (int64_t)(nsize - old) >
-      (int64_t)p->max_heap))) {
-    p->oom = 1;
-    mb_sched_arm_hook(p);
-    return NULL;
-  }
-  void *np = ptr ? NULL : mb_arena_alloc_fast(p->acache, nsize);
-  if (!np) np = mb_arena_realloc(&n->arena, p->acache, ptr, old, nsize);
-  if (!np) {
-    p->oom = 1;
-    mb_sched_arm_hook(p);
-    return NULL;
-  }
-  atomic_store_explicit(&p->heap_bytes, heap + (int64_t)nsize - (int64_t)old, memory_order_relaxed);
-  return np;
-}
-
 /* ---- creation ---- */
 
 int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out) {
@@ -175,7 +143,7 @@ static int on_panic(lua_State *L) {
 
 void mb_spawn_start(mb_proc *p) {
   p->started = 1;
-  lua_State *L = lua_newstate(proc_alloc, p);
+  lua_State *L = lua_newstate(mb_proc_lua_alloc, p);
   if (!L) { p->doom = mb_sig_static("out of memory"); return; }
   lua_atpanic(L, on_panic);
   *(mb_proc **)lua_getextraspace(L) = p;

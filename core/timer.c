@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include "timer.h"
+#include "registry.h"
 
 static void heap_set(mb_heap *h, uint32_t i, mb_timer *t) { h->v[i] = t; t->idx = i; }
 
@@ -174,3 +175,12 @@ void mb_timers_release(mb_timers *m, mb_timer *t) {
 }
 
 int64_t mb_timers_live(mb_timers *m) { return atomic_load_explicit(&m->live, memory_order_relaxed); }
+
+int mb_timer_fire(mb_node *n, mb_timer *t) {
+  if (!mb_timers_claim(n->timers, t)) return 0;
+  mb_pid to = t->name ? mb_registry_whereis(n->reg, t->name, t->name_len) : t->pid;
+  if (to) mb_send_sig(n, to, t->msg);
+  else mb_sig_free(t->msg);
+  t->msg = NULL;
+  return 1;
+}

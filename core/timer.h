@@ -65,4 +65,8 @@ void mb_timers_release(mb_timers *m, mb_timer *t);
  * by their scheduler): an internal stat for tests. */
 int64_t mb_timers_live(mb_timers *m);
 
+/* The owner fires send_after timer t: its message goes to its pid, or to the
+ * holder of its name now. 0 if a cancel won it (the canceller hands it back). */
+int mb_timer_fire(mb_node *n, mb_timer *t);
+
 #endif
