@@ -123,7 +123,7 @@ static int h_tostring(lua_State *L) {
   return 1;
 }
 
-int luaopen_moonbeam_host(lua_State *L) {
+MB_API int luaopen_moonbeam_host(lua_State *L) {
   static const luaL_Reg methods[] = {
     { "spawn", h_spawn }, { "send", h_send }, { "self", h_self }, { "receive", h_receive },
     { "whereis", h_whereis }, { "info", h_info }, { "processes", h_processes },

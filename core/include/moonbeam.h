@@ -9,6 +9,13 @@
 extern "C" {
 #endif
 
+/* The library's exported names; everything else in it is hidden. */
+#if defined(__GNUC__)
+#define MB_API __attribute__((visibility("default")))
+#else
+#define MB_API
+#endif
+
 #define MB_VERSION_MAJOR 0
 #define MB_VERSION_MINOR 1
 #define MB_VERSION_PATCH 0
@@ -45,28 +52,28 @@ typedef struct mb_node_opts {
 struct lua_State;
 typedef int (*mb_lua_CFunction)(struct lua_State *L);
 
-const char *mb_version_string(void);
-const char *mb_strerror(int code);
+MB_API const char *mb_version_string(void);
+MB_API const char *mb_strerror(int code);
 
-mb_node *mb_node_new(const mb_node_opts *opts);
-int mb_node_start(mb_node *node);   /* start scheduler threads in the background */
-int mb_node_wait(mb_node *node);    /* wait until the node has stopped; returns its exit status */
-int mb_node_run(mb_node *node);     /* start + wait until no process is alive */
-int mb_node_stop(mb_node *node);    /* stop: kill every process, join all threads; idempotent */
-void mb_node_free(mb_node *node);
+MB_API mb_node *mb_node_new(const mb_node_opts *opts);
+MB_API int mb_node_start(mb_node *node);   /* start scheduler threads in the background */
+MB_API int mb_node_wait(mb_node *node);    /* wait until the node has stopped; returns its exit status */
+MB_API int mb_node_run(mb_node *node);     /* start + wait until no process is alive */
+MB_API int mb_node_stop(mb_node *node);    /* stop: kill every process, join all threads; idempotent */
+MB_API void mb_node_free(mb_node *node);
 
 /* A module every process can `require` (call before mb_node_start). */
-int mb_node_preload(mb_node *node, const char *name, mb_lua_CFunction open);
+MB_API int mb_node_preload(mb_node *node, const char *name, mb_lua_CFunction open);
 
 /* Spawn `module` with the nargs values on top of L (the embedder's state, used only
  * to carry values; they are popped). */
-int mb_spawn(mb_node *node, const char *module, struct lua_State *L, int nargs, mb_pid *pid);
+MB_API int mb_spawn(mb_node *node, const char *module, struct lua_State *L, int nargs, mb_pid *pid);
 /* Extension: spawn a script by file path with string arguments (the CLI's first process). */
-int mb_spawn_script(mb_node *node, const char *path, int argc, char **argv, mb_pid *pid);
+MB_API int mb_spawn_script(mb_node *node, const char *path, int argc, char **argv, mb_pid *pid);
 /* Send the value at idx of L. MB_ENOPROC for a dead pid / unknown name. */
-int mb_send(mb_node *node, mb_pid pid, struct lua_State *L, int idx);
-int mb_send_named(mb_node *node, const char *name, struct lua_State *L, int idx);
-int mb_whereis(mb_node *node, const char *name, mb_pid *pid);
+MB_API int mb_send(mb_node *node, mb_pid pid, struct lua_State *L, int idx);
+MB_API int mb_send_named(mb_node *node, const char *name, struct lua_State *L, int idx);
+MB_API int mb_whereis(mb_node *node, const char *name, mb_pid *pid);
 
 #ifdef __cplusplus
 }
