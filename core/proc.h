@@ -111,6 +111,7 @@ struct mb_proc {
   mb_sig *args;                 /* encoded spawn arguments */
   mb_native_fn native;
   void *native_data;
+  const struct mb_native_ops *native_ops;   /* native.c: the handler and destroy of data */
   struct mb_timer *wait_timer;   /* the armed wait timer, its scheduler and sequence */
   mb_sched *wait_sched;
   uint32_t wait_armed_seq;
