@@ -61,19 +61,35 @@ static void on_destroy(void *data, const mb_sig *reason) {
   free(data);
 }
 
+/* destroy ran `count` times so far, the last with `reason` */
+static void check_destroyed(int count, const char *reason) {
+  pthread_mutex_lock(&lock);
+  CHECK_EQ_INT(destroyed, count);
+  CHECK_EQ_STR(destroy_reason, reason);
+  pthread_mutex_unlock(&lock);
+}
+
 /* ---- the natives ---- */
 
-/* sink: renders every message it gets into reports */
-static void sink_handle(mb_proc *p, void *data) {
-  (void)data;
+/* Report every message in p's inbox rendered; `tagged`: as "EXIT|MSG from=<pid> text". */
+static void report_all(mb_proc *p, int tagged) {
   mb_sig *m;
   while ((m = mb_native_next(p)) != NULL) {
-    char *t = mb_reason_render(mb_sig_payload(m), m->len, 500);
-    report(t ? t : "?");
+    char *t = mb_reason_render(mb_sig_payload(m), m->len, 400);
+    char line[480];
+    if (tagged)
+      snprintf(line, sizeof line, "%s from=<0.%llu> %s", m->kind == MB_SIG_EXIT ? "EXIT" : "MSG",
+               (unsigned long long)m->from, t ? t : "?");
+    else
+      snprintf(line, sizeof line, "%s", t ? t : "?");
+    report(line);
     free(t);
     mb_sig_free(m);
   }
 }
+
+/* sink: reports every message it gets */
+static void sink_handle(mb_proc *p, void *data) { (void)data; report_all(p, 0); }
 static const mb_native_ops sink_ops = { "sink", NULL, sink_handle, on_destroy };
 
 /* echo: {from, text, n} -> from ! {"pong", text, n + 1, self}; "quit" ends it with
@@ -133,19 +149,7 @@ static const mb_native_ops echo_ops = { "echo", NULL, echo_handle, on_destroy };
 
 /* trapper: traps exits from its first run; reports each EXIT as "EXIT from=<pid> reason" */
 static void trapper_init(mb_proc *p, void *data) { (void)data; mb_native_trap_exit(p, 1); }
-static void trapper_handle(mb_proc *p, void *data) {
-  (void)data;
-  mb_sig *m;
-  while ((m = mb_native_next(p)) != NULL) {
-    char *t = mb_reason_render(mb_sig_payload(m), m->len, 200);
-    char line[320];
-    snprintf(line, sizeof line, "%s from=<0.%llu> %s", m->kind == MB_SIG_EXIT ? "EXIT" : "MSG",
-             (unsigned long long)m->from, t ? t : "?");
-    report(line);
-    free(t);
-    mb_sig_free(m);
-  }
-}
+static void trapper_handle(mb_proc *p, void *data) { (void)data; report_all(p, 1); }
 static const mb_native_ops trapper_ops = { "trapper", trapper_init, trapper_handle, on_destroy };
 
 /* idle: does nothing with its messages */
@@ -190,6 +194,13 @@ static mb_pid spawn_named(mb_node *n, const mb_native_ops *ops, const char *name
   return pid;
 }
 
+static void stop_and_free(mb_node *n, int destroys) {
+  mb_node_stop(n);
+  CHECK_EQ_INT(destroy_count(), destroys);
+  mb_node_free(n);
+  CHECK_EQ_INT(destroy_count(), destroys);
+}
+
 static void run_script(mb_node *n, const char *src) {
   char path[] = "/tmp/mb_test_native_XXXXXX.lua";
   check_write_script(path, src);
@@ -219,10 +230,7 @@ TEST(echo_replies_to_a_lua_process) {
   CHECK_EQ_INT(mb_node_start(n), 0);
   CHECK_EQ_STR(wait_report(1), "{\"echo\", true}");
   CHECK_EQ_STR(wait_report(2), "{\"pong\", \"ping\", 42, true}");
-  mb_node_stop(n);
-  CHECK_EQ_INT(destroy_count(), 2);   /* the stop killed both */
-  mb_node_free(n);
-  CHECK_EQ_INT(destroy_count(), 2);
+  stop_and_free(n, 2);   /* the stop killed both */
 }
 
 /* Links and monitors from Lua get the native's own reason; destroy ran before
@@ -243,13 +251,8 @@ TEST(lua_link_and_monitor_get_the_exit_reason) {
     "say({ a[1], a[2] == echo, a[3], b[1], b[2] == ref, b[3] == echo, b[4] })\n");
   CHECK_EQ_INT(mb_node_start(n), 0);
   CHECK_EQ_STR(wait_report(1), "{\"EXIT\", true, {\"bye\", 7}, \"DOWN\", true, true, {\"bye\", 7}}");
-  pthread_mutex_lock(&lock);
-  CHECK_EQ_INT(destroyed, 1);
-  CHECK_EQ_STR(destroy_reason, "{\"bye\", 7}");
-  pthread_mutex_unlock(&lock);
-  mb_node_stop(n);
-  mb_node_free(n);
-  CHECK_EQ_INT(destroy_count(), 2);
+  check_destroyed(1, "{\"bye\", 7}");
+  stop_and_free(n, 2);
 }
 
 TEST(kill_calls_destroy_once) {
@@ -265,13 +268,8 @@ TEST(kill_calls_destroy_once) {
     "say({ d[1], d[2] == ref, d[4], mb.is_alive(t) })\n");
   CHECK_EQ_INT(mb_node_start(n), 0);
   CHECK_EQ_STR(wait_report(1), "{\"DOWN\", true, \"killed\", false}");
-  pthread_mutex_lock(&lock);
-  CHECK_EQ_INT(destroyed, 1);
-  CHECK_EQ_STR(destroy_reason, "killed");
-  pthread_mutex_unlock(&lock);
-  mb_node_stop(n);
-  mb_node_free(n);
-  CHECK_EQ_INT(destroy_count(), 2);
+  check_destroyed(1, "killed");
+  stop_and_free(n, 2);
 }
 
 /* "from=<0.N>" of a trapper's report line (static copy). */
@@ -338,9 +336,7 @@ TEST(natives_signal_and_link_each_other) {
   CHECK_EQ_STR(wait_report(2), "{\"DOWN\", \"zapped\"}");
   CHECK_EQ_STR(wait_report(3), "{\"DOWN\", true, \"boom\"}");
   CHECK_EQ_INT(destroy_count(), 2);   /* parent and child */
-  mb_node_stop(n);
-  mb_node_free(n);
-  CHECK_EQ_INT(destroy_count(), 4);
+  stop_and_free(n, 4);
 }
 
 /* Stop with many natives alive (some trapping, some busy with messages). */
@@ -356,10 +352,7 @@ TEST(node_stop_ends_live_natives) {
       "for _, p in ipairs(mb.processes()) do if p ~= mb.self() and p ~= sink then mb.link(p); mb.send(p, 1) end end\n"
       "mb.receive()\n");
     CHECK_EQ_INT(mb_node_start(n), 0);
-    mb_node_stop(n);
-    CHECK_EQ_INT(destroy_count(), 31);
-    mb_node_free(n);
-    CHECK_EQ_INT(destroy_count(), 31);
+    stop_and_free(n, 31);
   }
 }
 
