@@ -34,7 +34,7 @@ void mb_native_trap_exit(mb_proc *p, int on) {
 }
 
 void mb_native_exit(mb_proc *p, mb_sig *reason) {
-  reason->kind = MB_SIG_EXIT;
+  if (!(reason->flags & MB_SIGF_STATIC)) reason->kind = MB_SIG_EXIT;   /* statics are shared, and EXITs */
   if (p->doom) mb_sig_free(reason);   /* the first reason wins, as in drain */
   else p->doom = reason;
 }
