@@ -15,6 +15,7 @@
 #include "timer.h"
 #include "io.h"
 #include "log.h"
+#include "native.h"
 
 #ifndef MB_LIBDIR
 #define MB_LIBDIR "/usr/local/share/moonbeam"
@@ -236,6 +237,7 @@ static void reap(mb_node *n) {
     mb_ptab_remove(n->ptab, p);
     atomic_store(&p->state, MB_PS_DEAD);
     if (p->L) { lua_close(p->L); p->L = NULL; }
+    if (p->kind == MB_PK_NATIVE) mb_native_reap(p);   /* native.c: its destroy, once */
     mb_proc_unref(p);   /* ours */
     mb_proc_unref(p);   /* the table's */
   }

@@ -66,7 +66,6 @@ enum { MB_PS_FREE, MB_PS_RUNNABLE, MB_PS_RUNNING, MB_PS_WAITING, MB_PS_DEAD };
 enum { MB_Y_NONE, MB_Y_WAIT, MB_Y_PREEMPT, MB_Y_DOOM };
 
 typedef struct mb_proc mb_proc;
-typedef void (*mb_native_fn)(mb_proc *p);
 
 struct mb_proc {
   _Atomic uint64_t pid;
@@ -109,8 +108,8 @@ struct mb_proc {
   mb_code *code;                /* what to run: a module ... */
   char *fn_code; size_t fn_len; /* ... or a dumped function */
   mb_sig *args;                 /* encoded spawn arguments */
-  mb_native_fn native;
   void *native_data;
+  const struct mb_native_ops *native_ops;   /* native.c: the handler and destroy of data */
   struct mb_timer *wait_timer;   /* the armed wait timer, its scheduler and sequence */
   mb_sched *wait_sched;
   uint32_t wait_armed_seq;

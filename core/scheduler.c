@@ -17,6 +17,7 @@
 #include <sys/syscall.h>
 #include "scheduler.h"
 #include "spawn.h"
+#include "native.h"
 #include "registry.h"
 #include "log.h"
 
@@ -620,10 +621,8 @@ static void run(mb_sched *s, mb_proc *p) {
   atomic_store(&p->state, MB_PS_RUNNING);
   p->acache = &s->acache;   /* allocations while it runs use this thread's free lists */
   if (p->kind == MB_PK_NATIVE) {
-    mb_proc_drain(p);
-    if (p->doom) { mb_spawn_end(p, LUA_OK); return; }
-    p->native(p);
-    if (atomic_load(&p->state) == MB_PS_RUNNING) park(s, p);
+    /* native.c: drains, runs the handler, or ends it (then p may be reused at once) */
+    if (mb_native_run(p)) park(s, p);
     return;
   }
   run_lua(s, p);

@@ -1,11 +1,11 @@
 /* spawn: process creation and the first and last moments of a Lua process. */
 #include <lauxlib.h>
-#include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
 #include "spawn.h"
 #include "scheduler.h"
 #include "log.h"
+#include "cterm.h"
 
 /* ---- creation ---- */
 
@@ -165,78 +165,12 @@ void mb_spawn_start(mb_proc *p) {
 
 /* ---- the end ---- */
 
-/* Push a readable rendering of the value at idx (depth-limited). Each table gets
- * its own luaL_Buffer, used only while its box is on top of the stack: the parts
- * are rendered (pushed) first, then added. */
-static void render(lua_State *L, int idx, int depth) {
-  idx = lua_absindex(L, idx);
-  if (lua_type(L, idx) == LUA_TSTRING && depth > 0) {
-    lua_getglobal(L, "string");
-    lua_getfield(L, -1, "format");
-    lua_pushliteral(L, "%q");
-    lua_pushvalue(L, idx);
-    lua_call(L, 2, 1);
-    lua_remove(L, -2);
-    return;
-  }
-  if (lua_type(L, idx) != LUA_TTABLE) { luaL_tolstring(L, idx, NULL); return; }
-  if (depth > 4) { lua_pushliteral(L, "{...}"); return; }
-  luaL_checkstack(L, 8, "reason too deep");
-  /* the keys of the hash part, in a table of their own: lua_next's key would sit
-   * above the buffer */
-  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), nk = 0;
-  lua_newtable(L);
-  int keys = lua_gettop(L);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && lua_tointeger(L, -1) <= n) continue;
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, keys, ++nk);
-  }
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luaL_addchar(&b, '{');
-  for (lua_Integer i = 1; i <= n + nk; i++) {
-    if (i > 1) luaL_addstring(&b, ", ");
-    if (i <= n) {
-      lua_rawgeti(L, idx, i);
-    } else {
-      luaL_addchar(&b, '[');
-      lua_rawgeti(L, keys, i - n);
-      render(L, -1, depth + 1);
-      lua_remove(L, -2);
-      luaL_addvalue(&b);
-      luaL_addstring(&b, "] = ");
-      lua_rawgeti(L, keys, i - n);
-      lua_rawget(L, idx);
-    }
-    render(L, -1, depth + 1);
-    lua_remove(L, -2);
-    luaL_addvalue(&b);
-  }
-  luaL_addchar(&b, '}');
-  luaL_pushresult(&b);
-  lua_remove(L, keys);
-}
-
-static int render_reason(lua_State *L) {
-  const mb_sig *r = lua_touserdata(L, 1);
-  luaL_openlibs(L);
-  if (mb_decode(L, mb_sig_payload(r), r->len) != 0) return luaL_error(L, "corrupt reason");
-  render(L, 2, 0);
-  return 1;
-}
+/* The reason rendered in C (cterm.c), not in a Lua state made for it. Bounded:
+ * a long reason still shows whole in a crash report, a huge one is cut. */
+#define REASON_RENDER_MAX (64 * 1024)
 
 char *mb_reason_text(const mb_sig *reason) {
-  lua_State *L = luaL_newstate();
-  if (!L) return NULL;
-  char *out = NULL;
-  lua_pushcfunction(L, render_reason);
-  lua_pushlightuserdata(L, (void *)reason);
-  if (lua_pcall(L, 1, 1, 0) == LUA_OK) out = strdup(lua_tostring(L, -1));
-  lua_close(L);
-  return out;
+  return mb_reason_render(mb_sig_payload(reason), reason->len, REASON_RENDER_MAX);
 }
 
 /* A reason shown as text is cut to this many bytes (a 70 MiB error string must not
