@@ -611,7 +611,7 @@ int mb_l_info(lua_State *L, mb_node *n, mb_pid pid) {
     pthread_mutex_unlock(&q->meta);
     s->st = atomic_load(&q->state);
     s->mem = atomic_load(&q->heap_bytes) + atomic_load(&q->queue_bytes) + (int64_t)sizeof(mb_proc);
-    s->qlen = atomic_load(&q->mq_msgs) + atomic_load(&q->inbox_len);
+    s->qlen = atomic_load(&q->mq_count) - atomic_load(&q->mq_ctrl) + atomic_load(&q->inbox_len);
     s->red = atomic_load(&q->reductions);
     mb_proc_unref(q);
 

@@ -260,7 +260,8 @@ static void push(mb_proc *p, mb_sig *s) {
       if (used > (int64_t)p->max_heap) atomic_store(&p->over_heap, 1);
     }
     atomic_fetch_add_explicit(&p->queue_bytes, (int64_t)s->len, memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->mq_msgs, 1, memory_order_relaxed);
+  } else {
+    atomic_fetch_add_explicit(&p->mq_ctrl, 1, memory_order_relaxed);   /* rare: messages pay nothing */
   }
   mb_mpsc_push(&p->mq, &s->q);
   atomic_fetch_add(&p->mq_count, 1);
@@ -459,7 +460,7 @@ void mb_proc_drain(mb_proc *p) {
   while (!p->doom && (q = mb_mpsc_pop(&p->mq)) != NULL) {
     mb_sig *s = (mb_sig *)q;
     atomic_fetch_sub_explicit(&p->mq_count, 1, memory_order_relaxed);
-    if (counts_as_message(s->kind)) atomic_fetch_sub_explicit(&p->mq_msgs, 1, memory_order_relaxed);
+    if (!counts_as_message(s->kind)) atomic_fetch_sub_explicit(&p->mq_ctrl, 1, memory_order_relaxed);
     switch (s->kind) {
     case MB_SIG_MSG:
       inbox_append(p, s);
@@ -549,7 +550,7 @@ void mb_proc_finish(mb_proc *p, mb_sig *reason) {
   mb_qnode *q;
   while ((q = mb_mpsc_pop(&p->mq)) != NULL) bounce(n, me, (mb_sig *)q, reason);
   atomic_store(&p->mq_count, 0);
-  atomic_store(&p->mq_msgs, 0);
+  atomic_store(&p->mq_ctrl, 0);
   atomic_store(&p->inbox_len, 0);
   atomic_store(&p->queue_bytes, 0);
   if (p->doom == reason) p->doom = NULL;

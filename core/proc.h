@@ -84,7 +84,7 @@ struct mb_proc {
   mb_node *node;
   mb_mpsc mq;                   /* incoming signals, any thread pushes */
   _Atomic int64_t mq_count;     /* signals pushed on mq and not yet drained */
-  _Atomic int64_t mq_msgs;      /* of those, the ones that count as messages */
+  _Atomic int64_t mq_ctrl;      /* of those, the control signals (link, monitor, ...) */
   _Atomic int64_t inbox_len;    /* messages drained and not yet received (owner writes) */
   _Atomic int64_t queue_bytes;  /* bytes of queued messages */
   _Atomic int64_t heap_bytes;   /* bytes of the Lua state, fed by its allocator */
