@@ -3,10 +3,8 @@
  * `next` slot only the owner touches, and a timer heap. A process woken by the running
  * one takes `next` and inherits the rest of the slice, so a message hop stays on one
  * thread; spawned, preempted and timer-woken processes go to the queue, which idle
- * schedulers steal from. Preemption: a ticker thread per node watches the slices and
- * sends a contended scheduler's thread a signal whose handler arms a count hook on
- * the running Lua thread (the way lua.c handles Ctrl-C); the hook yields at the next
- * instruction where it can. */
+ * schedulers steal from. Preemption (the ticker, the signal handler, the hook)
+ * lives in preempt.c. */
 #include <errno.h>
 #include <lauxlib.h>
 #include <signal.h>
@@ -15,61 +13,19 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
-#include "scheduler.h"
+#include "sched_internal.h"
 #include "spawn.h"
 #include "native.h"
 #include "registry.h"
 #include "log.h"
 
 #define SPIN_ROUNDS 2000
-#define TICK_NS 500000   /* preemption tick: a contended slice ends after 0.5 to 1 ms */
-#define QUIET_NS 10000000 /* the longest the ticker sleeps while nothing is contended */
 
-struct mb_sched {
-  mb_node *node;
-  int id;
-  pthread_t thread;
-  int started;
-  int exited;                    /* under lock: sched_main returned; no more signals to it */
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  int sleeping, wakeup;          /* under lock */
-  mb_proc *rq_head, *rq_tail;    /* the run queue (through rq_next), under lock */
-  uint32_t rq_n;
-  _Atomic int rq_len;
-  mb_proc *next;
-  mb_heap timers;
-  _Atomic uint64_t slice;        /* bumped when a process starts a fresh time slice */
-  _Atomic uint64_t kick_slice;   /* the slice the ticker asked to end */
-  uint64_t ticker_seen;          /* [ticker] the slice seen at its last tick */
-  pthread_t self;                /* set by the thread itself; read after `current` */
-  _Atomic(mb_proc *) current;    /* the process running here, or NULL */
-  _Atomic int has_next;
-  _Atomic uint64_t next_deadline; /* earliest timer here, UINT64_MAX if none */
-  lua_State *volatile hooked;
-  mb_acache acache;
-  mb_mpsc cancelq;               /* timers of this heap cancelled on other threads */
-};
 
-/* The ticker: one thread per node that wakes every tick while some scheduler is
- * busy and, when a slice has run a whole tick while something else waits for that
- * thread (queued processes, a woken `next`, a due timer, a signal for the running
- * process, a stopping node), sends that scheduler thread the preemption signal. A
- * lone busy process is never interrupted, and an idle node parks the ticker. */
-typedef struct mb_ticker {
-  pthread_t thread;
-  int started, signo;
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  _Atomic int parked;
-  _Atomic int quit;   /* set once every scheduler thread has been joined */
-} mb_ticker;
 
-static _Thread_local mb_sched *tls_sched;
+_Thread_local mb_sched *mb_tls_sched;
 
-static void ticker_wake(mb_node *n);
-
-mb_sched *mb_sched_self(void) { return tls_sched; }
+mb_sched *mb_sched_self(void) { return mb_tls_sched; }
 
 
 /* ---- run queues ---- */
@@ -121,7 +77,7 @@ static void notify(mb_node *n, int force) {
 }
 
 void mb_sched_wake_all(mb_node *n) {
-  ticker_wake(n);
+  mb_preempt_wake(n);
   for (int i = 0; i < n->nsched; i++) {
     mb_sched *s = n->sched[i];
     pthread_mutex_lock(&s->lock);
@@ -142,7 +98,7 @@ static void inject(mb_node *n, mb_proc *p) {
   atomic_fetch_add(&n->inject_count, 1);
   pthread_mutex_unlock(&n->inject_lock);
   notify(n, 1);
-  ticker_wake(n);
+  mb_preempt_wake(n);
 }
 
 /* Move work injected from outside onto the back of our queue. */
@@ -162,19 +118,19 @@ static void pull_injected(mb_sched *s) {
 }
 
 void mb_sched_ready(mb_node *n, mb_proc *p, int woken) {
-  mb_sched *s = tls_sched;
+  mb_sched *s = mb_tls_sched;
   if (!s || s->node != n) { inject(n, p); return; }
   if (woken && atomic_load_explicit(&s->current, memory_order_relaxed)) {
     mb_proc *old = s->next;
     s->next = p;
     atomic_store(&s->has_next, 1);   /* seq_cst: pairs with the ticker's park (ticker_wake) */
-    ticker_wake(n);
+    mb_preempt_wake(n);
     if (!old) return;
     p = old;
   }
   rq_push(s, p);
   notify(n, 0);
-  ticker_wake(n);
+  mb_preempt_wake(n);
 }
 
 #define STEAL_MAX 64
@@ -212,7 +168,7 @@ static int work_visible(mb_sched *s) {
 static void heap_changed(mb_sched *s) {
   mb_timer *t = mb_heap_top(&s->timers);
   atomic_store(&s->next_deadline, t ? t->deadline : UINT64_MAX);   /* seq_cst: see ticker_wake */
-  ticker_wake(s->node);
+  mb_preempt_wake(s->node);
 }
 
 /* [any thread] Give a timer this thread won the cancel of back to its owner, which
@@ -222,7 +178,7 @@ static void heap_changed(mb_sched *s) {
  * timer never waits for an idle owner's next deadline. */
 static void hand_back(mb_timer *t) {
   mb_sched *s = t->owner;
-  if (s == tls_sched) {
+  if (s == mb_tls_sched) {
     mb_heap_remove(&s->timers, t);
     heap_changed(s);
     mb_timers_release(s->node->timers, t);
@@ -241,7 +197,7 @@ static void hand_back(mb_timer *t) {
 }
 
 int mb_sched_arm_wait(mb_proc *p, uint64_t deadline) {
-  mb_sched *s = tls_sched;
+  mb_sched *s = mb_tls_sched;
   mb_timer *t = calloc(1, sizeof *t);
   if (!t) return -1;
   uint32_t seq = atomic_fetch_add(&p->wait_seq, 1) + 1;
@@ -282,7 +238,7 @@ static void drain_cancelled(mb_sched *s) {
 }
 
 int mb_sched_add_timer(mb_timer *t) {
-  mb_sched *s = tls_sched;
+  mb_sched *s = mb_tls_sched;
   if (!s || mb_heap_push(&s->timers, t) != 0) return -1;
   t->owner = s;
   heap_changed(s);
@@ -355,208 +311,6 @@ static void fire_due(mb_sched *s) {
   heap_changed(s);
 }
 
-/* ---- preemption ---- */
-
-void mb_sched_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  mb_proc *p = mb_proc_of(L);
-  if (p && L != p->L && mb_proc_can_yield(L, p)) {
-    lua_sethook(L, NULL, 0, 0);
-    p->yield_reason = (p->doom || p->oom) ? MB_Y_DOOM : MB_Y_PREEMPT;
-    lua_yield(L, 0);
-    return;
-  }
-  /* Not yieldable here (a callback from C): look again soon. */
-  lua_sethook(L, mb_sched_hook, LUA_MASKCOUNT, 1000);
-}
-
-void mb_sched_arm_hook(mb_proc *p) {
-  lua_State *L = p->cur;
-  if (L) lua_sethook(L, mb_sched_hook, LUA_MASKCOUNT, 1);
-}
-
-static void on_kick(int sig, siginfo_t *si, void *uc) {
-  (void)sig; (void)si; (void)uc;
-  int saved = errno;
-  mb_sched *s = tls_sched;
-  if (s && atomic_load_explicit(&s->slice, memory_order_relaxed) ==
-           atomic_load_explicit(&s->kick_slice, memory_order_relaxed)) {
-    mb_proc *p = atomic_load_explicit(&s->current, memory_order_relaxed);
-    lua_State *L = p ? p->cur : NULL;
-    if (L) { s->hooked = L; lua_sethook(L, mb_sched_hook, LUA_MASKCOUNT, 1); }
-  }
-  errno = saved;
-}
-
-static int install_handler(int signo) {
-  static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
-  static int installed[128];
-  if (signo <= 0 || signo >= 128) return -1;
-  pthread_mutex_lock(&once);
-  if (!installed[signo]) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_kick;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(signo, &sa, NULL) == 0) installed[signo] = 1;
-  }
-  int ok = installed[signo];
-  pthread_mutex_unlock(&once);
-  return ok ? 0 : -1;
-}
-
-/* Does anything wait for scheduler s's thread? Sequentially consistent loads: the
- * ticker's re-check before parking pairs with the stores of those who wake it. */
-static int contended(mb_node *n, mb_sched *s, uint64_t now) {
-  if (atomic_load(&s->rq_len) > 0 || atomic_load(&s->has_next) ||
-      atomic_load(&n->inject_count) > 0 || atomic_load(&s->next_deadline) <= now ||
-      atomic_load(&n->halting) || atomic_load(&n->quit) ||
-      atomic_load(&n->state) >= MB_NODE_STOPPING)
-    return 1;
-  /* process structs are pooled, never freed: a stale pointer is still readable */
-  mb_proc *p = atomic_load(&s->current);
-  return p && atomic_load(&p->mq_count) > 0;
-}
-
-/* Wake the ticker if it is parked. The lost wake-up is ruled out by a store-load
- * pairing, all sequentially consistent: a waker stores what makes the ticker
- * needed (a process running, a queue length, a timer, a signal count) and then
- * loads `parked`; the ticker stores `parked` and then re-reads those (ticker_park).
- * One of the two sees the other's store. */
-static void ticker_wake(mb_node *n) {
-  mb_ticker *t = n->ticker;
-  if (!t || !atomic_load(&t->parked)) return;
-  pthread_mutex_lock(&t->lock);
-  atomic_store(&t->parked, 0);
-  pthread_cond_signal(&t->cond);
-  pthread_mutex_unlock(&t->lock);
-}
-
-/* Would the ticker have work now? `idle`: it was about to park because no
- * scheduler runs anything; otherwise because nothing running is contended. */
-static int ticker_needed(mb_node *n, int idle) {
-  uint64_t now = mb_now_ns();
-  for (int i = 0; i < n->nsched; i++) {
-    mb_sched *s = n->sched[i];
-    if (!atomic_load(&s->current)) continue;
-    if (idle || contended(n, s, now)) return 1;
-  }
-  return 0;
-}
-
-/* Wait until woken, until deadline (monotonic ns; 0 = none) or until told to quit. */
-static void ticker_park(mb_node *n, mb_ticker *t, uint64_t deadline, int idle) {
-  pthread_mutex_lock(&t->lock);
-  atomic_store(&t->parked, 1);
-  if (ticker_needed(n, idle)) atomic_store(&t->parked, 0);
-  while (atomic_load(&t->parked) && !atomic_load(&t->quit)) {
-    if (!deadline) { pthread_cond_wait(&t->cond, &t->lock); continue; }
-    struct timespec ts = mb_timespec_at(deadline);
-    if (pthread_cond_timedwait(&t->cond, &t->lock, &ts) == ETIMEDOUT) break;
-  }
-  atomic_store(&t->parked, 0);
-  pthread_mutex_unlock(&t->lock);
-}
-
-/* Send the preemption signal to s's thread unless it has left (a joined thread's
- * id must not be signalled). */
-static void kick(mb_sched *s, int signo) {
-  pthread_mutex_lock(&s->lock);
-  if (!s->exited) pthread_kill(s->self, signo);
-  pthread_mutex_unlock(&s->lock);
-}
-
-static void *ticker_main(void *arg) {
-  mb_node *n = arg;
-  mb_ticker *t = n->ticker;
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, NULL);
-  int idle_ticks = 0;
-  uint64_t quiet_until = 0;   /* nothing was contended: park until this, or a poke */
-  /* it runs until every scheduler has left: while the node stops, a scheduler
-   * still running Lua is signalled like any contended one */
-  while (!atomic_load(&t->quit)) {
-    /* after a park, still sleep a tick: a poke then costs one wake-up per tick
-     * at most, however often contention comes and goes */
-    if (quiet_until) ticker_park(n, t, quiet_until, 0);
-    struct timespec ts = { 0, TICK_NS };
-    nanosleep(&ts, NULL);
-    uint64_t now = mb_now_ns(), earliest = UINT64_MAX;
-    int busy = 0, any = 0;
-    for (int i = 0; i < n->nsched; i++) {
-      mb_sched *s = n->sched[i];
-      mb_proc *cur = atomic_load_explicit(&s->current, memory_order_acquire);
-      if (!cur) continue;
-      busy++;
-      /* reductions grow while a process runs, even one never preempted */
-      atomic_fetch_add_explicit(&cur->reductions, 1, memory_order_relaxed);
-      uint64_t d = atomic_load_explicit(&s->next_deadline, memory_order_relaxed);
-      if (d < earliest) earliest = d;
-      if (!contended(n, s, now)) {
-        s->ticker_seen = atomic_load_explicit(&s->slice, memory_order_relaxed);
-        continue;
-      }
-      any = 1;
-      uint64_t slice = atomic_load_explicit(&s->slice, memory_order_relaxed);
-      if (slice != s->ticker_seen) { s->ticker_seen = slice; continue; }
-      atomic_store_explicit(&s->kick_slice, slice, memory_order_relaxed);
-      kick(s, t->signo);
-    }
-    quiet_until = 0;
-    if (!busy) {
-      if (++idle_ticks >= 8) { ticker_park(n, t, 0, 1); idle_ticks = 0; }
-      continue;
-    }
-    idle_ticks = 0;
-    /* Busy but uncontended: a lone process is not interrupted, and the ticker
-     * sleeps until something pokes it (a wake-up, injected work, a signal for a
-     * running process, a new timer) or the earliest timer, at most QUIET_NS. */
-    if (!any) quiet_until = earliest < now + QUIET_NS ? earliest : now + QUIET_NS;
-  }
-  return NULL;
-}
-
-void mb_sched_poke(mb_node *n) { ticker_wake(n); }
-
-static void ticker_start(mb_node *n) {
-  int signo = n->opts.preempt_signal;
-  if (signo < 0) return;
-  if (signo == 0) signo = SIGRTMIN + 3;
-  if (install_handler(signo) != 0) return;
-  mb_ticker *t = calloc(1, sizeof *t);
-  if (!t) return;
-  t->signo = signo;
-  pthread_mutex_init(&t->lock, NULL);
-  mb_cond_init_monotonic(&t->cond);
-  n->ticker = t;
-  if (pthread_create(&t->thread, NULL, ticker_main, n) == 0) t->started = 1;
-}
-
-/* End the ticker thread; its struct stays until the node is freed, since any
- * thread may still poke it (ticker_free). */
-static void ticker_stop(mb_node *n) {
-  mb_ticker *t = n->ticker;
-  if (!t || !t->started) return;
-  pthread_mutex_lock(&t->lock);
-  atomic_store(&t->quit, 1);
-  atomic_store(&t->parked, 0);
-  pthread_cond_signal(&t->cond);
-  pthread_mutex_unlock(&t->lock);
-  pthread_join(t->thread, NULL);
-  t->started = 0;
-}
-
-static void ticker_free(mb_node *n) {
-  mb_ticker *t = n->ticker;
-  if (!t) return;
-  pthread_mutex_destroy(&t->lock);
-  pthread_cond_destroy(&t->cond);
-  free(t);
-  n->ticker = NULL;
-}
-
 /* ---- running a process ---- */
 
 static void park(mb_sched *s, mb_proc *p) {
@@ -590,7 +344,7 @@ static void run_lua(mb_sched *s, mb_proc *p) {
   p->cur = p->co;
   s->hooked = NULL;
   atomic_store(&s->current, p);   /* seq_cst, then the ticker's `parked`: see ticker_wake */
-  ticker_wake(p->node);
+  mb_preempt_wake(p->node);
   /* counted as it starts: a process reading its own reductions has run */
   atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
   int nres = 0;
@@ -679,16 +433,9 @@ static void idle(mb_sched *s) {
 static void *sched_main(void *arg) {
   mb_sched *s = arg;
   mb_node *n = s->node;
-  tls_sched = s;
+  mb_tls_sched = s;
   s->self = pthread_self();
-  if (n->ticker) {
-    /* an embedder may block the signal in the thread that starts the node; the
-     * scheduler threads inherit that mask and must not */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, n->ticker->signo);
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-  }
+  mb_preempt_unblock(n);
   while (!node_done(n)) {
     fire_due(s);
     int new_slice;
@@ -700,7 +447,7 @@ static void *sched_main(void *arg) {
   pthread_mutex_lock(&s->lock);
   s->exited = 1;
   pthread_mutex_unlock(&s->lock);
-  tls_sched = NULL;
+  mb_tls_sched = NULL;
   return NULL;
 }
 
@@ -720,7 +467,7 @@ int mb_sched_start_all(mb_node *n) {
     mb_cond_init_monotonic(&s->cond);
     n->sched[i] = s;
   }
-  ticker_start(n);
+  mb_preempt_start(n);
   for (int i = 0; i < n->nsched; i++) {
     if (pthread_create(&n->sched[i]->thread, NULL, sched_main, n->sched[i]) != 0) return MB_ESYS;
     n->sched[i]->started = 1;
@@ -736,11 +483,11 @@ void mb_sched_join_all(mb_node *n) {
       pthread_join(n->sched[i]->thread, NULL);
       n->sched[i]->started = 0;
     }
-  ticker_stop(n);   /* last: until now it may have to stop a scheduler running Lua */
+  mb_preempt_stop(n);   /* last: until now it may have to stop a scheduler running Lua */
 }
 
 void mb_sched_free_all(mb_node *n) {
-  ticker_free(n);   /* only now: other threads may poke it until the node is freed */
+  mb_preempt_free(n);   /* only now: other threads may poke it until the node is freed */
   if (!n->sched) return;
   for (int i = 0; i < n->nsched; i++) {
     mb_sched *s = n->sched[i];
