@@ -3,13 +3,12 @@
  * its own (an external process that always traps exits); node:receive blocks the
  * host thread on a condition variable. Built without liblua: the interpreter
  * provides the Lua core. */
-#include <errno.h>
 #include <lauxlib.h>
 #include <string.h>
-#include <time.h>
 #include "luaface.h"
 #include "term.h"
 #include "node.h"
+#include "receive.h"
 #include "log.h"
 
 #define HOST_MT "moonbeam.host.node"
@@ -97,19 +96,7 @@ static int h_receive(lua_State *L) {
     mb_proc_drain(p);
     if (mb_l_select(L, p, match)) return 1;
     if (deadline && mb_now_ns() >= deadline) { lua_pushnil(L); return 1; }
-    pthread_mutex_lock(&p->ext_lock);
-    atomic_store(&p->state, MB_PS_WAITING);
-    atomic_thread_fence(memory_order_seq_cst);
-    while (atomic_load(&p->state) == MB_PS_WAITING && atomic_load(&p->mq_count) <= 0) {
-      if (deadline) {
-        struct timespec ts = mb_timespec_at(deadline);
-        if (pthread_cond_timedwait(&p->ext_cond, &p->ext_lock, &ts) == ETIMEDOUT) break;
-      } else {
-        pthread_cond_wait(&p->ext_cond, &p->ext_lock);
-      }
-    }
-    atomic_store(&p->state, MB_PS_RUNNING);
-    pthread_mutex_unlock(&p->ext_lock);
+    mb_recv_wait_external(p, deadline);
   }
 }
 

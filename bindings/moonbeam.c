@@ -212,9 +212,10 @@ static void push_message(lua_State *L, mb_sig *m) {
  * it under us. While decoded it sits on p->taken (a stack: such receives nest);
  * if decoding raises (memory), it stays there until the process ends. */
 static int select_first(lua_State *L, mb_proc *p) {
-  mb_sig *m = p->inbox;
+  mb_sig *prev = NULL, *m = p->inbox;
+  while (m && m->kind == MB_SIG_REPLY) { prev = m; m = m->next; }   /* for C selects only */
   if (!m) return 0;
-  mb_proc_take(p, NULL, m);
+  mb_proc_take(p, prev, m);
   m->next = p->taken;
   p->taken = m;
   if (m->lref != LUA_NOREF) {
@@ -242,6 +243,12 @@ static int select_match(lua_State *L) {
   mb_sig *prev = p->recv_pos;
   mb_sig *m = prev ? prev->next : p->inbox;
   while (m) {
+    if (m->kind == MB_SIG_REPLY) {   /* a call's reply: only C selects take it (core/receive.c) */
+      prev = m;
+      m = m->next;
+      p->recv_pos = prev;
+      continue;
+    }
     push_message(L, m);
     if (m->lref == LUA_NOREF) { lua_pushvalue(L, -1); m->lref = luaL_ref(L, LUA_REGISTRYINDEX); }
     lua_pushvalue(L, 2);

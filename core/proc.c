@@ -160,6 +160,7 @@ static void proc_recycle(mb_proc *p) {
   mb_pidset_free(&p->links);
   mb_monset_free(&p->monitors);
   mb_monset_free(&p->monitored_by);
+  mb_monset_free(&p->calls);
   free(p->name);
   free(p->module);
   free(p->fn_code);
@@ -394,6 +395,7 @@ int mb_proc_exit_signal(mb_proc *self, mb_pid to, mb_sig *reason) {
 
 static void inbox_append(mb_proc *p, mb_sig *s) {
   s->next = NULL;
+  s->seq = ++p->inbox_seq;   /* receive.c: receive marks compare stamps */
   if (p->inbox_tail) p->inbox_tail->next = s;
   else p->inbox = s;
   p->inbox_tail = s;
@@ -405,6 +407,9 @@ void mb_proc_take(mb_proc *p, mb_sig *prev, mb_sig *m) {
   if (prev) prev->next = m->next;
   else p->inbox = m->next;
   if (p->inbox_tail == m) p->inbox_tail = prev;
+  /* receive.c: the mark's position stays valid; replies are counted */
+  if (p->mark_pos == m) p->mark_pos = prev;
+  if (m->kind == MB_SIG_REPLY) p->inbox_replies--;
   atomic_store_explicit(&p->inbox_len, atomic_load_explicit(&p->inbox_len, memory_order_relaxed) - 1,
                         memory_order_relaxed);
   atomic_fetch_sub_explicit(&p->queue_bytes, (int64_t)m->len, memory_order_relaxed);
@@ -478,6 +483,17 @@ void mb_proc_drain(mb_proc *p) {
     case MB_SIG_EXIT:
       on_exit_signal(p, s);
       break;
+    case MB_SIG_REPLY:
+      /* receive.c: only a live call's reply is queued (and counted), once: taking
+       * its ref out makes any later reply to that call late, dropped here */
+      if (mb_monset_del(&p->calls, s->ref, NULL)) {
+        atomic_fetch_add_explicit(&p->queue_bytes, (int64_t)s->len, memory_order_relaxed);
+        p->inbox_replies++;
+        inbox_append(p, s);
+      } else {
+        mb_sig_free(s);
+      }
+      break;
     case MB_SIG_LINK:
       pthread_mutex_lock(&p->meta);
       mb_pidset_add(&p->links, s->from);
@@ -544,7 +560,8 @@ void mb_proc_finish(mb_proc *p, mb_sig *reason) {
   pthread_mutex_unlock(&p->meta);
 
   for (mb_sig *m = p->inbox, *next; m; m = next) { next = m->next; mb_sig_free(m); }
-  p->inbox = p->inbox_tail = NULL;
+  p->inbox = p->inbox_tail = p->mark_pos = NULL;
+  mb_monset_free(&p->calls);
   /* a link or monitor that reached its mailbox while it lived, but was not
    * drained (it was busy), learns the real reason too */
   mb_qnode *q;

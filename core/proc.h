@@ -31,6 +31,7 @@ enum {
   MB_SIG_UNLINK,
   MB_SIG_MONITOR,    /* ref: the monitor's ref */
   MB_SIG_DEMONITOR,  /* ref */
+  MB_SIG_REPLY,      /* ref: the call's ref; payload: the encoded reply (receive.c) */
 };
 #define MB_SIGF_LINK   1   /* an EXIT that comes from a link (the sender ended) */
 #define MB_SIGF_FATAL  2   /* an EXIT the sender found fatal (see mb_proc_exit_signal) */
@@ -48,6 +49,7 @@ typedef struct mb_sig {
   uint64_t ref;
   struct mb_sig *share;    /* the signal whose payload this one uses, or NULL */
   _Atomic int refs;        /* 1 + the signals sharing this one's payload */
+  uint32_t seq;            /* [owner] stamped when appended to the inbox (receive marks) */
   size_t len;              /* payload bytes */
   char data[];
 } mb_sig;
@@ -115,6 +117,12 @@ struct mb_proc {
   uint32_t wait_armed_seq;
   uint64_t deadline;             /* [owner] of the current receive/sleep, 0 = none */
   mb_sig *recv_pos;              /* [owner] selective receive: last message examined */
+  /* [owner] receiving in C (receive.c) */
+  uint32_t inbox_seq;            /* the stamp of the last message appended to the inbox */
+  uint32_t mark_seq;             /* the latest receive mark ... */
+  mb_sig *mark_pos;              /* ... and the last inbox message before it (NULL: none) */
+  int inbox_replies;             /* REPLY signals in the inbox */
+  mb_monset calls;               /* live call refs (value unused): a REPLY to another is dropped */
   mb_sig *exit_reason;           /* set at its end: signals that reach it later get this reason */
   mb_proc *rq_next;              /* the run queue or inject list it is on (RUNNABLE) */
 
