@@ -20,10 +20,11 @@
  *   7 T_REF     varint id
  *   8 T_TABLE   varint n (lua_rawlen), u32 h, values of t[1..n], h key/value pairs
  *   9 T_BACKREF varint k: the k-th table (0-based, in encounter order) again
+ *  10 T_HANDLE  varint id, 1 byte kind (an I/O handle: term.c, handle.h)
  *
  * Varints are LEB128, at most 10 bytes. A table is numbered when its tag is
  * written (pre-order, keys before values), the same order the decoder meets it. */
-enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_PID, T_REF, T_TABLE, T_BACKREF };
+enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_PID, T_REF, T_TABLE, T_BACKREF, T_HANDLE };
 
 #define HDR_VERSION  0x01
 #define HDR_BACKREFS 0x80
@@ -555,6 +556,9 @@ static __attribute__((noinline)) int enc_value(enc *e, int idx) {
     uint64_t ref;
     if (mb_test_pid(L, idx, &pid)) return put_tagvar(e, T_PID, pid);
     if (mb_test_ref(L, idx, &ref)) return put_tagvar(e, T_REF, ref);
+    int kind, st;
+    if (mb_test_handle(L, idx, &kind, &ref))
+      return (st = put_tagvar(e, T_HANDLE, ref)) ? st : put_byte(e, (unsigned char)kind);
     return bad(e, MB_ENC_BADVALUE, "a userdata");
   }
   case LUA_TLIGHTUSERDATA:
@@ -802,6 +806,10 @@ static int rd_skip(rd *r, int depth) {
   case T_STR:
     if (rd_varint(r, &v) || v > rd_left(r)) return -1;
     r->p += v;
+    return 0;
+  case T_HANDLE:
+    if (rd_varint(r, &v) || r->p == r->end) return -1;
+    r->p++;
     return 0;
   case T_TABLE: {
     uint32_t nh;
@@ -1141,6 +1149,9 @@ static int dec_value(dec *d) {
     if (rd_varint(r, &v)) return -1;
     mb_push_ref(L, v);
     return 0;
+  case T_HANDLE:   /* kind and id checked by mb_push_handle */
+    if (rd_varint(r, &v) || r->p == r->end) return -1;
+    return mb_push_handle(L, *r->p++, v);
   case T_TABLE:
     return dec_table(d);
   case T_BACKREF:

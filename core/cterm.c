@@ -4,10 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cterm.h"
+#include "handle.h"
 #include "codec.h"
 
 /* The tags and header of core/codec.c. */
-enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_PID, T_REF, T_TABLE, T_BACKREF };
+enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_PID, T_REF, T_TABLE, T_BACKREF, T_HANDLE };
 #define HDR_VERSION  0x01
 #define HDR_BACKREFS 0x80
 #define VARINT_MAX   10
@@ -191,6 +192,9 @@ static int chk_value(chk *c, int is_key) {
   case T_NIL: return is_key ? -1 : 0;
   case T_FALSE: case T_TRUE: return 0;
   case T_INT: case T_PID: case T_REF: return get_varint(&c->p, c->end, &v);
+  case T_HANDLE:   /* what mb_push_handle accepts: a kind 1..15, an id off slot 0 */
+    if (get_varint(&c->p, c->end, &v) || c->p == c->end) return -1;
+    return *c->p > 0 && *c->p++ < MB_HANDLE_KINDS && v % MB_HANDLE_CAP != 0 ? 0 : -1;
   case T_FLOAT: {
     double d;
     if (left_bytes(c->p, c->end) < 8) return -1;
@@ -281,6 +285,7 @@ int mb_tr_type(const mb_tr *r) {
   case T_STR: return MB_TT_STR;
   case T_PID: return MB_TT_PID;
   case T_REF: return MB_TT_REF;
+  case T_HANDLE: return MB_TT_HANDLE;
   case T_TABLE: case T_BACKREF: return MB_TT_TABLE;
   default: return MB_TT_NONE;
   }
@@ -362,6 +367,13 @@ int mb_tr_is_string(mb_tr *r, const char *s) {
 int mb_tr_pid(mb_tr *r, mb_pid *v) { return take_varint(r, MB_TT_PID, v); }
 int mb_tr_ref(mb_tr *r, uint64_t *v) { return take_varint(r, MB_TT_REF, v); }
 
+int mb_tr_handle(mb_tr *r, int *kind, uint64_t *id) {
+  if (mb_tr_type(r) != MB_TT_HANDLE) return -1;
+  if (take_varint(r, MB_TT_HANDLE, id)) return -1;   /* the tag and the id; the kind byte follows */
+  *kind = *r->p++;
+  return 0;
+}
+
 /* Step over one value at p (known good), no bookkeeping. A back-reference is a
  * tag and a varint here: its table is elsewhere. */
 static int walk(const unsigned char **pp, const unsigned char *end, int depth) {
@@ -372,6 +384,10 @@ static int walk(const unsigned char **pp, const unsigned char *end, int depth) {
   case T_NIL: case T_FALSE: case T_TRUE: break;
   case T_INT: case T_PID: case T_REF: case T_BACKREF:
     if (get_varint(&p, end, &v)) return -1;
+    break;
+  case T_HANDLE:
+    if (get_varint(&p, end, &v) || p == end) return -1;
+    p++;
     break;
   case T_FLOAT:
     if (left_bytes(p, end) < 8) return -1;
@@ -523,6 +539,13 @@ static int render(mb_tr *r, out *o, int depth) {
     snprintf(t, sizeof t, "#Ref<0.%llu>", (unsigned long long)u);
     puts_(o, t);
     return 0;
+  case MB_TT_HANDLE: {
+    int kind;
+    if (mb_tr_handle(r, &kind, &u)) return -1;
+    snprintf(t, sizeof t, "#Port<0.%llu>", (unsigned long long)u);
+    puts_(o, t);
+    return 0;
+  }
   case MB_TT_TABLE:
     if (depth > 4) { puts_(o, "{...}"); return mb_tr_skip(r); }
     if (mb_tr_enter(r, &narr, &nh)) return -1;

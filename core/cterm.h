@@ -13,7 +13,7 @@
 
 /* Value types as the reader reports them. */
 enum { MB_TT_NONE = -1, MB_TT_NIL, MB_TT_BOOL, MB_TT_INT, MB_TT_FLOAT, MB_TT_STR, MB_TT_PID,
-       MB_TT_REF, MB_TT_TABLE };
+       MB_TT_REF, MB_TT_TABLE, MB_TT_HANDLE };
 
 /* ---- writer ----
  * mb_tw_begin, then exactly one value; a table is mb_tw_table(narr), then its narr
@@ -72,6 +72,7 @@ int mb_tr_string(mb_tr *r, const char **s, size_t *len);   /* s points into the 
 int mb_tr_is_string(mb_tr *r, const char *s);   /* the next value is the string s: take it (1) or not (0) */
 int mb_tr_pid(mb_tr *r, mb_pid *v);
 int mb_tr_ref(mb_tr *r, uint64_t *v);
+int mb_tr_handle(mb_tr *r, int *kind, uint64_t *id);   /* an I/O handle: its kind and id */
 int mb_tr_skip(mb_tr *r);
 /* Enter the next value, a table: its narr array items and nh pairs follow. */
 int mb_tr_enter(mb_tr *r, uint64_t *narr, uint32_t *nh);

@@ -16,6 +16,7 @@
 #include "io.h"
 #include "log.h"
 #include "native.h"
+#include "handle.h"
 
 #ifndef MB_LIBDIR
 #define MB_LIBDIR "/usr/local/share/moonbeam"
@@ -69,6 +70,7 @@ mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state) {
   pthread_cond_init(&n->done_cond, NULL);
   n->start_ns = mb_now_ns();
   if (mb_sig_statics_init() != 0 || !n->path || !n->ptab || !n->reg || !n->codes || !n->timers) { mb_node_free(n); return NULL; }
+  if (!(n->handles = mb_htab_new())) { mb_node_free(n); return NULL; }
   return n;
 }
 
@@ -236,6 +238,7 @@ static void reap(mb_node *n) {
     p->inbox = p->inbox_tail = NULL;
     mb_ptab_remove(n->ptab, p);
     atomic_store(&p->state, MB_PS_DEAD);
+    mb_resources_close_all(p);
     if (p->L) { lua_close(p->L); p->L = NULL; }
     if (p->kind == MB_PK_NATIVE) mb_native_reap(p);   /* native.c: its destroy, once */
     mb_proc_unref(p);   /* ours */
@@ -253,6 +256,7 @@ void mb_node_free(mb_node *n) {
   mb_sched_free_all(n);
   if (n->io) mb_io_stop(n->io);
   mb_timers_free(n->timers);
+  mb_htab_free(n->handles);
   mb_codecache_free(n->codes);
   mb_registry_free(n->reg);
   mb_ptab_free(n->ptab);

@@ -18,6 +18,7 @@ typedef struct mb_registry mb_registry;
 typedef struct mb_codecache mb_codecache;
 typedef struct mb_io mb_io;
 typedef struct mb_timers mb_timers;
+typedef struct mb_htab mb_htab;
 
 /* Preloaded modules: `require name` in any process state calls `open`. */
 typedef struct mb_preload { char *name; lua_CFunction open; struct mb_preload *next; } mb_preload;
@@ -43,6 +44,7 @@ struct mb_node {
   mb_codecache *codes;
   mb_timers *timers;             /* ref -> timer, for cancel_timer from anywhere */
   mb_io *io;
+  mb_htab *handles;              /* I/O handles: id -> kind, owner, resource (handle.c) */
   mb_arena arena;                /* memory of process states */
   struct mb_ticker *ticker;      /* the preemption ticker (scheduler.c) */
   mb_preload *preloads;

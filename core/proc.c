@@ -18,6 +18,7 @@
 #include "scheduler.h"
 #include "code.h"
 #include "log.h"
+#include "handle.h"
 
 /* ---- signals ---- */
 
@@ -537,6 +538,7 @@ void mb_proc_finish(mb_proc *p, mb_sig *reason) {
 
   mb_sched_disarm_wait(p);
   mb_sched_drop_timers_to(n, me);   /* after DEAD: a timer set at it now sees it dead */
+  mb_resources_close_all(p);        /* its sockets close before any EXIT or DOWN goes out */
   if (p->L) { lua_close(p->L); p->L = p->co = NULL; p->cur = NULL; }
 
   /* The sets no longer change: nothing else runs as this process. Every EXIT and

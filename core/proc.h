@@ -134,6 +134,8 @@ struct mb_proc {
   char *name;              /* registered name: name_len bytes (and a NUL) */
   size_t name_len;
   char *module;
+  struct mb_resource *resources;   /* closed at its end (handle.h) */
+  uint8_t resources_closed;        /* set at its end: no resource may join the list */
 };
 
 /* The process running on this thread's state L. */

@@ -1,38 +1,50 @@
-/* term: pids and refs as Lua userdata. Each state interns them per kind (id ->
- * userdata, weakly) so one id is one value: `==` and table keys just work without
- * an __eq, and a pid never equals a ref. */
+/* term: pids, refs and I/O handles as Lua userdata. Each state interns them per
+ * kind (id -> userdata, weakly) so one id is one value: `==` and table keys just
+ * work without an __eq, and a pid never equals a ref. A handle's userdata also
+ * holds its handle kind (ids are unique across handle kinds: one intern table). */
 #include <lauxlib.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 #include "term.h"
+#include "handle.h"
 
 typedef struct { uint64_t id; } box;
+typedef struct { box b; uint64_t kind; } hbox;   /* a handle */
 
 /* registry keys: the addresses of these */
 static const char pid_key, ref_key;
+static const char handle_key;
 
-static int test_box(lua_State *L, int idx, const char *key, uint64_t *out);
+static void *test_box(lua_State *L, int idx, const char *key, size_t size, uint64_t *out);
 
 static int pid_tostring(lua_State *L) {
   uint64_t id = 0;
-  if (!test_box(L, 1, &pid_key, &id)) return luaL_typeerror(L, 1, "pid");
+  if (!test_box(L, 1, &pid_key, sizeof(box), &id)) return luaL_typeerror(L, 1, "pid");
   lua_pushfstring(L, "<0.%I>", (lua_Integer)id);
   return 1;
 }
 
 static int ref_tostring(lua_State *L) {
   uint64_t id = 0;
-  if (!test_box(L, 1, &ref_key, &id)) return luaL_typeerror(L, 1, "ref");
+  if (!test_box(L, 1, &ref_key, sizeof(box), &id)) return luaL_typeerror(L, 1, "ref");
   lua_pushfstring(L, "#Ref<0.%I>", (lua_Integer)id);
+  return 1;
+}
+
+static int handle_tostring(lua_State *L) {
+  uint64_t id = 0;
+  if (!test_box(L, 1, &handle_key, sizeof(hbox), &id)) return luaL_typeerror(L, 1, "handle");
+  lua_pushfstring(L, "#Port<0.%I>", (lua_Integer)id);
   return 1;
 }
 
 /* Per kind, the registry holds its metatable under the address of a static key
  * (a light userdata: no string hashing on the hot path). The metatable is also the
  * kind's intern table (id -> userdata): its own metatable makes its values weak,
- * and its string fields are never collected. One table per kind and state. */
-static void push_meta(lua_State *L, const char *key, const char *mt, lua_CFunction tostr) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
+ * and its string fields are never collected. One table per kind and state; made
+ * (replacing the non-table on top) the first time, out of the hot path. */
+static __attribute__((noinline)) void make_meta(lua_State *L, const char *key, const char *mt, lua_CFunction tostr) {
   lua_pop(L, 1);
   lua_createtable(L, 0, 4);
   lua_pushcfunction(L, tostr);
@@ -49,15 +61,19 @@ static void push_meta(lua_State *L, const char *key, const char *mt, lua_CFuncti
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
-static void push_box(lua_State *L, const char *key, const char *mt, lua_CFunction tostr, uint64_t id) {
-  push_meta(L, key, mt, tostr);                  /* mt */
+/* Push the interned box for id, or a new one of `size` bytes, zeroed past the id.
+ * Inlined: each caller's size is a constant. */
+static inline __attribute__((always_inline)) void push_box(lua_State *L, const char *key, const char *mt,
+                                                           lua_CFunction tostr, uint64_t id, size_t size) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TTABLE) make_meta(L, key, mt, tostr); /* mt */
   if (lua_rawgeti(L, -1, (lua_Integer)id) != LUA_TNIL) {
     lua_remove(L, -2);
     return;
   }
   lua_pop(L, 1);
-  box *b = lua_newuserdatauv(L, sizeof(box), 1); /* mt ud */
+  box *b = lua_newuserdatauv(L, size, 1);        /* mt ud */
   b->id = id;
+  if (size > sizeof(box)) memset(b + 1, 0, size - sizeof(box));
   lua_pushlightuserdata(L, (void *)key);         /* the kind, for a cheap test_box */
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, -2);
@@ -67,22 +83,39 @@ static void push_box(lua_State *L, const char *key, const char *mt, lua_CFunctio
   lua_remove(L, -2);
 }
 
-void mb_push_pid(lua_State *L, mb_pid pid) { push_box(L, &pid_key, MB_PID_MT, pid_tostring, pid); }
-void mb_push_ref(lua_State *L, uint64_t ref) { push_box(L, &ref_key, MB_REF_MT, ref_tostring, ref); }
+void mb_push_pid(lua_State *L, mb_pid pid) { push_box(L, &pid_key, MB_PID_MT, pid_tostring, pid, sizeof(box)); }
+void mb_push_ref(lua_State *L, uint64_t ref) { push_box(L, &ref_key, MB_REF_MT, ref_tostring, ref, sizeof(box)); }
+
+int mb_push_handle(lua_State *L, int kind, uint64_t id) {
+  if (kind <= 0 || kind >= MB_HANDLE_KINDS || id % MB_HANDLE_CAP == 0) return -1;
+  push_box(L, &handle_key, MB_HANDLE_MT, handle_tostring, id, sizeof(hbox));
+  hbox *h = lua_touserdata(L, -1);
+  if (!h->kind) h->kind = (uint64_t)kind;   /* new */
+  else if (h->kind != (uint64_t)kind) { lua_pop(L, 1); return -1; }
+  return 0;
+}
 
 /* The kind is the userdata's user value (a light userdata only this file can
  * make): no metatable or registry lookup, so a send's pid test stays cheap. */
-static int test_box(lua_State *L, int idx, const char *key, uint64_t *out) {
+static void *test_box(lua_State *L, int idx, const char *key, size_t size, uint64_t *out) {
   /* the size too: not another userdata given the mark */
-  if (lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof(box)) return 0;
+  if (lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != size) return NULL;
   int ok = lua_getiuservalue(L, idx, 1) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == (void *)key;
   lua_pop(L, 1);
-  if (ok && out) *out = ((box *)lua_touserdata(L, idx))->id;
-  return ok;
+  if (!ok) return NULL;
+  box *b = lua_touserdata(L, idx);
+  if (out) *out = b->id;
+  return b;
 }
 
-int mb_test_pid(lua_State *L, int idx, mb_pid *out) { return test_box(L, idx, &pid_key, out); }
-int mb_test_ref(lua_State *L, int idx, uint64_t *out) { return test_box(L, idx, &ref_key, out); }
+int mb_test_pid(lua_State *L, int idx, mb_pid *out) { return test_box(L, idx, &pid_key, sizeof(box), out) != NULL; }
+int mb_test_ref(lua_State *L, int idx, uint64_t *out) { return test_box(L, idx, &ref_key, sizeof(box), out) != NULL; }
+
+int mb_test_handle(lua_State *L, int idx, int *kind, uint64_t *id) {
+  hbox *h = test_box(L, idx, &handle_key, sizeof(hbox), id);
+  if (h && kind) *kind = (int)h->kind;
+  return h != NULL;
+}
 
 mb_pid mb_check_pid(lua_State *L, int idx) {
   mb_pid p = 0;

@@ -1,4 +1,4 @@
-/* term: pids and refs as Lua userdata, interned per state so that equal ids are the same value. */
+/* term: pids, refs and I/O handles as Lua userdata, interned per state so that equal ids are the same value. */
 #ifndef MB_TERM_H
 #define MB_TERM_H
 
@@ -8,6 +8,7 @@
 
 #define MB_PID_MT "moonbeam.pid"
 #define MB_REF_MT "moonbeam.ref"
+#define MB_HANDLE_MT "moonbeam.handle"
 
 /* Push the pid (ref) userdata for id; the same id gives the same userdata in one state. */
 void mb_push_pid(lua_State *L, mb_pid pid);
@@ -20,5 +21,12 @@ int mb_test_ref(lua_State *L, int idx, uint64_t *out);
 /* The pid (ref) at idx, or a luaL_argerror. */
 mb_pid mb_check_pid(lua_State *L, int idx);
 uint64_t mb_check_ref(lua_State *L, int idx);
+
+/* An I/O handle: (kind, id) as in the node's handle table (handle.h); tostring
+ * "#Port<0.ID>". Interned like pids. Pushes it and returns 0, or returns -1 and
+ * pushes nothing if kind or id is out of range or this state already holds id
+ * with another kind (only a forged encoding can ask for that). */
+int mb_push_handle(lua_State *L, int kind, uint64_t id);
+int mb_test_handle(lua_State *L, int idx, int *kind, uint64_t *id);
 
 #endif
