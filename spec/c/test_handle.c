@@ -9,22 +9,13 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
-#include "check.h"
+#include "nodecheck.h"
 #include "moonbeam.h"
 #include "node.h"
 #include "proc.h"
 #include "handle.h"
 #include "codec.h"
 #include "term.h"
-
-static mb_node *quiet_node(int schedulers) {
-  mb_node_opts o = { 0 };
-  o.schedulers = schedulers;
-  o.log_level = "none";
-  mb_node *n = mb_node_new(&o);
-  CHECK(n != NULL);
-  return n;
-}
 
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -34,7 +25,7 @@ static int cmp_u64(const void *a, const void *b) {
 /* ------------------------------------------------------------ the table */
 
 TEST(ids_are_unique_across_create_close_cycles) {
-  mb_node *n = quiet_node(1);
+  mb_node *n = check_quiet_node(1);
   enum { ROUNDS = 200, PER = 300, KEEP = 7 };
   size_t cap = (size_t)ROUNDS * PER, k = 0;
   uint64_t *all = malloc(cap * sizeof *all);
@@ -57,7 +48,7 @@ TEST(ids_are_unique_across_create_close_cycles) {
 }
 
 TEST(stale_ids_are_rejected) {
-  mb_node *n = quiet_node(1);
+  mb_node *n = check_quiet_node(1);
   uint64_t a, b;
   mb_handle_info h;
   CHECK_EQ_INT(mb_handle_new(n, 3, NULL, 11, &a), 0);
@@ -115,7 +106,7 @@ static void *hammer(void *arg) {
 }
 
 TEST(concurrent_create_close_get) {
-  mb_node *n = quiet_node(1);
+  mb_node *n = check_quiet_node(1);
   pthread_t th[HT_THREADS];
   ham_arg args[HT_THREADS];
   for (int t = 0; t < HT_THREADS; t++) {
@@ -211,7 +202,7 @@ static int luaopen_probe(lua_State *L) {
 static int run_script(const char *src, int schedulers) {
   char path[] = "/tmp/mb_test_handle_XXXXXX.lua";
   check_write_script(path, src);
-  mb_node *n = quiet_node(schedulers);
+  mb_node *n = check_quiet_node(schedulers);
   CHECK_EQ_INT(mb_node_preload(n, "probe", luaopen_probe), 0);
   mb_pid pid;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
@@ -266,7 +257,7 @@ TEST(resources_close_before_down_reaches_an_external_process) {
     "require('probe').open(1)\n"
     "mb.send(from, 'attached')\n"
     "mb.receive()\n");
-  mb_node *n = quiet_node(2);
+  mb_node *n = check_quiet_node(2);
   n->keep_alive = 1;
   CHECK_EQ_INT(mb_node_preload(n, "probe", luaopen_probe), 0);
   mb_pid pid;
@@ -336,7 +327,7 @@ TEST(resources_close_before_down_reaches_a_lua_process) {
 
 /* Hand-offs between external processes driven by the test thread. */
 TEST(set_owner_moves_the_resource) {
-  mb_node *n = quiet_node(1);
+  mb_node *n = check_quiet_node(1);
   mb_proc *a = ext_new(n), *b = ext_new(n), *c = ext_new(n);
   mb_pid ap = atomic_load(&a->pid), bp = atomic_load(&b->pid), cp = atomic_load(&c->pid);
   tres *t = tres_new(n);
@@ -381,7 +372,7 @@ TEST(set_owner_moves_the_resource) {
 
 /* A removed resource is not closed at its process's end; removing twice is harmless. */
 TEST(removed_resources_are_not_closed) {
-  mb_node *n = quiet_node(1);
+  mb_node *n = check_quiet_node(1);
   mb_proc *a = ext_new(n);
   tres *t1 = tres_new(n), *t2 = tres_new(n), *t3 = tres_new(n);
   CHECK_EQ_INT(mb_proc_add_resource(a, &t1->r), 0);

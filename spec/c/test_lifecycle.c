@@ -8,27 +8,9 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
-#include "check.h"
+#include "nodecheck.h"
 #include "moonbeam.h"
 #include "node.h"
-
-static void write_script(char *path, const char *src) {
-  int fd = mkstemps(path, 4);
-  CHECK(fd >= 0);
-  FILE *f = fdopen(fd, "w");
-  CHECK(f != NULL);
-  fputs(src, f);
-  fclose(f);
-}
-
-static mb_node *quiet_node(int schedulers) {
-  mb_node_opts o = { 0 };
-  o.schedulers = schedulers;
-  o.log_level = "none";
-  mb_node *n = mb_node_new(&o);
-  CHECK(n != NULL);
-  return n;
-}
 
 static void pause_ms(int ms) {
   struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
@@ -47,13 +29,13 @@ static void wait_done(mb_node *n) {
   CHECK(!"the node did not end within 10 s");
 }
 
-/* A node whose last process ended by itself (nobody waited) is freed: freeing
- * must join its threads first (under ASan this was a use-after-free in sched_main). */
-TEST(free_joins_a_node_that_stopped_by_itself) {
+/* Run src on a started node until the node says it is done, then free it without
+ * waiting: free must join the threads first. */
+static void free_after_its_end(const char *src) {
   char path[] = "/tmp/mb_test_life_XXXXXX.lua";
-  write_script(path, "local x = 0\nfor i = 1, 1000 do x = x + i end\n");
+  check_write_script(path, src);
   for (int round = 0; round < 20; round++) {
-    mb_node *n = quiet_node(2);
+    mb_node *n = check_quiet_node(2);
     mb_pid pid;
     CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
     CHECK_EQ_INT(mb_node_start(n), 0);
@@ -63,28 +45,24 @@ TEST(free_joins_a_node_that_stopped_by_itself) {
   unlink(path);
 }
 
-/* The same after halt: free (without wait) joins. */
+/* A node whose last process ended by itself (nobody waited) is freed (under ASan
+ * this was a use-after-free in sched_main). */
+TEST(free_joins_a_node_that_stopped_by_itself) {
+  free_after_its_end("local x = 0\nfor i = 1, 1000 do x = x + i end\n");
+}
+
+/* The same after halt. */
 TEST(free_joins_a_node_that_halted) {
-  char path[] = "/tmp/mb_test_life_XXXXXX.lua";
-  write_script(path, "require('moonbeam').halt(3)\n");
-  for (int round = 0; round < 20; round++) {
-    mb_node *n = quiet_node(2);
-    mb_pid pid;
-    CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
-    CHECK_EQ_INT(mb_node_start(n), 0);
-    wait_done(n);
-    mb_node_free(n);
-  }
-  unlink(path);
+  free_after_its_end("require('moonbeam').halt(3)\n");
 }
 
 /* Stop races the end of the last process: stop must never move the state back
  * from STOPPED to STOPPING (the ticker then parked forever and stop hung). */
 TEST(stop_racing_the_last_process_end_returns) {
   char path[] = "/tmp/mb_test_life_XXXXXX.lua";
-  write_script(path, "local x = 1\n");
+  check_write_script(path, "local x = 1\n");
   for (int round = 0; round < 300; round++) {
-    mb_node *n = quiet_node(2);
+    mb_node *n = check_quiet_node(2);
     mb_pid pid;
     CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
     CHECK_EQ_INT(mb_node_start(n), 0);
@@ -108,14 +86,14 @@ TEST(halt_while_busy_loops_run_ends_the_node) {
   return;
 #endif
   char path[] = "/tmp/mb_test_life_XXXXXX.lua";
-  write_script(path,
+  check_write_script(path,
     "local mb = require 'moonbeam'\n"
     "local me = mb.self()\n"
     "for i = 1, 50 do mb.spawn(function(p) require('moonbeam').send(p, 1); while true do end end, me) end\n"
     "for i = 1, 50 do assert(mb.receive(10000)) end\n"
     "mb.halt(4)\n");
   for (int round = 0; round < 5; round++) {
-    mb_node *n = quiet_node(2);
+    mb_node *n = check_quiet_node(2);
     mb_pid pid;
     CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
     CHECK_EQ_INT(mb_node_run(n), 4);
@@ -131,12 +109,12 @@ TEST(stop_while_busy_loops_run_returns) {
   return;
 #endif
   char path[] = "/tmp/mb_test_life_XXXXXX.lua";
-  write_script(path,
+  check_write_script(path,
     "local mb = require 'moonbeam'\n"
     "for i = 1, 20 do mb.spawn(function() while true do end end) end\n"
     "mb.register('ready')\n"
     "while true do end\n");
-  mb_node *n = quiet_node(2);
+  mb_node *n = check_quiet_node(2);
   mb_pid pid;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
   CHECK_EQ_INT(mb_node_start(n), 0);
@@ -152,7 +130,7 @@ TEST(stop_while_busy_loops_run_returns) {
 /* A start that fails (here: no file descriptor left for the I/O loop) leaves a
  * stopped node that stop, wait and free handle, not a RUNNING node without threads. */
 TEST(failed_start_leaves_a_stopped_node) {
-  mb_node *n = quiet_node(2);
+  mb_node *n = check_quiet_node(2);
   int next_fd = dup(0);
   CHECK(next_fd >= 0);
   close(next_fd);
@@ -183,7 +161,7 @@ TEST(preemption_survives_a_blocked_signal) {
   sigaddset(&set, SIGRTMIN + 3);
   CHECK_EQ_INT(pthread_sigmask(SIG_BLOCK, &set, NULL), 0);
   char path[] = "/tmp/mb_test_life_XXXXXX.lua";
-  write_script(path,
+  check_write_script(path,
     "local mb = require 'moonbeam'\n"
     "local looper = mb.spawn(function() while true do end end)\n"
     "local echo = mb.spawn(function() local mb = require 'moonbeam'\n"
@@ -191,7 +169,7 @@ TEST(preemption_survives_a_blocked_signal) {
     "mb.send(echo, {mb.self(), 'hi'})\n"
     "assert(mb.receive(10000) == 'hi')\n"
     "mb.exit(looper, 'kill')\n");
-  mb_node *n = quiet_node(1);
+  mb_node *n = check_quiet_node(1);
   mb_pid pid;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
   CHECK_EQ_INT(mb_node_run(n), 0);
@@ -208,7 +186,7 @@ TEST(ticker_never_misses_a_busy_slice) {
   return;
 #endif
   char path[] = "/tmp/mb_test_life_XXXXXX.lua";
-  write_script(path,
+  check_write_script(path,
     "local mb = require 'moonbeam'\n"
     "local me = mb.self()\n"
     "for round = 1, 300 do\n"
@@ -218,7 +196,7 @@ TEST(ticker_never_misses_a_busy_slice) {
     "  assert(mb.receive(10000) == 'turn')\n"
     "  mb.exit(looper, 'kill')\n"
     "end\n");
-  mb_node *n = quiet_node(1);
+  mb_node *n = check_quiet_node(1);
   mb_pid pid;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
   CHECK_EQ_INT(mb_node_run(n), 0);

@@ -7,25 +7,15 @@
 #include <unistd.h>
 #include <pthread.h>
 #include <time.h>
-#include "check.h"
+#include "nodecheck.h"
 #include <lauxlib.h>
 #include <lualib.h>
 #include "moonbeam.h"
 
-/* A node that logs nothing (crash reports would clutter the test output). */
-static mb_node *quiet_node(int schedulers) {
-  mb_node_opts o = { 0 };
-  o.schedulers = schedulers;
-  o.log_level = "none";
-  mb_node *n = mb_node_new(&o);
-  CHECK(n != NULL);
-  return n;
-}
-
 static int run_script(const char *src, int schedulers) {
   char path[] = "/tmp/mb_test_node_XXXXXX.lua";
   check_write_script(path, src);
-  mb_node *n = quiet_node(schedulers);
+  mb_node *n = check_quiet_node(schedulers);
   mb_pid pid;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
   CHECK(pid > 0);
@@ -198,7 +188,7 @@ TEST(stop_while_another_thread_waits_on_a_module_process) {
 TEST(stop_while_another_thread_waits_on_a_script_process) {
   char path[] = "/tmp/mb_test_node_XXXXXX.lua";
   check_write_script(path, "local mb = require 'moonbeam'\nmb.register('forever_script')\nmb.receive()\n");
-  mb_node *n = quiet_node(2);
+  mb_node *n = check_quiet_node(2);
   mb_pid pid = 0;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
   stop_while_waiting(n, "forever_script");
@@ -206,7 +196,7 @@ TEST(stop_while_another_thread_waits_on_a_script_process) {
 }
 
 TEST(stop_of_a_never_started_node_returns_and_free_works) {
-  mb_node *n = quiet_node(0);
+  mb_node *n = check_quiet_node(0);
   CHECK_EQ_INT(mb_node_stop(n), 0);
   CHECK_EQ_INT(mb_node_stop(n), 0);
   CHECK_EQ_INT(mb_node_wait(n), 0);
@@ -216,7 +206,7 @@ TEST(stop_of_a_never_started_node_returns_and_free_works) {
 TEST(stop_of_a_never_started_node_with_a_process_returns_and_free_works) {
   char path[] = "/tmp/mb_test_node_XXXXXX.lua";
   check_write_script(path, "require('moonbeam').receive()\n");
-  mb_node *n = quiet_node(0);
+  mb_node *n = check_quiet_node(0);
   mb_pid pid = 0;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
   CHECK_EQ_INT(mb_node_stop(n), 0);
@@ -230,7 +220,7 @@ TEST(send_from_c_reaches_processes) {
   check_write_script(path, "local mb = require 'moonbeam'\nmb.register('sink')\n"
         "local a = mb.receive(10000)\nlocal b = mb.receive(10000)\n"
         "mb.halt(a.code + b)\n");
-  mb_node *n = quiet_node(2);
+  mb_node *n = check_quiet_node(2);
   mb_pid pid = 0;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
   CHECK_EQ_INT(mb_node_start(n), 0);
