@@ -1,4 +1,4 @@
-/* cterm: the C writer, reader and renderer of encoded terms (format: core/codec.c). */
+/* cterm: the C writer, reader and renderer of encoded terms (format: core/codec_format.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,12 +6,8 @@
 #include "cterm.h"
 #include "handle.h"
 #include "codec.h"
+#include "codec_format.h"
 
-/* The tags and header of core/codec.c. */
-enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_PID, T_REF, T_TABLE, T_BACKREF, T_HANDLE };
-#define HDR_VERSION  0x01
-#define HDR_BACKREFS 0x80
-#define VARINT_MAX   10
 
 _Static_assert(MB_TW_MAXDEPTH == MB_CODEC_MAXDEPTH, "the writer nests as deep as the codec");
 

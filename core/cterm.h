@@ -1,4 +1,4 @@
-/* cterm: encoded terms (core/codec.c's format) written and read from C, without a
+/* cterm: encoded terms (core/codec_format.h) written and read from C, without a
  * Lua state — for native processes (supervisors, gen_server loops) and for
  * rendering exit reasons. The writer builds one value into an mb_buf; the reader is
  * a cursor over an encoded buffer, checked whole when opened, so no byte sequence

@@ -104,7 +104,7 @@ static inline const char *mb_luatab_string(const void *ts, unsigned char tag, si
   return s + sizeof(void *) + 8 + sizeof(size_t);
 }
 
-/* mb_encode (codec.c) with the in-place reader on (inplace 1) or off (0),
+/* mb_encode (encode.c) with the in-place reader on (inplace 1) or off (0),
  * whatever the probe said: for the probe, which compares the two, and for tests.
  * MB_INPLACE_DOUBT reads every table in place, then takes the view as wrong and
  * reads it again through the API (a test of that fallback). */

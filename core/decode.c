@@ -1,0 +1,481 @@
+/* decode: the codec's encoding (codec_format.h) back to Lua values, bounded and
+ * safe against any bytes: the receiver's half of every copy. Also the checks the
+ * core makes on encoded reasons without decoding them. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "codec.h"
+#include "codec_format.h"
+#include "term.h"
+
+/* ---------------------------------------------------------------- reader */
+
+typedef struct rd { const unsigned char *p, *end; } rd;
+
+static int rd_varint_slow(rd *r, uint64_t *out) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 7 * VARINT_MAX; shift += 7) {
+    if (r->p == r->end) return -1;
+    unsigned c = *r->p++;
+    if (shift == 63 && c > 1) return -1; /* more than 64 bits */
+    v |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) {
+      *out = v;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* One byte holds every value below 128: no loop for those. */
+static inline int rd_varint(rd *r, uint64_t *out) {
+  if (r->p != r->end && *r->p < 0x80) {
+    *out = *r->p++;
+    return 0;
+  }
+  return rd_varint_slow(r, out);
+}
+
+static size_t rd_left(const rd *r) { return (size_t)(r->end - r->p); }
+
+/* Table header: sizes checked against what is left (every value takes a byte). */
+static int rd_table(rd *r, uint64_t *narr, uint32_t *nh) {
+  if (rd_varint(r, narr) || *narr > rd_left(r) || rd_left(r) - *narr < 4) return -1;
+  memcpy(nh, r->p, 4);
+  r->p += 4;
+  return (uint64_t)*nh * 2 > rd_left(r) - *narr ? -1 : 0;
+}
+
+static int rd_header(rd *r, const char *p, size_t len, int *backrefs) {
+  if (!p || !len) return -1; /* before any pointer arithmetic on a NULL p */
+  r->p = (const unsigned char *)p;
+  r->end = r->p + len;
+  if ((r->p[0] & ~HDR_BACKREFS) != HDR_VERSION) return -1;
+  *backrefs = (r->p[0] & HDR_BACKREFS) != 0;
+  r->p++;
+  return 0;
+}
+
+/* Walk one value without Lua: structure and bounds only. */
+static int rd_skip(rd *r, int depth) {
+  uint64_t v;
+  if (r->p == r->end) return -1;
+  switch (*r->p++) {
+  case T_NIL: case T_FALSE: case T_TRUE:
+    return 0;
+  case T_INT: case T_PID: case T_REF: case T_BACKREF:
+    return rd_varint(r, &v);
+  case T_FLOAT:
+    if (rd_left(r) < 8) return -1;
+    r->p += 8;
+    return 0;
+  case T_STR:
+    if (rd_varint(r, &v) || v > rd_left(r)) return -1;
+    r->p += v;
+    return 0;
+  case T_HANDLE:
+    if (rd_varint(r, &v) || r->p == r->end) return -1;
+    r->p++;
+    return 0;
+  case T_TABLE: {
+    uint32_t nh;
+    if (depth >= MB_CODEC_MAXDEPTH || rd_table(r, &v, &nh)) return -1;
+    for (uint64_t i = 0; i < v + 2 * (uint64_t)nh; i++)
+      if (rd_skip(r, depth + 1)) return -1;
+    return 0;
+  }
+  default:
+    return -1;
+  }
+}
+
+static int rd_is_string(rd *r, const char *s, size_t n) {
+  uint64_t len;
+  if (r->p == r->end || *r->p++ != T_STR || rd_varint(r, &len) || len > rd_left(r)) return 0;
+  r->p += len;
+  return len == n && memcmp(r->p - len, s, n) == 0;
+}
+
+int mb_encoded_is_string(const char *p, size_t len, const char *s) {
+  rd r;
+  int br;
+  return !rd_header(&r, p, len, &br) && rd_is_string(&r, s, strlen(s)) && r.p == r.end;
+}
+
+int mb_reason_is_normal(const char *p, size_t len) {
+  rd r;
+  int br;
+  uint64_t narr;
+  uint32_t nh;
+  if (rd_header(&r, p, len, &br) || r.p == r.end) return 0;
+  if (*r.p == T_STR)
+    return mb_encoded_is_string(p, len, "normal") || mb_encoded_is_string(p, len, "shutdown");
+  if (*r.p++ != T_TABLE || rd_table(&r, &narr, &nh) || narr != 2 || nh != 0) return 0;
+  return rd_is_string(&r, "shutdown", 8) && !rd_skip(&r, 1) && r.p == r.end;
+}
+
+/* ---------------------------------------------------------------- decoder */
+
+typedef struct strcache strcache;
+
+typedef struct dec {
+  lua_State *L;
+  strcache *sc;    /* the state's key cache (see strcache), NULL until made */
+  int scx;         /* its stack slot, 0 when there is none (no table to decode) */
+  rd r;
+  int refs;        /* stack index of the decoded tables (by number), 0 = no back-references */
+  uint32_t ntabs;
+  int depth;
+  uint32_t open[MB_CODEC_MAXDEPTH]; /* numbers of the tables being filled */
+} dec;
+
+/* Stack slots a level may use: table, key, value, and mb_push_pid's own. */
+#define DEC_SLOTS 8
+
+/* Hash keys repeat from message to message ("type", "from", "id"), and pushing
+ * one costs Lua a hash and a lookup in its string table. Each state that decodes
+ * string keys gets a small two-way set-associative cache: a userdata (kept in the
+ * registry) whose user values hold the keys last seen, and whose C part keeps
+ * their bytes (pointers into those strings, alive while the user values hold
+ * them) for the comparison; ~1.7 KB, counted in the process's heap. While a
+ * table is decoded the userdata (or nil, before the first key) sits at a fixed
+ * stack slot. A cache that does not pay (fewer than half of a window of lookups
+ * hit, as with a dictionary of distinct names) is bypassed for a while. Values
+ * are not cached: they repeat far less, and a miss costs more than a plain push. */
+#define SC_SETS   32
+#define SC_WAYS   2
+#define SC_MAXLEN 40   /* Lua's short strings */
+#define SC_WINDOW 256  /* lookups between two looks at the hit rate */
+#define SC_BYPASS 4096 /* keys pushed without the cache after a poor window */
+struct strcache {
+  const void *tag;   /* &strcache_key: a userdata put in its place is not taken for it */
+  const char *s[SC_SETS][SC_WAYS];
+  unsigned char len[SC_SETS][SC_WAYS];
+  unsigned char older[SC_SETS]; /* the way to replace next */
+  unsigned lookups, hits, bypass;
+};
+static const char strcache_key = 0;
+
+/* Reserve the cache's stack slot: the userdata, or nil until a key needs it (or
+ * when the registry holds something else there: then a new cache replaces it). */
+static void strcache_slot(dec *d) {
+  lua_State *L = d->L;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &strcache_key);
+  d->scx = lua_gettop(L);
+  d->sc = lua_touserdata(L, d->scx);
+  if (d->sc && (lua_type(L, d->scx) != LUA_TUSERDATA || lua_rawlen(L, d->scx) != sizeof *d->sc ||
+                d->sc->tag != &strcache_key)) {
+    d->sc = NULL;
+    lua_pushnil(L);
+    lua_replace(L, d->scx);
+  }
+}
+
+static strcache *strcache_make(dec *d) {
+  lua_State *L = d->L;
+  strcache *sc = lua_newuserdatauv(L, sizeof *sc, SC_SETS * SC_WAYS);
+  memset(sc, 0, sizeof *sc);
+  sc->tag = &strcache_key;
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &strcache_key);
+  lua_replace(L, d->scx);
+  return d->sc = sc;
+}
+
+static inline uint32_t str_hash(const unsigned char *s, size_t n) {
+  uint64_t a, b;
+  if (n >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+  } else if (n >= 4) {
+    uint32_t x, y;
+    memcpy(&x, s, 4);
+    memcpy(&y, s + n - 4, 4);
+    a = x;
+    b = y;
+  } else {
+    a = n ? (uint64_t)s[0] | (uint64_t)s[n / 2] << 8 | (uint64_t)s[n - 1] << 16 : 0;
+    b = 0;
+  }
+  uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + n) * 0xC2B2AE3D27D4EB4Full;
+  return (uint32_t)(h >> 40) % SC_SETS;
+}
+
+/* Two overlapping fixed-size compares for 4..16 bytes (both sides hold n bytes). */
+static inline int same_bytes(const char *a, const unsigned char *b, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t x0, x1, y0, y1;
+    memcpy(&x0, a, 8); memcpy(&y0, b, 8);
+    memcpy(&x1, a + n - 8, 8); memcpy(&y1, b + n - 8, 8);
+    return x0 == y0 && x1 == y1;
+  }
+  if (n >= 4 && n < 8) {
+    uint32_t x0, x1, y0, y1;
+    memcpy(&x0, a, 4); memcpy(&y0, b, 4);
+    memcpy(&x1, a + n - 4, 4); memcpy(&y1, b + n - 4, 4);
+    return x0 == y0 && x1 == y1;
+  }
+  return memcmp(a, b, n) == 0;
+}
+
+/* Push the key s[0..n), through the cache when it is short and the cache pays. */
+static void push_key(dec *d, const unsigned char *s, size_t n) {
+  lua_State *L = d->L;
+  strcache *sc = d->sc;
+  if (n > SC_MAXLEN || !d->scx) {
+    lua_pushlstring(L, (const char *)s, n);
+    return;
+  }
+  if (!sc) sc = strcache_make(d);
+  if (sc->bypass) {
+    sc->bypass--;
+    lua_pushlstring(L, (const char *)s, n);
+    return;
+  }
+  if (++sc->lookups == SC_WINDOW) {
+    if (sc->hits < SC_WINDOW / 2) sc->bypass = SC_BYPASS;
+    sc->lookups = sc->hits = 0;
+  }
+  uint32_t h = str_hash(s, n);
+  for (int w = 0; w < SC_WAYS; w++)
+    if (sc->s[h][w] && sc->len[h][w] == n && same_bytes(sc->s[h][w], s, n)) {
+      sc->hits++;
+      sc->older[h] = (unsigned char)(w ^ 1);
+      lua_getiuservalue(L, d->scx, (int)(h * SC_WAYS + (uint32_t)w) + 1);
+      return;
+    }
+  int w = sc->older[h];
+  sc->older[h] = (unsigned char)(w ^ 1);
+  lua_pushlstring(L, (const char *)s, n);
+  lua_pushvalue(L, -1);
+  sc->s[h][w] = NULL; /* the old key may go once its slot is overwritten */
+  lua_setiuservalue(L, d->scx, (int)(h * SC_WAYS + (uint32_t)w) + 1);
+  sc->s[h][w] = lua_tostring(L, -1);
+  sc->len[h][w] = (unsigned char)n;
+}
+
+static int dec_value(dec *d);
+
+/* One element: integers and short strings inline, everything else through
+ * dec_value. The hot loops below call this. */
+static inline int dec_elem(dec *d) {
+  rd *r = &d->r;
+  uint64_t v;
+  if (r->p != r->end) {
+    if (*r->p == T_INT) {
+      r->p++;
+      if (rd_varint(r, &v)) return -1;
+      lua_pushinteger(d->L, (lua_Integer)((v >> 1) ^ (0 - (v & 1))));
+      return 0;
+    }
+    if (*r->p == T_STR) {
+      r->p++;
+      if (rd_varint(r, &v) || v > rd_left(r)) return -1;
+      lua_pushlstring(d->L, (const char *)r->p, (size_t)v);
+      r->p += v;
+      return 0;
+    }
+  }
+  return dec_value(d);
+}
+
+/* A pure array of a few dozen elements or more is built by Lua itself: its values
+ * go on the stack and `return {...}` (one SETLIST) makes the table, instead of
+ * one lua_rawseti per element. The packer is compiled once per state. */
+#define PACK_MIN 16
+#define PACK_MAX 4096
+static const char pack_key = 0;
+
+static int dec_packed(dec *d, int narr) {
+  lua_State *L = d->L;
+  uint32_t k = d->ntabs++;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pack_key) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    if (luaL_loadstring(L, "return {...}") != LUA_OK) lua_error(L);   /* only memory can fail: raise it */
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &pack_key);
+  }
+  int base = lua_gettop(L);
+  d->open[d->depth++] = k;
+  /* Small integers (one or two varint bytes) straight from local cursors; the
+   * rest through dec_elem. */
+  const unsigned char *p = d->r.p, *end = d->r.end;
+  for (int i = 0; i < narr; i++) {
+    if (end - p >= 3 && p[0] == T_INT) {
+      uint64_t v;
+      if (p[1] < 0x80) {
+        v = p[1];
+        p += 2;
+      } else if (p[2] < 0x80) {
+        v = (uint64_t)(p[1] & 0x7f) | (uint64_t)p[2] << 7;
+        p += 3;
+      } else {
+        goto general;
+      }
+      lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (0 - (v & 1))));
+      continue;
+    }
+  general:
+    d->r.p = p;
+    if (dec_elem(d)) { lua_settop(L, base - 1); return -1; }
+    p = d->r.p;
+  }
+  d->r.p = p;
+  lua_call(L, narr, 1);
+  if (d->refs) {
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, d->refs, (lua_Integer)k + 1);
+  }
+  d->depth--;
+  return 0;
+}
+
+static __attribute__((noinline)) int dec_table(dec *d) {
+  lua_State *L = d->L;
+  uint64_t narr;
+  uint32_t nh;
+  if (rd_table(&d->r, &narr, &nh) || d->depth >= MB_CODEC_MAXDEPTH || d->ntabs == UINT32_MAX ||
+      !lua_checkstack(L, DEC_SLOTS))
+    return -1;
+  if (nh == 0 && narr >= PACK_MIN && narr <= PACK_MAX && narr <= rd_left(&d->r) &&
+      lua_checkstack(L, (int)narr + DEC_SLOTS))
+    return dec_packed(d, (int)narr);
+  lua_createtable(L, narr > INT_MAX ? INT_MAX : (int)narr, nh > INT_MAX ? INT_MAX : (int)nh);
+  uint32_t k = d->ntabs++;
+  int t = lua_gettop(L);
+  if (d->refs) {
+    lua_pushvalue(L, t);
+    lua_rawseti(L, d->refs, (lua_Integer)k + 1);
+  }
+  d->open[d->depth++] = k;
+  for (uint64_t i = 1; i <= narr; i++) {
+    if (dec_elem(d)) return -1;
+    lua_rawseti(L, t, (lua_Integer)i);
+  }
+  for (uint32_t j = 0; j < nh; j++) {
+    rd *r = &d->r;
+    uint64_t n;
+    if (r->p != r->end && *r->p == T_STR) { /* the usual key: no checks needed */
+      r->p++;
+      if (rd_varint(r, &n) || n > rd_left(r)) return -1;
+      push_key(d, r->p, (size_t)n);
+      r->p += n;
+      if (dec_elem(d)) return -1;
+      lua_rawset(L, t);
+      continue;
+    }
+    if (dec_elem(d)) return -1;
+    /* lua_rawset would raise on these */
+    int kt = lua_type(L, t + 1);
+    if (kt != LUA_TSTRING) {
+      if (kt == LUA_TNIL) return -1;
+      if (kt == LUA_TNUMBER && !lua_isinteger(L, t + 1)) {
+        lua_Number n = lua_tonumber(L, t + 1);
+        if (n != n) return -1;
+      }
+    }
+    if (dec_elem(d)) return -1;
+    lua_rawset(L, t);
+  }
+  d->depth--;
+  return 0;
+}
+
+static int dec_value(dec *d) {
+  lua_State *L = d->L;
+  rd *r = &d->r;
+  uint64_t v;
+  if (r->p == r->end) return -1;
+  switch (*r->p++) {
+  case T_NIL: lua_pushnil(L); return 0;
+  case T_FALSE: lua_pushboolean(L, 0); return 0;
+  case T_TRUE: lua_pushboolean(L, 1); return 0;
+  case T_INT:
+    if (rd_varint(r, &v)) return -1;
+    lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (0 - (v & 1))));
+    return 0;
+  case T_FLOAT: {
+    lua_Number n;
+    if (rd_left(r) < 8) return -1;
+    memcpy(&n, r->p, 8);
+    r->p += 8;
+    lua_pushnumber(L, n);
+    return 0;
+  }
+  case T_STR:
+    if (rd_varint(r, &v) || v > rd_left(r)) return -1;
+    lua_pushlstring(L, (const char *)r->p, (size_t)v);
+    r->p += v;
+    return 0;
+  case T_PID:
+    if (rd_varint(r, &v)) return -1;
+    mb_push_pid(L, v);
+    return 0;
+  case T_REF:
+    if (rd_varint(r, &v)) return -1;
+    mb_push_ref(L, v);
+    return 0;
+  case T_HANDLE:   /* kind and id checked by mb_push_handle */
+    if (rd_varint(r, &v) || r->p == r->end) return -1;
+    return mb_push_handle(L, *r->p++, v);
+  case T_TABLE:
+    return dec_table(d);
+  case T_BACKREF:
+    if (!d->refs || rd_varint(r, &v) || v >= d->ntabs) return -1;
+    for (int i = 0; i < d->depth; i++)
+      if (d->open[i] == v) return -1; /* the encoder never writes a cycle */
+    lua_rawgeti(L, d->refs, (lua_Integer)v + 1);
+    return 0;
+  default:
+    return -1;
+  }
+}
+
+static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
+  int backrefs;
+  d->L = L;
+  d->sc = NULL;
+  d->scx = 0;
+  d->refs = 0;
+  d->ntabs = 0;
+  d->depth = 0;
+  if (rd_header(&d->r, p, len, &backrefs) || !lua_checkstack(L, DEC_SLOTS + 2)) return -1;
+  if (backrefs) { /* only then keep every table reachable by number */
+    lua_createtable(L, 8, 0);
+    d->refs = lua_gettop(L);
+  }
+  return 0;
+}
+
+int mb_decode(lua_State *L, const char *p, size_t len) {
+  dec d;
+  int top = lua_gettop(L);
+  if (dec_open(&d, L, p, len)) return -1;
+  if (d.r.p != d.r.end && *d.r.p == T_TABLE) strcache_slot(&d); /* below the result */
+  if (dec_value(&d) || d.r.p != d.r.end) {
+    lua_settop(L, top);
+    return -1;
+  }
+  if (d.scx) lua_remove(L, d.scx); /* above refs: it was pushed after them */
+  if (d.refs) lua_remove(L, d.refs);
+  return 0;
+}
+
+int mb_decode_values(lua_State *L, const char *p, size_t len) {
+  dec d;
+  uint64_t n;
+  int top = lua_gettop(L);
+  if (dec_open(&d, L, p, len) || rd_varint(&d.r, &n) || n > rd_left(&d.r) ||
+      n > INT_MAX - 2 * DEC_SLOTS || !lua_checkstack(L, (int)n + DEC_SLOTS))
+    goto bad;
+  for (uint64_t i = 0; i < n; i++)
+    if (dec_value(&d)) goto bad;
+  if (d.r.p != d.r.end) goto bad;
+  if (d.refs) lua_remove(L, d.refs);
+  return (int)n;
+bad:
+  lua_settop(L, top);
+  return -1;
+}
