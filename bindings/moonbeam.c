@@ -547,18 +547,18 @@ static int l_is_alive(lua_State *L) {
   return 1;
 }
 
-/* The pids go through a userdata buffer (collected, never leaked, if building the
- * result runs out of memory). */
+/* Room for the pids: a userdata on top of L's stack, in place of the placeholder
+ * or of a smaller room (collected, never leaked, if building the result fails). */
+static mb_pid *userdata_room(void *ud, size_t cap) {
+  lua_State *L = ud;
+  lua_pop(L, 1);
+  return lua_newuserdatauv(L, sizeof(mb_pid) * cap, 0);
+}
+
 int mb_l_processes(lua_State *L, mb_node *n) {
-  size_t cap = 1024, k;
   mb_pid *v;
-  for (;;) {
-    v = lua_newuserdatauv(L, sizeof *v * cap, 0);
-    k = mb_ptab_list(n->ptab, v, cap);
-    if (k <= cap) break;
-    lua_pop(L, 1);
-    cap = k + 1024;
-  }
+  lua_pushnil(L);   /* the room's slot */
+  size_t k = mb_ptab_snapshot(n->ptab, userdata_room, L, &v);
   lua_createtable(L, (int)k, 0);
   for (size_t i = 0; i < k; i++) {
     mb_push_pid(L, v[i]);

@@ -114,18 +114,17 @@ void mb_node_halt(mb_node *n, int code) {
   set_done(n);
 }
 
+static mb_pid *realloc_room(void *ud, size_t cap) {
+  mb_pid **held = ud, *v = realloc(*held, sizeof *v * cap);
+  if (!v) { free(*held); *held = NULL; return NULL; }
+  return *held = v;
+}
+
 /* Every live process's pid (malloc'd), or NULL with *k = 0. */
 static mb_pid *list_pids(mb_node *n, size_t *k) {
-  size_t cap = 1024;
-  mb_pid *pids = NULL;
-  for (;;) {
-    mb_pid *np = realloc(pids, sizeof *pids * cap);
-    if (!np) { free(pids); *k = 0; return NULL; }
-    pids = np;
-    *k = mb_ptab_list(n->ptab, pids, cap);
-    if (*k <= cap) return pids;
-    cap = *k + 1024;
-  }
+  mb_pid *held = NULL, *pids;
+  *k = mb_ptab_snapshot(n->ptab, realloc_room, &held, &pids);
+  return pids;
 }
 
 void mb_node_exit_all(mb_node *n, const char *reason) {

@@ -111,3 +111,14 @@ void mb_ptab_pool_put(mb_ptab *t, mb_proc *p) {
   t->pool = p;
   pthread_mutex_unlock(&t->pool_lock);
 }
+
+size_t mb_ptab_snapshot(mb_ptab *t, mb_pid *(*room)(void *ud, size_t cap), void *ud, mb_pid **out) {
+  size_t cap = 1024;
+  for (;;) {
+    mb_pid *v = room(ud, cap);
+    if (!v) { *out = NULL; return 0; }
+    size_t k = mb_ptab_list(t, v, cap);
+    if (k <= cap) { *out = v; return k; }
+    cap = k + 1024;
+  }
+}

@@ -17,6 +17,9 @@ void mb_ptab_remove(mb_ptab *t, mb_proc *p);
 mb_proc *mb_ptab_peek(mb_ptab *t, mb_pid pid);
 /* Copy up to max live pids into out; returns how many are live (may exceed max). */
 size_t mb_ptab_list(mb_ptab *t, mb_pid *out, size_t max);
+/* Every live pid, into a buffer room(ud, cap) gives (NULL: give up, 0 returned);
+ * room is asked again, bigger, while processes come faster than the copy. */
+size_t mb_ptab_snapshot(mb_ptab *t, mb_pid *(*room)(void *ud, size_t cap), void *ud, mb_pid **out);
 
 /* The pool of process structs (type-stable memory; proc.c builds and destroys them). */
 mb_proc *mb_ptab_pool_get(mb_ptab *t);   /* NULL when the pool is empty */
