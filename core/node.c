@@ -97,7 +97,7 @@ static void set_done(mb_node *n) {
 
 void mb_node_proc_ended(mb_node *n, mb_proc *p, int abnormal) {
   if (p->first && abnormal) atomic_store(&n->first_abnormal, 1);
-  if (p->kind == MB_PK_EXTERNAL) return;
+  if (!mb_kind_of(p)->counted) return;
   if (atomic_fetch_sub(&n->live, 1) == 1 &&
       (!n->keep_alive || atomic_load(&n->state) == MB_NODE_STOPPING))
     set_done(n);
@@ -239,7 +239,7 @@ static void reap(mb_node *n) {
     atomic_store(&p->state, MB_PS_DEAD);
     mb_resources_close_all(p);
     if (p->L) { lua_close(p->L); p->L = NULL; }
-    if (p->kind == MB_PK_NATIVE) mb_native_reap(p);   /* native.c: its destroy, once */
+    if (mb_kind_of(p)->reap) mb_kind_of(p)->reap(p);   /* a native's destroy, once */
     mb_proc_unref(p);   /* ours */
     mb_proc_unref(p);   /* the table's */
   }

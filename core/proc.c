@@ -18,7 +18,16 @@
 #include "scheduler.h"
 #include "code.h"
 #include "log.h"
+#include "native.h"
 #include "handle.h"
+
+/* ---- kinds ---- */
+
+const mb_kind mb_kinds[] = {
+  [MB_PK_LUA] = { .counted = 1 },
+  [MB_PK_NATIVE] = { .counted = 1, .run = mb_native_run, .reap = mb_native_reap },
+  [MB_PK_EXTERNAL] = { .traps_all = 1, .waits_off_scheduler = 1 },   /* the host's own pid */
+};
 
 /* ---- signals ---- */
 
@@ -219,7 +228,7 @@ int mb_proc_publish(mb_proc *p) {
     mb_proc_unref(p);
     return MB_ELIMIT;
   }
-  if (p->kind != MB_PK_EXTERNAL) atomic_fetch_add(&n->live, 1);
+  if (mb_kind_of(p)->counted) atomic_fetch_add(&n->live, 1);
   return 0;
 }
 
@@ -236,7 +245,7 @@ void mb_proc_wake(mb_proc *p) {
   if (atomic_load(&p->state) != MB_PS_WAITING ||
       !atomic_compare_exchange_strong(&p->state, &st, MB_PS_RUNNABLE))
     return;
-  if (p->kind == MB_PK_EXTERNAL) {
+  if (mb_kind_of(p)->waits_off_scheduler) {
     pthread_mutex_lock(&p->ext_lock);
     pthread_cond_signal(&p->ext_cond);
     pthread_mutex_unlock(&p->ext_lock);
@@ -378,7 +387,7 @@ int mb_proc_exit_signal(mb_proc *self, mb_pid to, mb_sig *reason) {
   if (to == reason->from) { self_push(self, reason); mb_proc_drain(self); return 0; }
   mb_proc *t = mb_proc_get(self->node, to);
   if (!t) { mb_sig_free(reason); return MB_ENOPROC; }
-  if (t->kind != MB_PK_EXTERNAL) {
+  if (!mb_kind_of(t)->traps_all) {
     int kill = mb_encoded_is_string(reason->data, reason->len, "kill");
     pthread_mutex_lock(&t->meta);
     if (kill || (!t->trap_exit && !mb_encoded_is_string(reason->data, reason->len, "normal"))) {
@@ -442,13 +451,14 @@ static void on_exit_signal(mb_proc *p, mb_sig *s) {
     pthread_mutex_unlock(&p->meta);
     if (!had) { drop(p, s); return; }
   }
-  if (!from_link && mb_encoded_is_string(r, s->len, "kill") && p->kind != MB_PK_EXTERNAL) {
+  int traps_all = mb_kind_of(p)->traps_all;
+  if (!from_link && mb_encoded_is_string(r, s->len, "kill") && !traps_all) {
     drop(p, s);
     mb_proc_doom(p, mb_sig_static("killed"));   /* a constant: a kill is never lost to memory */
     return;
   }
   if (!(s->flags & MB_SIGF_FATAL)) {   /* FATAL: decided when it was sent */
-    if (p->trap_exit || p->kind == MB_PK_EXTERNAL) { inbox_append(p, s); return; }
+    if (p->trap_exit || traps_all) { inbox_append(p, s); return; }
     if (mb_reason_is_normal(r, s->len) &&
         (from_link || (mb_encoded_is_string(r, s->len, "normal") && s->from != me))) {
       drop(p, s);

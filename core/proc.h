@@ -69,6 +69,17 @@ enum { MB_Y_NONE, MB_Y_WAIT, MB_Y_PREEMPT, MB_Y_DOOM };
 
 typedef struct mb_proc mb_proc;
 
+/* What differs between process kinds, in one table (proc.c) instead of tests of
+ * `kind` across the core. */
+typedef struct mb_kind {
+  uint8_t counted;      /* in the node's live count and mb.processes() */
+  uint8_t traps_all;    /* every exit signal, "kill" too, arrives as an EXIT message */
+  uint8_t waits_off_scheduler;  /* a thread outside the schedulers waits on ext_cond */
+  int (*run)(mb_proc *p);     /* a C body (1: park it); NULL: the scheduler runs Lua */
+  void (*reap)(mb_proc *p);   /* a process that never finished, at node free */
+} mb_kind;
+extern const mb_kind mb_kinds[];
+
 struct mb_proc {
   _Atomic uint64_t pid;
   _Atomic int refs;
@@ -137,6 +148,8 @@ struct mb_proc {
   struct mb_resource *resources;   /* closed at its end (handle.h) */
   uint8_t resources_closed;        /* set at its end: no resource may join the list */
 };
+
+static inline const mb_kind *mb_kind_of(const mb_proc *p) { return &mb_kinds[p->kind]; }
 
 /* The process running on this thread's state L. */
 static inline mb_proc *mb_proc_of(lua_State *L) { return *(mb_proc **)lua_getextraspace(L); }

@@ -89,7 +89,7 @@ size_t mb_ptab_list(mb_ptab *t, mb_pid *out, size_t max) {
   pthread_mutex_lock(&t->lock);
   for (uint32_t i = 1; i < t->fresh; i++) {
     mb_proc *p = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
-    if (!p || p->kind == MB_PK_EXTERNAL) continue;
+    if (!p || !mb_kind_of(p)->counted) continue;
     if (n < max) out[n] = t->last_pid[i];
     n++;
   }

@@ -374,9 +374,9 @@ static void run_lua(mb_sched *s, mb_proc *p) {
 static void run(mb_sched *s, mb_proc *p) {
   atomic_store(&p->state, MB_PS_RUNNING);
   p->acache = &s->acache;   /* allocations while it runs use this thread's free lists */
-  if (p->kind == MB_PK_NATIVE) {
-    /* native.c: drains, runs the handler, or ends it (then p may be reused at once) */
-    if (mb_native_run(p)) park(s, p);
+  if (mb_kind_of(p)->run) {
+    /* a native's: drains, runs the handler, or ends it (then p may be reused at once) */
+    if (mb_kind_of(p)->run(p)) park(s, p);
     return;
   }
   run_lua(s, p);
