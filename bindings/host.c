@@ -6,6 +6,7 @@
 #include <lauxlib.h>
 #include <string.h>
 #include "luaface.h"
+#include "select.h"
 #include "term.h"
 #include "node.h"
 #include "receive.h"
@@ -94,7 +95,7 @@ static int h_receive(lua_State *L) {
   p->recv_pos = NULL;
   for (;;) {
     mb_proc_drain(p);
-    if (mb_l_select(L, p, match)) return 1;
+    if (mb_select(L, p, match)) return 1;
     if (deadline && mb_now_ns() >= deadline) { lua_pushnil(L); return 1; }
     mb_recv_wait_external(p, deadline);
   }

@@ -11,9 +11,6 @@
 int mb_l_spawn(lua_State *L, mb_node *n, mb_proc *parent, int first, int link, int monitor);
 /* send(dest, msg) from `from`; returns 1 with true pushed, or raises. */
 int mb_l_send(lua_State *L, mb_node *n, mb_pid from, int dest, int msg);
-/* Selective receive over p's inbox from p->recv_pos: pushes the first message that
- * `match` (a function at match_idx, or 0 for any) accepts and returns 1; else 0. */
-int mb_l_select(lua_State *L, mb_proc *p, int match_idx);
 /* Parse receive's arguments at 1 and 2: match index (0 for none) and the deadline
  * in ns (0 = wait forever); returns the match index. */
 int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname);

@@ -15,6 +15,9 @@
 #include "ptab.h"
 #include "timer.h"
 #include "log.h"
+#include "wait.h"
+#include "select.h"
+#include "info.h"
 
 static mb_proc *self_proc(lua_State *L) {
   mb_proc *p = mb_proc_of(L);
@@ -186,112 +189,7 @@ static int l_send(lua_State *L) {
   return mb_l_send(L, p->node, atomic_load(&p->pid), 1, 2);
 }
 
-/* ---- receive ---- */
-
-/* Push the Lua value of message m (cached if it was decoded before). */
-static void push_message(lua_State *L, mb_sig *m) {
-  if (m->lref != LUA_NOREF) { lua_rawgeti(L, LUA_REGISTRYINDEX, m->lref); return; }
-  if (m->kind == MB_SIG_MSG) {
-    if (mb_decode(L, mb_sig_payload(m), m->len) != 0) luaL_error(L, "receive: corrupt message");
-    return;
-  }
-  int down = m->kind == MB_SIG_DOWN;
-  lua_createtable(L, down ? 4 : 3, 0);
-  lua_pushstring(L, down ? "DOWN" : "EXIT");
-  lua_rawseti(L, -2, 1);
-  int i = 2;
-  if (down) { mb_push_ref(L, m->ref); lua_rawseti(L, -2, i++); }
-  mb_push_pid(L, m->from);
-  lua_rawseti(L, -2, i++);
-  if (mb_decode(L, mb_sig_payload(m), m->len) != 0) luaL_error(L, "receive: corrupt message");
-  lua_rawseti(L, -2, i);
-}
-
-/* The first message in the inbox: unlinked before it is decoded, so Lua code that
- * runs meanwhile (a finalizer during an allocation, receiving itself) cannot free
- * it under us. While decoded it sits on p->taken (a stack: such receives nest);
- * if decoding raises (memory), it stays there until the process ends. */
-static int select_first(lua_State *L, mb_proc *p) {
-  mb_sig *prev = NULL, *m = p->inbox;
-  while (m && m->kind == MB_SIG_REPLY) { prev = m; m = m->next; }   /* for C selects only */
-  if (!m) return 0;
-  mb_proc_take(p, prev, m);
-  m->next = p->taken;
-  p->taken = m;
-  if (m->lref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, m->lref);
-    luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
-  } else {
-    push_message(L, m);
-  }
-  p->taken = m->next;   /* nested receives have popped theirs by now */
-  mb_sig_free(m);
-  atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
-  return 1;
-}
-
-/* Selective receive, run protected with p->selecting set for its whole length:
- * while it walks the inbox, neither the match function nor a finalizer may
- * receive or demonitor (which would unlink messages it holds). The match function
- * can reach this function (debug.getinfo): only mb_l_select's own call, with its
- * light userdata (which Lua code cannot make) and p->selecting 1, may run it. */
-static int select_match(lua_State *L) {
-  mb_proc *p = lua_touserdata(L, 1);   /* 2: the match function */
-  if (lua_type(L, 1) != LUA_TLIGHTUSERDATA || p->selecting != 1)
-    return luaL_error(L, "receive: not a selective receive");
-  p->selecting = 2;
-  mb_sig *prev = p->recv_pos;
-  mb_sig *m = prev ? prev->next : p->inbox;
-  while (m) {
-    if (m->kind == MB_SIG_REPLY) {   /* a call's reply: only C selects take it (core/receive.c) */
-      prev = m;
-      m = m->next;
-      p->recv_pos = prev;
-      continue;
-    }
-    push_message(L, m);
-    if (m->lref == LUA_NOREF) { lua_pushvalue(L, -1); m->lref = luaL_ref(L, LUA_REGISTRYINDEX); }
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, -2);
-    lua_call(L, 1, 1);
-    int ok = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    if (ok) {
-      luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
-      mb_proc_take(p, prev, m);
-      mb_sig_free(m);
-      atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
-      return 1;
-    }
-    lua_pop(L, 1);
-    prev = m;
-    m = m->next;
-    p->recv_pos = prev;
-  }
-  return 0;
-}
-
-int mb_l_select(lua_State *L, mb_proc *p, int match_idx) {
-  if (!match_idx) return select_first(L, p);
-  int base = lua_gettop(L);
-  lua_pushcfunction(L, select_match);
-  lua_pushlightuserdata(L, p);
-  lua_pushvalue(L, match_idx);
-  p->selecting = 1;
-  int st = lua_pcall(L, 2, LUA_MULTRET, 0);
-  p->selecting = 0;
-  if (st != LUA_OK) return lua_error(L);
-  return lua_gettop(L) - base;   /* 1: the message is on top; 0: none matched */
-}
-
-/* now + ms as a monotonic deadline; MB_NEVER for math.huge or anything past a
- * few centuries (a double that does not fit the clock must not wrap to "now"). */
-#define MB_NEVER UINT64_MAX
-static uint64_t deadline_after(lua_Number ms) {
-  if (!(ms < 1e13)) return MB_NEVER;   /* also NaN */
-  if (ms < 0) ms = 0;
-  return mb_now_ns() + (uint64_t)(ms * 1e6);
-}
+/* ---- receive and sleep (the protocol is the core's: core/wait.c) ---- */
 
 int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname) {
   lua_settop(L, 2);
@@ -314,72 +212,24 @@ int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname) {
     if (ms != ms) return luaL_argerror(L, targ, "timeout must be a number, got nan");
     if (ms < 0) return luaL_argerror(L, targ, "timeout must be >= 0");
     (void)fname;
-    *deadline = deadline_after(ms);
+    *deadline = mb_deadline_after(ms);
     if (*deadline == MB_NEVER) *deadline = 0;   /* math.huge: wait forever */
   }
   return match;
 }
 
-/* End the process now if a signal doomed it (exit, kill, halt, out of memory). */
-static int doomed(lua_State *L, mb_proc *p) {
-  if (!p->doom) return 0;
-  if (mb_proc_can_yield(L, p)) { p->yield_reason = MB_Y_DOOM; return lua_yield(L, 0); }
-  mb_sched_arm_hook(p);
-  return luaL_error(L, "process is exiting");
-}
-
-static int receive_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  mb_proc *p = mb_proc_of(L);
-  mb_proc_drain(p);
-  if (p->doom) return doomed(L, p);
-  if (mb_l_select(L, p, (int)(ctx & 1))) { mb_sched_disarm_wait(p); return 1; }
-  if (p->deadline && mb_now_ns() >= p->deadline) {
-    mb_sched_disarm_wait(p);
-    lua_pushnil(L);
-    return 1;
-  }
-  if (!mb_proc_can_yield(L, p) || !mb_sched_self())
-    return luaL_error(L, "receive: cannot block here (attempt to yield across a C-call boundary)");
-  if (p->deadline && !p->wait_timer && mb_sched_arm_wait(p, p->deadline) != 0)
-    return luaL_error(L, "receive: not enough memory");
-  p->yield_reason = MB_Y_WAIT;
-  return lua_yieldk(L, 0, ctx, receive_k);
-}
-
 static int l_receive(lua_State *L) {
   mb_proc *p = self_proc(L);
-  if (p->selecting) return luaL_error(L, "receive: cannot be called from a match function");
   uint64_t deadline;
   int match = mb_l_receive_args(L, &deadline, "receive");
-  p->recv_pos = NULL;
-  p->deadline = deadline;
-  mb_sched_disarm_wait(p);
-  return receive_k(L, LUA_OK, match);
-}
-
-static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  mb_proc *p = mb_proc_of(L);
-  mb_proc_drain(p);
-  if (p->doom) return doomed(L, p);
-  if (mb_now_ns() >= p->deadline) { mb_sched_disarm_wait(p); return 0; }
-  if (!mb_proc_can_yield(L, p) || !mb_sched_self())
-    return luaL_error(L, "sleep: cannot block here (attempt to yield across a C-call boundary)");
-  if (!p->wait_timer && p->deadline != MB_NEVER && mb_sched_arm_wait(p, p->deadline) != 0)
-    return luaL_error(L, "sleep: not enough memory");
-  p->yield_reason = MB_Y_WAIT;
-  return lua_yieldk(L, 0, 0, sleep_k);
+  return mb_wait_receive(L, p, match, deadline);
 }
 
 static int l_sleep(lua_State *L) {
   mb_proc *p = self_proc(L);
   lua_Number ms = luaL_checknumber(L, 1);
   if (ms != ms) return luaL_argerror(L, 1, "timeout must be a number, got nan");
-  if (ms < 0) ms = 0;
-  mb_sched_disarm_wait(p);
-  p->deadline = deadline_after(ms);
-  return sleep_k(L, LUA_OK, 0);
+  return mb_wait_sleep(L, p, mb_deadline_after(ms < 0 ? 0 : ms));
 }
 
 /* ---- links, monitors, exits ---- */
@@ -390,7 +240,7 @@ static int l_link(lua_State *L) {
   mb_proc *p = self_proc(L);
   mb_proc_link(p, mb_check_pid(L, 1));
   mb_proc_drain(p);
-  if (p->doom) return doomed(L, p);
+  if (p->doom) return mb_wait_doomed(L, p);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -415,7 +265,7 @@ static int l_demonitor(lua_State *L) {
   mb_proc *p = self_proc(L);
   if (p->selecting) return luaL_error(L, "demonitor: cannot be called from a match function");
   int had = mb_proc_demonitor(p, mb_check_ref(L, 1));
-  if (p->doom) return doomed(L, p);   /* its drain may have met an exit signal */
+  if (p->doom) return mb_wait_doomed(L, p);   /* its drain may have met an exit signal */
   lua_pushboolean(L, had);
   return 1;
 }
@@ -439,14 +289,14 @@ static int l_exit(lua_State *L) {
     luaL_checkany(L, 2);
     mb_sig *s = encode_sig(L, p->node, 2, "exit", MB_SIG_EXIT);
     mb_proc_exit_signal(p, to, s);
-    if (p->doom) return doomed(L, p);
+    if (p->doom) return mb_wait_doomed(L, p);
     lua_pushboolean(L, 1);
     return 1;
   }
   luaL_checkany(L, 1);
   mb_sig *s = encode_sig(L, p->node, 1, "exit", MB_SIG_EXIT);
   mb_proc_doom(p, s);
-  return doomed(L, p);
+  return mb_wait_doomed(L, p);
 }
 
 /* ---- names ---- */
@@ -514,7 +364,7 @@ static int l_send_after(lua_State *L) {
   if (!t || (name && !(t->name = malloc(nlen + 1)))) { free(t); return raise_free(L, s, "%s", "send_after: not enough memory"); }
   if (name) { memcpy(t->name, name, nlen); t->name[nlen] = 0; t->name_len = nlen; }
   if (ms < 0) ms = 0;
-  t->deadline = deadline_after(ms);
+  t->deadline = mb_deadline_after(ms);
   t->ref = mb_node_make_ref(p->node);
   t->pid = to;
   t->msg = s;
@@ -570,80 +420,44 @@ int mb_l_processes(lua_State *L, mb_node *n) {
 
 static int l_processes(lua_State *L) { return mb_l_processes(L, self_proc(L)->node); }
 
-static const char *status_name(int st) {
-  switch (st) {
-  case MB_PS_RUNNING: return "running";
-  case MB_PS_WAITING: return "waiting";
-  default: return "runnable";
-  }
-}
-
-/* A snapshot of another process, taken under its lock into a userdata (so that
- * building the Lua table, which may run out of memory, holds no reference and
- * no malloc'd copy). */
-typedef struct {
-  int st, trap, nl, nm;
-  int64_t mem, qlen;
-  uint64_t red;
-  size_t name_len, module_len;   /* (size_t)-1: none */
-  char bytes[];                  /* pids (links, monitors), then name, then module */
-} snapshot;
-
 int mb_l_info(lua_State *L, mb_node *n, mb_pid pid) {
   size_t room = 16 * sizeof(mb_pid) + 128;
+  mb_snapshot *s;
   for (;;) {
-    snapshot *s = lua_newuserdatauv(L, sizeof *s + room, 0);
-    mb_proc *q = mb_proc_get(n, pid);
-    if (q && !mb_proc_alive(q)) { mb_proc_unref(q); q = NULL; }
-    if (!q) { lua_pushnil(L); return 1; }
-    pthread_mutex_lock(&q->meta);
-    size_t nlen = q->name ? q->name_len : 0, mlen = q->module ? strlen(q->module) : 0;
-    size_t need = sizeof(mb_pid) * (size_t)(q->links.n + q->monitors.n) + nlen + mlen;
-    if (need > room) {
-      pthread_mutex_unlock(&q->meta);
-      mb_proc_unref(q);
-      lua_pop(L, 1);
-      room = need + 64;
-      continue;
-    }
-    mb_pid *pids = (mb_pid *)s->bytes;
-    s->nl = mb_pidset_copy(&q->links, pids);
-    s->nm = mb_monset_pids(&q->monitors, pids + s->nl);
-    char *text = (char *)(pids + s->nl + s->nm);
-    s->name_len = q->name ? nlen : (size_t)-1;
-    if (q->name) memcpy(text, q->name, nlen);
-    s->module_len = q->module ? mlen : (size_t)-1;
-    if (q->module) memcpy(text + nlen, q->module, mlen);
-    s->trap = q->trap_exit;
-    pthread_mutex_unlock(&q->meta);
-    s->st = atomic_load(&q->state);
-    s->mem = atomic_load(&q->heap_bytes) + atomic_load(&q->queue_bytes) + (int64_t)sizeof(mb_proc);
-    s->qlen = atomic_load(&q->mq_count) - atomic_load(&q->mq_ctrl) + atomic_load(&q->inbox_len);
-    s->red = atomic_load(&q->reductions);
-    mb_proc_unref(q);
-
-    lua_createtable(L, 0, 10);
-    lua_pushstring(L, status_name(s->st));
-    lua_setfield(L, -2, "status");
-    if (s->module_len != (size_t)-1) { lua_pushlstring(L, text + nlen, s->module_len); lua_setfield(L, -2, "module"); }
-    lua_pushinteger(L, s->qlen < 0 ? 0 : s->qlen);
-    lua_setfield(L, -2, "message_queue_len");
-    lua_pushinteger(L, s->mem);
-    lua_setfield(L, -2, "memory");
-    lua_pushinteger(L, (lua_Integer)s->red);
-    lua_setfield(L, -2, "reductions");
-    lua_pushboolean(L, s->trap);
-    lua_setfield(L, -2, "trap_exit");
-    if (s->name_len != (size_t)-1) { lua_pushlstring(L, text, s->name_len); lua_setfield(L, -2, "registered_name"); }
-    lua_createtable(L, s->nl, 0);
-    for (int i = 0; i < s->nl; i++) { mb_push_pid(L, pids[i]); lua_rawseti(L, -2, i + 1); }
-    lua_setfield(L, -2, "links");
-    lua_createtable(L, s->nm, 0);
-    for (int i = 0; i < s->nm; i++) { mb_push_pid(L, pids[s->nl + i]); lua_rawseti(L, -2, i + 1); }
-    lua_setfield(L, -2, "monitors");
-    lua_remove(L, -2);
-    return 1;
+    /* a userdata: building the table may run out of memory, and nothing leaks */
+    s = lua_newuserdatauv(L, sizeof *s + room, 0);
+    long need = mb_snapshot_take(n, pid, s, room);
+    if (need < 0) { lua_pushnil(L); return 1; }
+    if (need == 0) break;
+    lua_pop(L, 1);
+    room = (size_t)need + 64;
   }
+  const mb_pid *pids = mb_snapshot_pids(s);
+  const char *text = mb_snapshot_text(s);
+  lua_createtable(L, 0, 10);
+  lua_pushstring(L, mb_status_name(s->status));
+  lua_setfield(L, -2, "status");
+  if (s->module_len != (size_t)-1) {
+    lua_pushlstring(L, text + (s->name_len == (size_t)-1 ? 0 : s->name_len), s->module_len);
+    lua_setfield(L, -2, "module");
+  }
+  lua_pushinteger(L, s->queue_len);
+  lua_setfield(L, -2, "message_queue_len");
+  lua_pushinteger(L, s->memory);
+  lua_setfield(L, -2, "memory");
+  lua_pushinteger(L, (lua_Integer)s->reductions);
+  lua_setfield(L, -2, "reductions");
+  lua_pushboolean(L, s->trap);
+  lua_setfield(L, -2, "trap_exit");
+  if (s->name_len != (size_t)-1) { lua_pushlstring(L, text, s->name_len); lua_setfield(L, -2, "registered_name"); }
+  lua_createtable(L, s->nlinks, 0);
+  for (int i = 0; i < s->nlinks; i++) { mb_push_pid(L, pids[i]); lua_rawseti(L, -2, i + 1); }
+  lua_setfield(L, -2, "links");
+  lua_createtable(L, s->nmonitors, 0);
+  for (int i = 0; i < s->nmonitors; i++) { mb_push_pid(L, pids[s->nlinks + i]); lua_rawseti(L, -2, i + 1); }
+  lua_setfield(L, -2, "monitors");
+  lua_remove(L, -2);
+  return 1;
 }
 
 static int l_info(lua_State *L) { return mb_l_info(L, self_proc(L)->node, mb_check_pid(L, 1)); }
@@ -684,7 +498,7 @@ static int l_halt(lua_State *L) {
   int code = (int)luaL_optinteger(L, 1, 0);
   mb_node_halt(p->node, code);
   mb_proc_doom(p, mb_sig_static("normal"));
-  return doomed(L, p);
+  return mb_wait_doomed(L, p);
 }
 
 static const luaL_Reg functions[] = {

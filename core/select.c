@@ -1,0 +1,104 @@
+/* select: selective receive into a process's Lua state — a message's Lua value, the
+ * first message, or the first one a Lua match function accepts — keeping the others
+ * queued in order and decoding none twice. Owner only (see core/receive.c for the
+ * C selects, which decode nothing). */
+#include <lauxlib.h>
+#include "select.h"
+#include "codec.h"
+#include "term.h"
+
+/* Push the Lua value of message m (cached if it was decoded before). */
+static void push_message(lua_State *L, mb_sig *m) {
+  if (m->lref != LUA_NOREF) { lua_rawgeti(L, LUA_REGISTRYINDEX, m->lref); return; }
+  if (m->kind == MB_SIG_MSG) {
+    if (mb_decode(L, mb_sig_payload(m), m->len) != 0) luaL_error(L, "receive: corrupt message");
+    return;
+  }
+  int down = m->kind == MB_SIG_DOWN;
+  lua_createtable(L, down ? 4 : 3, 0);
+  lua_pushstring(L, down ? "DOWN" : "EXIT");
+  lua_rawseti(L, -2, 1);
+  int i = 2;
+  if (down) { mb_push_ref(L, m->ref); lua_rawseti(L, -2, i++); }
+  mb_push_pid(L, m->from);
+  lua_rawseti(L, -2, i++);
+  if (mb_decode(L, mb_sig_payload(m), m->len) != 0) luaL_error(L, "receive: corrupt message");
+  lua_rawseti(L, -2, i);
+}
+
+/* The first message in the inbox: unlinked before it is decoded, so Lua code that
+ * runs meanwhile (a finalizer during an allocation, receiving itself) cannot free
+ * it under us. While decoded it sits on p->taken (a stack: such receives nest);
+ * if decoding raises (memory), it stays there until the process ends. */
+static int select_first(lua_State *L, mb_proc *p) {
+  mb_sig *prev = NULL, *m = p->inbox;
+  while (m && m->kind == MB_SIG_REPLY) { prev = m; m = m->next; }   /* for C selects only */
+  if (!m) return 0;
+  mb_proc_take(p, prev, m);
+  m->next = p->taken;
+  p->taken = m;
+  if (m->lref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, m->lref);
+    luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
+  } else {
+    push_message(L, m);
+  }
+  p->taken = m->next;   /* nested receives have popped theirs by now */
+  mb_sig_free(m);
+  atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
+  return 1;
+}
+
+/* Selective receive, run protected with p->selecting set for its whole length:
+ * while it walks the inbox, neither the match function nor a finalizer may
+ * receive or demonitor (which would unlink messages it holds). The match function
+ * can reach this function (debug.getinfo): only mb_select's own call, with its
+ * light userdata (which Lua code cannot make) and p->selecting 1, may run it. */
+static int select_match(lua_State *L) {
+  mb_proc *p = lua_touserdata(L, 1);   /* 2: the match function */
+  if (lua_type(L, 1) != LUA_TLIGHTUSERDATA || p->selecting != 1)
+    return luaL_error(L, "receive: not a selective receive");
+  p->selecting = 2;
+  mb_sig *prev = p->recv_pos;
+  mb_sig *m = prev ? prev->next : p->inbox;
+  while (m) {
+    if (m->kind == MB_SIG_REPLY) {   /* a call's reply: only C selects take it (core/receive.c) */
+      prev = m;
+      m = m->next;
+      p->recv_pos = prev;
+      continue;
+    }
+    push_message(L, m);
+    if (m->lref == LUA_NOREF) { lua_pushvalue(L, -1); m->lref = luaL_ref(L, LUA_REGISTRYINDEX); }
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 1);
+    int ok = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (ok) {
+      luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
+      mb_proc_take(p, prev, m);
+      mb_sig_free(m);
+      atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
+      return 1;
+    }
+    lua_pop(L, 1);
+    prev = m;
+    m = m->next;
+    p->recv_pos = prev;
+  }
+  return 0;
+}
+
+int mb_select(lua_State *L, mb_proc *p, int match_idx) {
+  if (!match_idx) return select_first(L, p);
+  int base = lua_gettop(L);
+  lua_pushcfunction(L, select_match);
+  lua_pushlightuserdata(L, p);
+  lua_pushvalue(L, match_idx);
+  p->selecting = 1;
+  int st = lua_pcall(L, 2, LUA_MULTRET, 0);
+  p->selecting = 0;
+  if (st != LUA_OK) return lua_error(L);
+  return lua_gettop(L) - base;   /* 1: the message is on top; 0: none matched */
+}
