@@ -1,5 +1,5 @@
 /* spawn: creating a process from a module or a dumped function, building its
- * lua_State (with its own counting allocator) on its first run, and turning the
+ * lua_State (on its own counting allocator, alloc.c) on its first run, and turning the
  * end of its body into an exit reason and, for errors, a crash report. */
 #ifndef MB_SPAWN_H
 #define MB_SPAWN_H
