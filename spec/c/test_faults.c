@@ -97,5 +97,24 @@ TEST(a_down_is_not_lost_when_its_reason_cannot_be_copied) {
     2), 0);
 }
 
+/* A crash whose reason cannot be encoded nor even spelled out ends its process with
+ * the constant reason "error"; the node used to abort() there. */
+TEST(a_crash_with_no_memory_for_its_reason_ends_only_its_process) {
+  CHECK_EQ_INT(run_script(
+    "local mb = require 'moonbeam'\n"
+    "local faults = require 'faults'\n"
+    "local victim = mb.spawn(function() local mb = require 'moonbeam'\n"
+    "  mb.receive(); error('boom', 0) end)\n"
+    "local ref = mb.monitor(victim)\n"
+    "faults.fail_buffer()\n"
+    "mb.send(victim, 'go')\n"
+    "local d = mb.receive(function(m) return m[1] == 'DOWN' and m[2] == ref end, 5000)\n"
+    "faults.clear()\n"
+    "assert(d, 'no DOWN')\n"
+    "assert(d[4] == 'error', tostring(d[4]))\n",
+    2), 0);
+}
+
 TEST_MAIN(CHECK_CASE(a_kill_is_not_lost_when_its_reason_cannot_be_allocated),
-          CHECK_CASE(a_down_is_not_lost_when_its_reason_cannot_be_copied))
+          CHECK_CASE(a_down_is_not_lost_when_its_reason_cannot_be_copied),
+          CHECK_CASE(a_crash_with_no_memory_for_its_reason_ends_only_its_process))
