@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include "sched_internal.h"
+#include "testhook.h"
 
 #define TICK_NS 500000   /* preemption tick: a contended slice ends after 0.5 to 1 ms */
 #define QUIET_NS 10000000 /* the longest the ticker sleeps while nothing is contended */
@@ -117,6 +118,7 @@ static int ticker_needed(mb_node *n, int idle) {
 
 /* Wait until woken, until deadline (monotonic ns; 0 = none) or until told to quit. */
 static void ticker_park(mb_node *n, mb_ticker *t, uint64_t deadline, int idle) {
+  mb_test_point(idle ? "ticker_idle_park" : "ticker_quiet_park");   /* decided, not yet parked */
   pthread_mutex_lock(&t->lock);
   atomic_store(&t->parked, 1);
   if (ticker_needed(n, idle)) atomic_store(&t->parked, 0);

@@ -19,7 +19,11 @@
 #include "code.h"
 #include "log.h"
 #include "native.h"
+#include "testhook.h"
 #include "handle.h"
+
+/* A test's pause at the points of past races (testhook.h); NULL otherwise. */
+void (*volatile mb_test_pause)(const char *where);
 
 /* ---- kinds ---- */
 

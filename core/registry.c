@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "registry.h"
+#include "testhook.h"
 #include "hash.h"
 
 #define NB 1024
@@ -111,6 +112,7 @@ void mb_registry_end(mb_node *n, mb_proc *p) {
   p->name = NULL;
   atomic_store(&p->state, MB_PS_DEAD);
   pthread_mutex_unlock(&p->meta);
+  mb_test_point("registry_end");   /* dead, name not yet gone: whereis waits on the lock */
   entry *e = NULL;
   if (name) {
     entry **pp = find(r, name, len);

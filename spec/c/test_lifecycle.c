@@ -5,12 +5,17 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+#include <lauxlib.h>
 #include "nodecheck.h"
 #include "moonbeam.h"
 #include "node.h"
+#include "proc.h"
+#include "testhook.h"
 
 static void pause_ms(int ms) {
   struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
@@ -204,10 +209,95 @@ TEST(ticker_never_misses_a_busy_slice) {
   unlink(path);
 }
 
+/* ---- past races, widened by a pause at their point (testhook.h) ---- */
+
+static const char *pause_at;          /* the point to pause at, once */
+static _Atomic int paused;
+static int pause_ms_each;
+
+static void pause_once(const char *where) {
+  int expected = 0;
+  if (strcmp(where, pause_at) != 0 || !atomic_compare_exchange_strong(&paused, &expected, 1)) return;
+  pause_ms(pause_ms_each);
+  atomic_store(&paused, 2);
+}
+
+/* A process ending stays registered for 50 ms after it turned dead, inside the
+ * registry's lock: whereis must never answer with the dead pid (before, the name
+ * outlived DEAD, and a restarted server could not take its name back). */
+TEST(whereis_never_names_a_dead_process) {
+  char path[] = "/tmp/mb_test_life_XXXXXX.lua";
+  check_write_script(path,
+    "local mb = require 'moonbeam'\n"
+    "mb.register('svc')\n"
+    "mb.receive()\n");
+  mb_node *n = check_quiet_node(2);
+  mb_pid pid, w = 0;
+  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+  CHECK_EQ_INT(mb_node_start(n), 0);
+  for (int i = 0; i < 10000 && mb_whereis(n, "svc", &w) != 0; i++) pause_ms(1);
+  CHECK(w == pid);
+  pause_at = "registry_end";
+  pause_ms_each = 50;
+  mb_test_pause = pause_once;
+  lua_State *L = luaL_newstate();
+  lua_pushinteger(L, 1);
+  CHECK_EQ_INT(mb_send(n, pid, L, -1), 0);
+  int stale = 0;
+  while (mb_whereis(n, "svc", &w) == 0) {
+    mb_proc *p = mb_proc_get(n, w);
+    mb_pid again = 0;
+    /* it may end between the two calls; once seen dead, its name must be gone */
+    if (!p && mb_whereis(n, "svc", &again) == 0 && again == w) stale++;
+    if (p) mb_proc_unref(p);
+  }
+  mb_test_pause = NULL;
+  CHECK_EQ_INT(stale, 0);
+  CHECK_EQ_INT(atomic_load(&paused), 2);   /* the pause did happen */
+  lua_close(L);
+  mb_node_wait(n);
+  mb_node_free(n);
+  unlink(path);
+}
+
+/* The ticker has decided to park (nothing runs) and is held there 60 ms while a
+ * busy loop starts: it must not then park for good, or the loop is never
+ * preempted and the other process on the scheduler starves. */
+TEST(ticker_parking_as_a_loop_starts_still_preempts_it) {
+#if defined(__SANITIZE_THREAD__)
+  printf("skip ticker_parking_as_a_loop_starts_still_preempts_it: TSan defers signals\n");
+  return;
+#endif
+  char path[] = "/tmp/mb_test_life_XXXXXX.lua";
+  check_write_script(path,
+    "local mb = require 'moonbeam'\n"
+    "mb.sleep(30)\n"   /* idle: the ticker heads for its park and is held there */
+    "local looper = mb.spawn(function() while true do end end)\n"
+    "local echo = mb.spawn(function() local mb = require 'moonbeam'\n"
+    "  local m = mb.receive(); mb.send(m[1], m[2]) end)\n"
+    "mb.send(echo, {mb.self(), 'hi'})\n"
+    "assert(mb.receive(10000) == 'hi')\n"
+    "mb.exit(looper, 'kill')\n");
+  pause_at = "ticker_idle_park";
+  pause_ms_each = 60;
+  atomic_store(&paused, 0);
+  mb_test_pause = pause_once;
+  mb_node *n = check_quiet_node(1);
+  mb_pid pid;
+  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+  CHECK_EQ_INT(mb_node_run(n), 0);
+  mb_test_pause = NULL;
+  CHECK_EQ_INT(atomic_load(&paused), 2);
+  mb_node_free(n);
+  unlink(path);
+}
+
 TEST_MAIN(CHECK_CASE(free_joins_a_node_that_stopped_by_itself), CHECK_CASE(free_joins_a_node_that_halted),
           CHECK_CASE(stop_racing_the_last_process_end_returns),
           CHECK_CASE(halt_while_busy_loops_run_ends_the_node),
           CHECK_CASE(stop_while_busy_loops_run_returns),
           CHECK_CASE(failed_start_leaves_a_stopped_node),
           CHECK_CASE(preemption_survives_a_blocked_signal),
-          CHECK_CASE(ticker_never_misses_a_busy_slice))
+          CHECK_CASE(ticker_never_misses_a_busy_slice),
+          CHECK_CASE(whereis_never_names_a_dead_process),
+          CHECK_CASE(ticker_parking_as_a_loop_starts_still_preempts_it))
