@@ -23,7 +23,7 @@
 #include "handle.h"
 
 /* A test's pause at the points of past races (testhook.h); NULL otherwise. */
-void (*volatile mb_test_pause)(const char *where);
+_Atomic(mb_test_pause_fn) mb_test_pause;
 
 /* ---- kinds ---- */
 

@@ -3,10 +3,13 @@
 #ifndef MB_TESTHOOK_H
 #define MB_TESTHOOK_H
 
-extern void (*volatile mb_test_pause)(const char *where);
+#include <stdatomic.h>
+
+typedef void (*mb_test_pause_fn)(const char *where);
+extern _Atomic(mb_test_pause_fn) mb_test_pause;
 
 static inline void mb_test_point(const char *where) {
-  void (*f)(const char *) = mb_test_pause;
+  mb_test_pause_fn f = atomic_load_explicit(&mb_test_pause, memory_order_acquire);
   if (f) f(where);
 }
 

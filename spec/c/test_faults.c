@@ -64,15 +64,15 @@ TEST(a_kill_is_not_lost_when_its_reason_cannot_be_allocated) {
   CHECK_EQ_INT(run_script(
     "local mb = require 'moonbeam'\n"
     "local faults = require 'faults'\n"
-    "local looper = mb.spawn(function() while true do end end)\n"
-    "local ref = mb.monitor(looper)\n"
+    "local target = mb.spawn(function() require('moonbeam').receive() end)\n"
+    "local ref = mb.monitor(target)\n"
     "mb.send(mb.self(), 'warm')\n"          /* this thread's scratch buffer exists */
     "assert(mb.receive(1000) == 'warm')\n"
     "faults.fail_buffer()\n"
-    "mb.exit(looper, 'kill')\n"
+    "mb.exit(target, 'kill')\n"
     "local d = mb.receive(function(m) return m[1] == 'DOWN' and m[2] == ref end, 5000)\n"
     "faults.clear()\n"
-    "if not d then mb.exit(looper, 'kill') end\n"
+    "if not d then mb.exit(target, 'kill') end\n"
     "assert(d, 'the kill was lost')\n"
     "assert(d[4] == 'killed', tostring(d[4]))\n",
     2), 0);

@@ -239,7 +239,7 @@ TEST(whereis_never_names_a_dead_process) {
   CHECK(w == pid);
   pause_at = "registry_end";
   pause_ms_each = 50;
-  mb_test_pause = pause_once;
+  atomic_store(&mb_test_pause, pause_once);
   lua_State *L = luaL_newstate();
   lua_pushinteger(L, 1);
   CHECK_EQ_INT(mb_send(n, pid, L, -1), 0);
@@ -251,7 +251,7 @@ TEST(whereis_never_names_a_dead_process) {
     if (!p && mb_whereis(n, "svc", &again) == 0 && again == w) stale++;
     if (p) mb_proc_unref(p);
   }
-  mb_test_pause = NULL;
+  atomic_store(&mb_test_pause, (mb_test_pause_fn)NULL);
   CHECK_EQ_INT(stale, 0);
   CHECK_EQ_INT(atomic_load(&paused), 2);   /* the pause did happen */
   lua_close(L);
@@ -281,12 +281,12 @@ TEST(ticker_parking_as_a_loop_starts_still_preempts_it) {
   pause_at = "ticker_idle_park";
   pause_ms_each = 60;
   atomic_store(&paused, 0);
-  mb_test_pause = pause_once;
+  atomic_store(&mb_test_pause, pause_once);
   mb_node *n = check_quiet_node(1);
   mb_pid pid;
   CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
   CHECK_EQ_INT(mb_node_run(n), 0);
-  mb_test_pause = NULL;
+  atomic_store(&mb_test_pause, (mb_test_pause_fn)NULL);
   CHECK_EQ_INT(atomic_load(&paused), 2);
   mb_node_free(n);
   unlink(path);
