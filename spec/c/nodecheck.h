@@ -2,6 +2,7 @@
 #ifndef MB_NODECHECK_H
 #define MB_NODECHECK_H
 
+#include <unistd.h>
 #include "check.h"
 #include "moonbeam.h"
 
@@ -13,6 +14,35 @@ static inline mb_node *check_quiet_node(int schedulers) {
   mb_node *n = mb_node_new(&o);
   CHECK(n != NULL);
   return n;
+}
+
+/* A loop that never blocks, and a process beside it on one scheduler that must
+ * still get its turn (preemption): the script exits 0 when it did. */
+static const char check_preemption_script[] =
+  "local mb = require 'moonbeam'\n"
+  "local looper = mb.spawn(function() while true do end end)\n"
+  "local echo = mb.spawn(function() local mb = require 'moonbeam'\n"
+  "  local m = mb.receive(); mb.send(m[1], m[2]) end)\n"
+  "mb.send(echo, {mb.self(), 'hi'})\n"
+  "assert(mb.receive(10000) == 'hi')\n"
+  "mb.exit(looper, 'kill')\n";
+
+/* Run src as the first process of node n (started here), then free n: its status. */
+static inline int check_run_on(mb_node *n, const char *src) {
+  char path[] = "/tmp/mb_test_script_XXXXXX.lua";
+  check_write_script(path, src);
+  mb_pid pid;
+  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+  CHECK(pid > 0);
+  int status = mb_node_run(n);
+  mb_node_free(n);
+  unlink(path);
+  return status;
+}
+
+/* The same on a quiet node of that many schedulers. */
+static inline int check_run_script(const char *src, int schedulers) {
+  return check_run_on(check_quiet_node(schedulers), src);
 }
 
 #endif

@@ -45,16 +45,10 @@ static int open_faults(lua_State *L) {
 }
 
 static int run_script(const char *src, int schedulers) {
-  char path[] = "/tmp/mb_test_faults_XXXXXX.lua";
-  check_write_script(path, src);
   mb_node *n = check_quiet_node(schedulers);
   CHECK_EQ_INT(mb_node_preload(n, "faults", open_faults), 0);
-  mb_pid pid;
-  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
-  int status = mb_node_run(n);
+  int status = check_run_on(n, src);
   atomic_store(&fail_size, 0);
-  mb_node_free(n);
-  unlink(path);
   return status;
 }
 

@@ -165,21 +165,7 @@ TEST(preemption_survives_a_blocked_signal) {
   sigemptyset(&set);
   sigaddset(&set, SIGRTMIN + 3);
   CHECK_EQ_INT(pthread_sigmask(SIG_BLOCK, &set, NULL), 0);
-  char path[] = "/tmp/mb_test_life_XXXXXX.lua";
-  check_write_script(path,
-    "local mb = require 'moonbeam'\n"
-    "local looper = mb.spawn(function() while true do end end)\n"
-    "local echo = mb.spawn(function() local mb = require 'moonbeam'\n"
-    "  local m = mb.receive(); mb.send(m[1], m[2]) end)\n"
-    "mb.send(echo, {mb.self(), 'hi'})\n"
-    "assert(mb.receive(10000) == 'hi')\n"
-    "mb.exit(looper, 'kill')\n");
-  mb_node *n = check_quiet_node(1);
-  mb_pid pid;
-  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
-  CHECK_EQ_INT(mb_node_run(n), 0);
-  mb_node_free(n);
-  unlink(path);
+  CHECK_EQ_INT(check_run_script(check_preemption_script, 1), 0);
 }
 
 /* Hammer the ticker's park/wake handshake: on one scheduler, a busy loop starts
@@ -190,8 +176,7 @@ TEST(ticker_never_misses_a_busy_slice) {
   printf("skip ticker_never_misses_a_busy_slice: TSan defers signals\n");
   return;
 #endif
-  char path[] = "/tmp/mb_test_life_XXXXXX.lua";
-  check_write_script(path,
+  CHECK_EQ_INT(check_run_script(
     "local mb = require 'moonbeam'\n"
     "local me = mb.self()\n"
     "for round = 1, 300 do\n"
@@ -200,13 +185,8 @@ TEST(ticker_never_misses_a_busy_slice) {
     "  mb.spawn(function(p) require('moonbeam').send(p, 'turn') end, me)\n"
     "  assert(mb.receive(10000) == 'turn')\n"
     "  mb.exit(looper, 'kill')\n"
-    "end\n");
-  mb_node *n = check_quiet_node(1);
-  mb_pid pid;
-  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
-  CHECK_EQ_INT(mb_node_run(n), 0);
-  mb_node_free(n);
-  unlink(path);
+    "end\n",
+    1), 0);
 }
 
 /* ---- past races, widened by a pause at their point (testhook.h) ---- */
@@ -268,8 +248,11 @@ TEST(ticker_parking_as_a_loop_starts_still_preempts_it) {
   printf("skip ticker_parking_as_a_loop_starts_still_preempts_it: TSan defers signals\n");
   return;
 #endif
-  char path[] = "/tmp/mb_test_life_XXXXXX.lua";
-  check_write_script(path,
+  pause_at = "ticker_idle_park";
+  pause_ms_each = 60;
+  atomic_store(&paused, 0);
+  atomic_store(&mb_test_pause, pause_once);
+  CHECK_EQ_INT(check_run_script(
     "local mb = require 'moonbeam'\n"
     "mb.sleep(30)\n"   /* idle: the ticker heads for its park and is held there */
     "local looper = mb.spawn(function() while true do end end)\n"
@@ -277,19 +260,10 @@ TEST(ticker_parking_as_a_loop_starts_still_preempts_it) {
     "  local m = mb.receive(); mb.send(m[1], m[2]) end)\n"
     "mb.send(echo, {mb.self(), 'hi'})\n"
     "assert(mb.receive(10000) == 'hi')\n"
-    "mb.exit(looper, 'kill')\n");
-  pause_at = "ticker_idle_park";
-  pause_ms_each = 60;
-  atomic_store(&paused, 0);
-  atomic_store(&mb_test_pause, pause_once);
-  mb_node *n = check_quiet_node(1);
-  mb_pid pid;
-  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
-  CHECK_EQ_INT(mb_node_run(n), 0);
+    "mb.exit(looper, 'kill')\n",
+    1), 0);
   atomic_store(&mb_test_pause, (mb_test_pause_fn)NULL);
   CHECK_EQ_INT(atomic_load(&paused), 2);
-  mb_node_free(n);
-  unlink(path);
 }
 
 TEST_MAIN(CHECK_CASE(free_joins_a_node_that_stopped_by_itself), CHECK_CASE(free_joins_a_node_that_halted),

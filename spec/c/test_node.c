@@ -12,37 +12,24 @@
 #include <lualib.h>
 #include "moonbeam.h"
 
-static int run_script(const char *src, int schedulers) {
-  char path[] = "/tmp/mb_test_node_XXXXXX.lua";
-  check_write_script(path, src);
-  mb_node *n = check_quiet_node(schedulers);
-  mb_pid pid;
-  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
-  CHECK(pid > 0);
-  int status = mb_node_run(n);
-  mb_node_free(n);
-  unlink(path);
-  return status;
-}
-
 TEST(script_ending_normally_gives_status_0) {
-  CHECK_EQ_INT(run_script("local x = 1 + 1", 2), 0);
+  CHECK_EQ_INT(check_run_script("local x = 1 + 1", 2), 0);
 }
 
 TEST(script_raising_gives_status_1) {
-  CHECK_EQ_INT(run_script("error('boom')", 2), 1);
+  CHECK_EQ_INT(check_run_script("error('boom')", 2), 1);
 }
 
 TEST(halt_gives_its_code) {
-  CHECK_EQ_INT(run_script("require('moonbeam').halt(7)", 2), 7);
+  CHECK_EQ_INT(check_run_script("require('moonbeam').halt(7)", 2), 7);
 }
 
 TEST(os_exit_is_halt) {
-  CHECK_EQ_INT(run_script("os.exit(5)", 1), 5);
+  CHECK_EQ_INT(check_run_script("os.exit(5)", 1), 5);
 }
 
 TEST(many_processes_report_to_parent) {
-  CHECK_EQ_INT(run_script(
+  CHECK_EQ_INT(check_run_script(
     "local mb = require 'moonbeam'\n"
     "local me = mb.self()\n"
     "for i = 1, 2000 do mb.spawn(function(p, i) require('moonbeam').send(p, i) end, me, i) end\n"
@@ -53,7 +40,7 @@ TEST(many_processes_report_to_parent) {
 
 /* Several producers on two schedulers: each producer's messages arrive in order. */
 TEST(hammer_producers_keep_order) {
-  CHECK_EQ_INT(run_script(
+  CHECK_EQ_INT(check_run_script(
     "local mb = require 'moonbeam'\n"
     "local me = mb.self()\n"
     "local P, N = 8, 20000\n"
@@ -66,7 +53,7 @@ TEST(hammer_producers_keep_order) {
 }
 
 TEST(ring_passes_token) {
-  CHECK_EQ_INT(run_script(
+  CHECK_EQ_INT(check_run_script(
     "local mb = require 'moonbeam'\n"
     "local N, LAPS = 200, 200\n"
     "local function node(nextp) local mb = require 'moonbeam'\n"
@@ -92,15 +79,7 @@ TEST(preemption_on_one_scheduler) {
   printf("skip preemption_on_one_scheduler: TSan defers signals\n");
   return;
 #endif
-  CHECK_EQ_INT(run_script(
-    "local mb = require 'moonbeam'\n"
-    "local looper = mb.spawn(function() while true do end end)\n"
-    "local echo = mb.spawn(function() local mb = require 'moonbeam'\n"
-    "  local m = mb.receive(); mb.send(m[1], m[2]) end)\n"
-    "mb.send(echo, {mb.self(), 'hi'})\n"
-    "assert(mb.receive(10000) == 'hi')\n"
-    "mb.exit(looper, 'kill')\n",
-    1), 0);
+  CHECK_EQ_INT(check_run_script(check_preemption_script, 1), 0);
 }
 
 TEST(spawn_of_missing_module_fails) {
