@@ -123,8 +123,7 @@ struct mb_proc {
   mb_sig *args;                 /* encoded spawn arguments */
   void *native_data;
   const struct mb_native_ops *native_ops;   /* native.c: the handler and destroy of data */
-  struct mb_timer *wait_timer;   /* the armed wait timer, its scheduler and sequence */
-  mb_sched *wait_sched;
+  struct mb_timer *wait_timer;   /* the armed wait timer (its owner scheduler inside) and sequence */
   uint32_t wait_armed_seq;
   uint64_t deadline;             /* [owner] of the current receive/sleep, 0 = none */
   mb_sig *recv_pos;              /* [owner] selective receive: last message examined */

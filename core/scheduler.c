@@ -208,7 +208,6 @@ int mb_sched_arm_wait(mb_proc *p, uint64_t deadline) {
   if (mb_heap_push(&s->timers, t) != 0) { free(t); return -1; }
   heap_changed(s);
   p->wait_timer = t;
-  p->wait_sched = s;
   p->wait_armed_seq = seq;
   return 0;
 }

@@ -240,35 +240,31 @@ describe("print, os.exit and mb.halt in a node", function()
 end)
 
 describe("shutdown on SIGTERM", function()
-  it("sends exit shutdown to every process and exits 0", function()
-    local h = C.start { script "sigterm.lua" }
+  -- Run a script until it prints "ready", send it SIGTERM: its exit status and output.
+  local function terminated(name)
+    local h = C.start { script(name) }
     local ready = C.wait_output(h, "ready\n", 10)
     if ready then C.signal(h, "TERM") end
     local status = ready and C.wait_exit(h, 15)
     local r = C.finish(h)
     assert.is_true(ready, "the script never printed ready: " .. r.stderr)
+    return status, r
+  end
+
+  it("sends exit shutdown to every process and exits 0", function()
+    local status, r = terminated("sigterm.lua")
     assert.equal(0, status)
     assert.same({ "ready", "child got shutdown" }, r.out)
   end)
 
   it("sends it to processes spawned after the shutdown began", function()
-    local h = C.start { script "sigterm_spawn.lua" }
-    local ready = C.wait_output(h, "ready\n", 10)
-    if ready then C.signal(h, "TERM") end
-    local status = ready and C.wait_exit(h, 15)
-    local r = C.finish(h)
-    assert.is_true(ready, "the script never printed ready: " .. r.stderr)
+    local status, r = terminated("sigterm_spawn.lua")
     assert.equal(0, status)
     assert.same({ "ready", "late child ended: shutdown" }, r.out)
   end)
 
   it("kills a process that ignores the shutdown after the grace time", function()
-    local h = C.start { script "sigterm_stubborn.lua" }
-    local ready = C.wait_output(h, "ready\n", 10)
-    if ready then C.signal(h, "TERM") end
-    local status = ready and C.wait_exit(h, 15)
-    local r = C.finish(h)
-    assert.is_true(ready, "the script never printed ready: " .. r.stderr)
+    local status, r = terminated("sigterm_stubborn.lua")
     assert.is_not_nil(status, "the node did not exit after SIGTERM")
     assert.equal(0, status)
     assert.same({ "ready", "stubborn child ignores shutdown" }, r.out)

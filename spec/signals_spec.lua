@@ -9,23 +9,15 @@ describe("a link or monitor made while the target is busy", function()
   before_each(function() node = H.start() end)
   after_each(function() node:stop() end)
 
-  -- B sits in a string.gsub callback (which Lua cannot suspend, so B drains no
-  -- signal) until A has linked and monitored it; then B errors "boom". A polls
+  -- B (fixtures/busy_spinner) sits in a string.gsub callback, draining no signal,
+  -- until A has linked and monitored it; then B errors "boom". A polls
   -- without blocking, so that it waits in a run queue another scheduler takes
   -- from, never in the slot of B's thread.
   it("gets the target's real exit reason, not noproc", function()
     local msg = H.run(node, function(parent)
       local mb = require "moonbeam"
       mb.trap_exit(true)
-      local b = mb.spawn(function()
-        local mb = require "moonbeam"
-        string.gsub("x", "x", function()
-          mb.register("b_spinning")
-          while not mb.whereis("a_is_linked") do end
-          return "y"
-        end)
-        error("boom", 0)
-      end)
+      local b = mb.spawn("busy_spinner", "a_is_linked", "error")
       while not mb.whereis("b_spinning") do end
       local ref = mb.monitor(b)
       mb.link(b)
@@ -116,15 +108,7 @@ describe("info's message_queue_len", function()
   it("counts messages, not the links and monitors queued beside them", function()
     local msg = H.run(node, function(parent)
       local mb = require "moonbeam"
-      local b = mb.spawn(function()
-        local mb = require "moonbeam"
-        string.gsub("x", "x", function()
-          mb.register("b_spinning")
-          while not mb.whereis("counted") do end
-          return "y"
-        end)
-        mb.receive(function(m) return m == "never" end)
-      end)
+      local b = mb.spawn("busy_spinner", "counted")
       while not mb.whereis("b_spinning") do end
       mb.send(b, "one")
       local ref = mb.monitor(b)
