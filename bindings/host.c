@@ -38,6 +38,8 @@ static int h_start(lua_State *L) {
     o.max_processes = (uint32_t)luaL_optinteger(L, -1, 0);
     lua_getfield(L, 1, "preempt_signal");
     o.preempt_signal = (int)luaL_optinteger(L, -1, 0);
+    lua_getfield(L, 1, "c_modules");
+    o.c_modules = lua_toboolean(L, -1);
   }
   host *h = lua_newuserdatauv(L, sizeof *h, 0);
   memset(h, 0, sizeof *h);

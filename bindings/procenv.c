@@ -294,6 +294,23 @@ static int cache_searcher(lua_State *L) {
   return 2;
 }
 
+/* ---- C modules: off unless the node was started with c_modules ---- */
+
+/* A C library runs with the whole Lua API and native code: liblua's own
+ * luaopen_debug hands out the registry, and any library can stop the node. */
+static int refuse_loadlib(lua_State *L) {
+  luaL_pushfail(L);
+  lua_pushliteral(L, "package.loadlib: refused (C modules are off; start the node with c_modules)");
+  lua_pushliteral(L, "absent");   /* loadlib's `where` when it cannot load libraries */
+  return 3;
+}
+
+/* In place of the C and all-in-one searchers: one line of require's "not found" list. */
+static int refuse_c_searcher(lua_State *L) {
+  lua_pushliteral(L, "C modules are off (start the node with c_modules)");
+  return 1;
+}
+
 static int preload_std(lua_State *L);
 static const char *const lazy_names[] = {
   LUA_COLIBNAME, LUA_TABLIBNAME, LUA_IOLIBNAME, LUA_OSLIBNAME, LUA_STRLIBNAME,
@@ -306,7 +323,19 @@ static void setup_package(lua_State *L, mb_proc *p) {
   lua_getfield(L, -1, "searchers");
   lua_pushcfunction(L, cache_searcher);
   lua_rawseti(L, -2, 2);   /* replaces the Lua-file searcher */
+  int c_modules = p->node->opts.c_modules;
+  if (!c_modules) {
+    lua_pushcfunction(L, refuse_c_searcher);
+    lua_rawseti(L, -2, 3);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 4);
+  }
   lua_pop(L, 1);
+  if (!c_modules) {
+    lua_pushcfunction(L, refuse_loadlib);
+    lua_setfield(L, -2, "loadlib");
+  }
+  /* last: package.preload is the script's table, its metamethods may run here */
   lua_getfield(L, -1, "preload");
   for (const char *const *name = lazy_names; *name; name++) {
     lua_pushcfunction(L, preload_std);
@@ -321,9 +350,26 @@ static void setup_package(lua_State *L, mb_proc *p) {
 
 /* ---- lazy standard libraries ---- */
 
+/* The package library, changed before any Lua code can see it (luaL_requiref
+ * stores it through package.loaded and _G, whose metamethods are the script's).
+ * Lua's own searchers and loadlib are never reachable: a package library opened
+ * again (package.loaded.package and _G.package cleared) gets the same changes. */
+static int open_package(lua_State *L) {
+  /* luaopen_package sets _G.require: with a raw one already there that is a raw
+   * set, so no __newindex of _G gets the new require while its searchers are Lua's */
+  lua_pushglobaltable(L);
+  lua_pushliteral(L, "require");
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  luaopen_package(L);
+  setup_package(L, mb_proc_of(L));
+  return 1;
+}
+
 typedef struct { const char *name; lua_CFunction open; } lib;
 static const lib libs[] = {
-  { LUA_LOADLIBNAME, luaopen_package }, { LUA_COLIBNAME, luaopen_coroutine },
+  { LUA_LOADLIBNAME, open_package }, { LUA_COLIBNAME, luaopen_coroutine },
   { LUA_TABLIBNAME, luaopen_table }, { LUA_IOLIBNAME, luaopen_io },
   { LUA_OSLIBNAME, luaopen_os }, { LUA_STRLIBNAME, luaopen_string },
   { LUA_MATHLIBNAME, luaopen_math }, { LUA_UTF8LIBNAME, luaopen_utf8 },
@@ -332,9 +378,7 @@ static const lib libs[] = {
 /* Open library l into _G and package.loaded, with moonbeam's changes; pushes it. */
 static void open_lib(lua_State *L, const lib *l) {
   luaL_requiref(L, l->name, l->open, 1);
-  mb_proc *p = mb_proc_of(L);
-  if (l->open == luaopen_package) setup_package(L, p);
-  else if (l->open == luaopen_coroutine) patch_coroutine(L);
+  if (l->open == luaopen_coroutine) patch_coroutine(L);
   else if (l->open == luaopen_os) { lua_pushcfunction(L, os_exit); lua_setfield(L, -2, "exit"); }
 }
 

@@ -1,6 +1,7 @@
 /* procenv: the environment of a process state — standard libraries opened on first
  * use, whole-line print, os.exit = halt, debug.sethook refused, coroutines that let
- * the core's yields through, and `require` served from the node's code cache. */
+ * the core's yields through, and `require` served from the node's code cache (C
+ * modules only when the node allows them). */
 #ifndef MB_PROCENV_H
 #define MB_PROCENV_H
 

@@ -14,6 +14,7 @@ static const char usage[] =
   "  -S N               scheduler threads (default: the number of cores)\n"
   "  -P PATH            script search path, added before ./?.lua;./?/init.lua\n"
   "  --log-level LEVEL  debug, info, warning, error or none (default: info)\n"
+  "  --c-modules        let processes load C modules (package.cpath, package.loadlib)\n"
   "  --version          print the version and exit\n"
   "  --help             print this help and exit\n"
   "\n"
@@ -43,6 +44,7 @@ int main(int argc, char **argv) {
       printf("moonbeam %s\n", mb_version_string());
       return 0;
     }
+    if (strcmp(a, "--c-modules") == 0) { opts.c_modules = 1; continue; }
     if (strcmp(a, "-S") == 0 || strcmp(a, "-P") == 0 || strcmp(a, "--log-level") == 0) {
       if (i + 1 >= argc) return usage_error("option '%s' needs a value", a);
       const char *v = argv[++i];

@@ -148,7 +148,7 @@ describe("the moonbeam command", function()
     local text = r.stdout
     assert.is_truthy(text:lower():find("usage", 1, true))
     -- --watch comes with hot reload (SPEC 5); the core's CLI does not offer it yet
-    for _, opt in ipairs { "-S", "-P", "--log-level", "--version", "--help" } do
+    for _, opt in ipairs { "-S", "-P", "--log-level", "--c-modules", "--version", "--help" } do
       assert.is_truthy(text:find(opt, 1, true), opt .. " missing from --help")
     end
   end)
@@ -168,6 +168,18 @@ describe("the moonbeam command", function()
   it("does not find them without -P", function()
     local r = C.run { script "use_modules.lua" }
     assert.equal(1, r.status)
+  end)
+
+  it("lets processes load C modules under --c-modules, and only then", function()
+    local lfs = package.searchpath("lfs", package.cpath)   -- busted's own
+    if not lfs then return pending("no lfs on this Lua's package.cpath") end
+    local env = { LUA_CPATH_5_4 = lfs }
+    local on = C.run({ "--c-modules", script "c_module.lua" }, { env = env })
+    assert.equal(0, on.status, on.stderr)
+    assert.same({ "true\ttable" }, on.out)
+    local off = C.run({ script "c_module.lua" }, { env = env })
+    assert.equal(0, off.status, off.stderr)
+    assert.same({ "false\toff" }, off.out)
   end)
 
   it("searches ./?.lua and ./?/init.lua by default", function()

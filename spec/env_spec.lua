@@ -138,18 +138,30 @@ describe("require in a process", function()
     assert.same({ "string", true, "Hi", true, "abab" }, msg)
   end)
 
+  local function try_lfs(parent, touch)
+    if touch then local _ = package.path end
+    local ok, lib = pcall(require, "lfs")
+    local mb = require "moonbeam"
+    mb.send(parent, { "lfs", touch, ok, ok and type(lib) or lib })
+  end
+
   -- lfs is a C module busted itself depends on; if the process's cpath cannot find it,
   -- both processes fail alike and the spec still holds.
-  it("finds the same C modules (package.cpath) before package was touched as after", function()
-    local function try(parent, touch)
-      if touch then local _ = package.path end
-      local ok, lib = pcall(require, "lfs")
-      local mb = require "moonbeam"
-      mb.send(parent, { "lfs", touch, ok, ok and type(lib) or lib })
-    end
-    local before = H.run(node, try, false)
-    local after = H.run(node, try, true)
+  it("finds the same C modules (package.cpath) before package was touched as after, on a node with c_modules", function()
+    local cnode = H.start { c_modules = true }
+    finally(function() cnode:stop() end)
+    local before = H.run(cnode, try_lfs, false)
+    local after = H.run(cnode, try_lfs, true)
     assert.same({ "lfs", true, after[3], after[4] }, { before[1], not before[2], before[3], before[4] })
+  end)
+
+  it("finds no C module on a node without c_modules, before package was touched or after", function()
+    for _, touch in ipairs { false, true } do
+      local msg = H.run(node, try_lfs, touch)
+      assert.is_false(msg[3])
+      assert.equal("module 'lfs' not found:", msg[4]:sub(1, #"module 'lfs' not found:"))
+      assert.is_truthy(msg[4]:find("\n\tC modules are off (start the node with c_modules)", 1, true), msg[4])
+    end
   end)
 
   for _, touched in ipairs { false, true } do

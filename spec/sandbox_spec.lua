@@ -5,8 +5,9 @@
 local H = require "helpers.node"
 local C = require "helpers.cli"
 
--- Write `src` to a temporary script and run it with the moonbeam command.
-local function run_source(src, args)
+-- Write `src` to a temporary script and run it with the moonbeam command (`env`:
+-- {NAME = value} added to its environment).
+local function run_source(src, args, env)
   local path = os.tmpname()
   local f = assert(io.open(path, "wb"))
   f:write(src)
@@ -14,7 +15,7 @@ local function run_source(src, args)
   local argv = {}
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   argv[#argv + 1] = path
-  local r = C.run(argv)
+  local r = C.run(argv, { env = env })
   os.remove(path)
   return r
 end
@@ -32,7 +33,7 @@ print("node: " .. (down and "down" or "no down"), mb.receive(function(m) return 
 print("reason: " .. (down and tostring(down[4]) or "?"))
 ]]):format(opts and opts.module and ("%q"):format(opts.module) or
              "function()\n  local mb = require 'moonbeam'\n" .. body .. "\nend"),
-    opts and opts.args)
+    opts and opts.args, opts and opts.env)
   assert.equal(0, r.status, "the node did not survive: " .. r.stderr)
   local lines, reason = {}, nil
   for _, line in ipairs(r.out) do
@@ -335,6 +336,113 @@ describe("a hostile process", function()
 ]]
     local n = tonumber(out[1] and out[1]:match("^(%d+)"))
     assert.is_true(n ~= nil and n >= 5, out[1])
+    assert.equal("normal", reason)
+  end)
+end)
+
+describe("C modules", function()
+  -- The shared Lua core: its luaopen_debug is the whole debug library (getregistry,
+  -- getupvalue, ...). Any path would do: the refusal comes before the file is opened.
+  local liblua
+  do
+    local ls = io.popen("ls /usr/lib/*/liblua5.4.so.0 /usr/lib/liblua5.4.so.0 2>/dev/null")
+    liblua = ls:read("l") or "/usr/lib/liblua5.4.so.0"
+    ls:close()
+  end
+  local refused = "package.loadlib: refused (C modules are off; start the node with c_modules)"
+  local off = "C modules are off (start the node with c_modules)"
+  -- Lua source: print require(name)'s outcome on one line, the debug library's getregistry if it loaded.
+  local try_require = [[
+  local function try_require(name)
+    local ok, v = pcall(require, name)
+    print("require " .. name, ok, ok and type(v) == "table" and type(v.getregistry) or (tostring(v):gsub("\n", "|")))
+  end
+]]
+
+  -- one line of a `module 'NAME' not found:` list ending with the C modules line
+  local function not_found(line, name)
+    assert.is_truthy(line:find(("require %s\tfalse\tmodule '%s' not found:|"):format(name, name), 1, true), line)
+    assert.equal("|\t" .. off, line:sub(-#off - 2), line)
+  end
+
+  it("are off by default: package.loadlib refuses before it opens anything", function()
+    local _, reason, out = hostile(([[
+  local lib = %q
+  local f, err, where = package.loadlib(lib, "luaopen_debug")
+  print(type(f), err, where)
+  if f then print("getregistry: " .. type(f().getregistry)) end
+  print(package.loadlib("/nonexistent/lib.so", "*"))
+]]):format(liblua))
+    assert.same({ "nil\t" .. refused .. "\tabsent", "nil\t" .. refused .. "\tabsent" }, out)
+    assert.equal("normal", reason)
+  end)
+
+  it("are off by default: require does not search package.cpath", function()
+    local _, reason, out = hostile(try_require .. ([[
+  package.cpath = %q
+  try_require("x-debug")   -- C searcher: luaopen_debug in the file cpath names
+  try_require("x.debug")
+  print(#package.searchers)
+]]):format(liblua))
+    not_found(out[1], "x-debug")
+    not_found(out[2], "x.debug")
+    assert.equal("3", out[3])
+    assert.equal("normal", reason)
+  end)
+
+  it("are off by default: the light require (package untouched) does not search LUA_CPATH", function()
+    local _, reason, out = hostile(try_require .. [[
+  try_require("x-debug")
+  try_require("lfs")
+]], { env = { LUA_CPATH_5_4 = liblua, LUA_CPATH = liblua } })
+    not_found(out[1], "x-debug")
+    not_found(out[2], "lfs")
+    assert.equal("normal", reason)
+  end)
+
+  it("are off by default, and Lua's loadlib and searchers stay out of reach", function()
+    local _, reason, out = hostile(try_require .. ([[
+  local lib = %q
+  local p = require "package"
+  print("same", p == package, package.loaded.package == p)
+  print("loadlib", select(2, p.loadlib(lib, "luaopen_debug")))
+  for i, searcher in ipairs(p.searchers) do
+    print("searcher " .. i, type(searcher("x-debug")))
+  end
+  -- a package library opened again, watched through the metamethods of the
+  -- tables it is stored in (require is called while it is being set)
+  getmetatable(_G).__newindex = function(t, k, v)
+    rawset(t, k, v)
+    if k == "require" then try_require("x-debug") end
+    if k == "package" then print("_G.package.loadlib", select(2, v.loadlib(lib, "luaopen_debug"))) end
+  end
+  setmetatable(p.loaded, { __newindex = function(t, k, v)
+    rawset(t, k, v)
+    if k == "package" then print("loaded.package.loadlib", select(2, v.loadlib(lib, "luaopen_debug"))) end
+  end })
+  p.loaded.package, _G.package, _G.require = nil, nil, nil
+  local q = package
+  print("again", q ~= p, #q.searchers, select(2, q.loadlib(lib, "luaopen_debug")))
+  try_require("x-debug")
+]]):format(liblua), { env = { LUA_CPATH_5_4 = liblua, LUA_CPATH = liblua } })
+    assert.equal("same\ttrue\ttrue", out[1])
+    assert.equal("loadlib\t" .. refused .. "\tabsent", out[2])
+    assert.same({ "searcher 1\tstring", "searcher 2\tstring", "searcher 3\tstring" }, { out[3], out[4], out[5] })
+    assert.equal("loaded.package.loadlib\t" .. refused .. "\tabsent", out[6])
+    assert.equal("_G.package.loadlib\t" .. refused .. "\tabsent", out[7])
+    assert.equal("again\ttrue\t3\t" .. refused .. "\tabsent", out[8])
+    not_found(out[9], "x-debug")
+    assert.equal(9, #out, table.concat(out, "\n"))
+    assert.equal("normal", reason)
+  end)
+
+  it("load from package.cpath, LUA_CPATH and package.loadlib under --c-modules", function()
+    local _, reason, out = hostile(try_require .. ([[
+  try_require("x-debug")   -- the light require, from LUA_CPATH_5_4
+  print(type(package.loadlib(%q, "luaopen_debug")))
+  print(#package.searchers)
+]]):format(liblua), { args = { "--c-modules" }, env = { LUA_CPATH_5_4 = liblua } })
+    assert.same({ "require x-debug\ttrue\tfunction", "function", "4" }, out)
     assert.equal("normal", reason)
   end)
 end)

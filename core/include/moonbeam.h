@@ -47,6 +47,8 @@ typedef struct mb_node_opts {
   uint32_t max_processes;  /* process table size; 0 = 1048576 */
   int preempt_signal;      /* real-time signal used for preemption; 0 = SIGRTMIN+3, -1 = off */
   int handle_signals;      /* nonzero: SIGINT/SIGTERM shut the node down (the CLI sets this) */
+  int c_modules;           /* nonzero: processes may load C modules (package.cpath, package.loadlib);
+                              0: refused, since a C module can reach anything and stop the node */
 } mb_node_opts;
 
 struct lua_State;

@@ -82,6 +82,23 @@ TEST(preemption_on_one_scheduler) {
   CHECK_EQ_INT(check_run_script(check_preemption_script, 1), 0);
 }
 
+/* mb_node_opts.c_modules: 0 (the default) and package.loadlib refuses before it
+ * opens anything; nonzero and it is Lua's own, failing to open a missing file. */
+TEST(c_modules_follow_the_opts) {
+  static const char probe[] =
+    "local f, err, where = package.loadlib('/nonexistent/lib.so', '*')\n"
+    "assert(f == nil)\n"
+    "os.exit(where == 'absent' and err:find('C modules are off', 1, true) and 3 or where == 'open' and 4 or 5)\n";
+  CHECK_EQ_INT(check_run_script(probe, 1), 3);
+  mb_node_opts o = { 0 };
+  o.schedulers = 1;
+  o.log_level = "none";
+  o.c_modules = 1;
+  mb_node *n = mb_node_new(&o);
+  CHECK(n != NULL);
+  CHECK_EQ_INT(check_run_on(n, probe), 4);
+}
+
 TEST(spawn_of_missing_module_fails) {
   mb_node *n = mb_node_new(NULL);
   mb_pid pid = 0;
@@ -230,7 +247,8 @@ TEST_MAIN(CHECK_CASE(script_ending_normally_gives_status_0), CHECK_CASE(script_r
           CHECK_CASE(halt_gives_its_code), CHECK_CASE(os_exit_is_halt),
           CHECK_CASE(many_processes_report_to_parent), CHECK_CASE(hammer_producers_keep_order),
           CHECK_CASE(ring_passes_token), CHECK_CASE(preemption_on_one_scheduler),
-          CHECK_CASE(spawn_of_missing_module_fails), CHECK_CASE(strerror_names_codes),
+          CHECK_CASE(c_modules_follow_the_opts), CHECK_CASE(spawn_of_missing_module_fails),
+          CHECK_CASE(strerror_names_codes),
           CHECK_CASE(stop_while_another_thread_waits_on_a_module_process),
           CHECK_CASE(stop_while_another_thread_waits_on_a_script_process),
           CHECK_CASE(stop_of_a_never_started_node_returns_and_free_works),

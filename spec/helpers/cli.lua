@@ -40,11 +40,19 @@ M.lines_of = lines_of
 function M.script(name) return M.scripts .. "/" .. name end
 
 -- Run `moonbeam args...` (bounded by `timeout 20`), stdin from /dev/null.
--- opts.cwd: directory to run in. Returns {status=, stdout=, stderr=, out=lines, err=lines}.
+-- opts.cwd: directory to run in; opts.env: {NAME = value} added to its environment.
+-- Returns {status=, stdout=, stderr=, out=lines, err=lines}.
 function M.run(args, opts)
   opts = opts or {}
   local out, err = os.tmpname(), os.tmpname()
   local cmd = { "timeout", tostring(opts.timeout or 20), sh_quote(opts.bin or M.bin) }
+  if opts.env then
+    local names = {}
+    for k in pairs(opts.env) do names[#names + 1] = k end
+    table.sort(names)
+    for n = #names, 1, -1 do table.insert(cmd, 1, sh_quote(names[n] .. "=" .. opts.env[names[n]])) end
+    table.insert(cmd, 1, "env")
+  end
   for _, a in ipairs(args) do cmd[#cmd + 1] = sh_quote(a) end
   local line = table.concat(cmd, " ") .. " </dev/null >" .. sh_quote(out) .. " 2>" .. sh_quote(err)
   if opts.cwd then line = "cd " .. sh_quote(opts.cwd) .. " && " .. line end
