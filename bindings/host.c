@@ -11,6 +11,8 @@
 #include "node.h"
 #include "receive.h"
 #include "log.h"
+#include "call.h"
+#include "clock.h"
 
 #define HOST_MT "moonbeam.host.node"
 
@@ -78,7 +80,7 @@ static int h_spawn(lua_State *L) {
 
 static int h_send(lua_State *L) {
   host *h = check_host(L);
-  return mb_l_send(L, h->node, atomic_load(&h->self->pid), 2, 3);
+  return mb_l_send(L, h->node, h->self, 2, 3);
 }
 
 static int h_self(lua_State *L) {
@@ -103,6 +105,29 @@ static int h_receive(lua_State *L) {
   }
 }
 
+/* node:call(server, request, [timeout]): the host thread blocks until the reply. */
+static int h_call(lua_State *L) {
+  host *h = check_host(L);
+  mb_proc *p = h->self;
+  if (p->selecting) return luaL_error(L, "call: cannot be called from a match function");
+  lua_remove(L, 1);
+  lua_settop(L, 3);
+  mb_call c;
+  uint64_t deadline;
+  mb_l_call_start(L, h->node, p, 1, 0, &c, &deadline);
+  for (;;) {
+    mb_sig *got = mb_call_poll(p, &c);
+    if (got) return mb_l_call_result(L, p, &c, got, 1, 0);
+    if (deadline && mb_now_ns() >= deadline) {
+      mb_call_end(p, &c, NULL);
+      return mb_l_call_fail(L, 1, 0, "timeout");
+    }
+    mb_recv_wait_external(p, deadline);
+  }
+}
+
+static int h_cast(lua_State *L) { host *h = check_host(L); return mb_l_cast(L, h->node, h->self, 2); }
+
 static int h_whereis(lua_State *L) { host *h = check_host(L); return mb_l_whereis(L, h->node, 2); }
 static int h_info(lua_State *L) { host *h = check_host(L); return mb_l_info(L, h->node, mb_check_pid(L, 2)); }
 static int h_processes(lua_State *L) { host *h = check_host(L); return mb_l_processes(L, h->node); }
@@ -117,6 +142,7 @@ MB_API int luaopen_moonbeam_host(lua_State *L) {
   static const luaL_Reg methods[] = {
     { "spawn", h_spawn }, { "send", h_send }, { "self", h_self }, { "receive", h_receive },
     { "whereis", h_whereis }, { "info", h_info }, { "processes", h_processes },
+    { "call", h_call }, { "cast", h_cast },
     { "stop", h_stop }, { NULL, NULL } };
   if (luaL_newmetatable(L, HOST_MT)) {
     luaL_newlib(L, methods);

@@ -9,8 +9,25 @@
 /* spawn(target, ...) with the target at index `first`; pushes the pid (and the ref
  * when monitoring). `parent` (may be NULL) is linked / monitors when asked. */
 int mb_l_spawn(lua_State *L, mb_node *n, mb_proc *parent, int first, int link, int monitor);
-/* send(dest, msg) from `from`; returns 1 with true pushed, or raises. */
-int mb_l_send(lua_State *L, mb_node *n, mb_pid from, int dest, int msg);
+/* send(dest, msg) from self; returns 1 with true pushed, or raises. */
+int mb_l_send(lua_State *L, mb_node *n, mb_proc *self, int dest, int msg);
+/* Encode the value at idx into a signal of kind, or raise "<op>: <why>" (paths
+ * start at root). self (may be NULL) is the sending process: a call's `from` it
+ * hands on is let go (core/call.h). */
+mb_sig *mb_l_encode(lua_State *L, mb_node *n, mb_proc *self, int idx, const char *op, const char *root, int kind);
+
+/* gen_server calls (bindings/gen_server.c), shared with the host. start: the
+ * server at `first`, the request (or stop's reason) after it, then the timeout
+ * (default dflt_ms; math.huge = none); raises "<op> <server>: <why>" when the call
+ * cannot start. result: the reply pushed (1), or raises the DOWN's reason; stop:
+ * true when the server ended with the reason asked. fail raises "<op> <server>: why". */
+typedef struct mb_call mb_call;
+void mb_l_call_start(lua_State *L, mb_node *n, mb_proc *self, int first, int stop, mb_call *c, uint64_t *deadline);
+int mb_l_call_result(lua_State *L, mb_proc *self, mb_call *c, mb_sig *got, int first, int stop);
+int mb_l_call_fail(lua_State *L, int first, int stop, const char *why);
+/* cast(server, msg) at first; pushes true. */
+int mb_l_cast(lua_State *L, mb_node *n, mb_proc *self, int first);
+int luaopen_moonbeam_gen_server(lua_State *L);
 /* Parse receive's arguments at 1 and 2: match index (0 for none) and the deadline
  * in ns (0 = wait forever); returns the match index. */
 int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname);

@@ -18,6 +18,7 @@
 #include "wait.h"
 #include "select.h"
 #include "info.h"
+#include "call.h"
 
 static mb_proc *self_proc(lua_State *L) {
   mb_proc *p = mb_proc_of(L);
@@ -29,10 +30,15 @@ static mb_proc *self_proc(lua_State *L) {
 
 /* Encode the value at idx into a new signal or raise "<op>: <why>". */
 static mb_sig *encode_sig(lua_State *L, mb_node *n, int idx, const char *op, int kind) {
+  return mb_l_encode(L, n, NULL, idx, op, "msg", kind);
+}
+
+mb_sig *mb_l_encode(lua_State *L, mb_node *n, mb_proc *self, int idx, const char *op, const char *root, int kind) {
   mb_buf b;
   char err[512];
   if (mb_buf_init_scratch(&b, MB_SIG_HDR, n->max_message) != 0) luaL_error(L, "%s: not enough memory", op);
-  int rc = mb_encode(L, idx, &b, "msg", err, sizeof err);
+  mb_call_watch_refs(self, &b);   /* a server handing a call's `from` on lets go of it */
+  int rc = mb_encode(L, idx, &b, root, err, sizeof err);
   if (rc == MB_ENC_OK && mb_buf_detach(&b) != 0) {
     rc = MB_ENC_NOMEM;
     snprintf(err, sizeof err, "not enough memory");
@@ -137,6 +143,7 @@ int mb_l_spawn(lua_State *L, mb_node *n, mb_proc *parent, int first, int link, i
     mb_buf b;
     int rc = mb_buf_init(&b, MB_SIG_HDR, n->max_message);
     if (rc == 0) {
+      mb_call_watch_refs(parent, &b);   /* a `from` handed to a new process */
       rc = mb_encode_values(L, first + 1, nargs, &b, err, sizeof err);
       if (rc != MB_ENC_OK) mb_buf_free(&b);
     } else {
@@ -164,7 +171,8 @@ static int l_spawn_monitor(lua_State *L) { return mb_l_spawn(L, self_proc(L)->no
 
 /* ---- send ---- */
 
-int mb_l_send(lua_State *L, mb_node *n, mb_pid from, int dest, int msg) {
+int mb_l_send(lua_State *L, mb_node *n, mb_proc *self, int dest, int msg) {
+  mb_pid from = atomic_load(&self->pid);
   mb_pid to;
   const char *name = NULL;
   size_t nlen = 0;
@@ -173,7 +181,7 @@ int mb_l_send(lua_State *L, mb_node *n, mb_pid from, int dest, int msg) {
     name = lua_tolstring(L, dest, &nlen);
   }
   if (lua_isnoneornil(L, msg)) return luaL_error(L, "send: cannot send nil");
-  mb_sig *s = encode_sig(L, n, msg, "send", MB_SIG_MSG);
+  mb_sig *s = mb_l_encode(L, n, self, msg, "send", "msg", MB_SIG_MSG);
   s->from = from;
   if (name) {
     to = mb_registry_whereis(n->reg, name, nlen);
@@ -186,7 +194,7 @@ int mb_l_send(lua_State *L, mb_node *n, mb_pid from, int dest, int msg) {
 
 static int l_send(lua_State *L) {
   mb_proc *p = self_proc(L);
-  return mb_l_send(L, p->node, atomic_load(&p->pid), 1, 2);
+  return mb_l_send(L, p->node, p, 1, 2);
 }
 
 /* ---- receive and sleep (the protocol is the core's: core/wait.c) ---- */
@@ -358,7 +366,7 @@ static int l_send_after(lua_State *L) {
     name = lua_tolstring(L, 2, &nlen);
   }
   if (lua_isnoneornil(L, 3)) return luaL_error(L, "send_after: cannot send nil");
-  mb_sig *s = encode_sig(L, p->node, 3, "send_after", MB_SIG_MSG);
+  mb_sig *s = mb_l_encode(L, p->node, p, 3, "send_after", "msg", MB_SIG_MSG);
   s->from = atomic_load(&p->pid);
   mb_timer *t = calloc(1, sizeof *t);
   if (!t || (name && !(t->name = malloc(nlen + 1)))) { free(t); return raise_free(L, s, "%s", "send_after: not enough memory"); }

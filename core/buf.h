@@ -4,6 +4,7 @@
 #define MB_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* A growable byte buffer. `data` is malloc'd and owned by whoever holds the buffer;
  * `start` bytes at the front are reserved for the caller (a message header), the
@@ -14,6 +15,10 @@ typedef struct mb_buf {
   size_t start;
   size_t limit;
   int scratch;   /* data is this thread's scratch buffer, lent until detach or free */
+  /* Optional: the encoder calls on_ref(on_ref_ud, ref) for each ref it writes (a
+   * server handing a call's `from` on, core/call.c). Zeroed by the inits. */
+  void (*on_ref)(void *ud, uint64_t ref);
+  void *on_ref_ud;
 } mb_buf;
 
 /* Initialise with `reserve` header bytes (zeroed) in front; returns 0 or -1 (no memory). */

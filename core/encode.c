@@ -534,7 +534,10 @@ static __attribute__((noinline)) int enc_value(enc *e, int idx) {
     mb_pid pid;
     uint64_t ref;
     if (mb_test_pid(L, idx, &pid)) return put_tagvar(e, T_PID, pid);
-    if (mb_test_ref(L, idx, &ref)) return put_tagvar(e, T_REF, ref);
+    if (mb_test_ref(L, idx, &ref)) {
+      if (e->b->on_ref) e->b->on_ref(e->b->on_ref_ud, ref);
+      return put_tagvar(e, T_REF, ref);
+    }
     int kind, st;
     if (mb_test_handle(L, idx, &kind, &ref))
       return (st = put_tagvar(e, T_HANDLE, ref)) ? st : put_byte(e, (unsigned char)kind);

@@ -139,7 +139,8 @@ static mb_sig *share_or_wait(mb_sig *src, int kind, mb_pid from, uint64_t ref) {
 }
 
 static int counts_as_message(int kind) {
-  return kind == MB_SIG_MSG || kind == MB_SIG_DOWN || kind == MB_SIG_EXIT;
+  return kind == MB_SIG_MSG || kind == MB_SIG_DOWN || kind == MB_SIG_EXIT ||
+         kind == MB_SIG_CALL || kind == MB_SIG_CAST;
 }
 
 /* ---- lookup and references ---- */
@@ -308,7 +309,7 @@ static void bounce(mb_node *n, mb_pid dead, mb_sig *s, mb_sig *reason) {
   if (s->kind == MB_SIG_LINK) {
     mb_sig *e = share_or_wait(reason, MB_SIG_EXIT, dead, 0);
     if (e) { e->flags = MB_SIGF_LINK; mb_send_sig(n, from, e); }
-  } else if (s->kind == MB_SIG_MONITOR) {
+  } else if (s->kind == MB_SIG_MONITOR || s->kind == MB_SIG_CALL) {   /* a call monitors */
     mb_sig *d = share_or_wait(reason, MB_SIG_DOWN, dead, s->ref);
     if (d) mb_send_sig(n, from, d);
   }
@@ -491,9 +492,22 @@ void mb_proc_drain(mb_proc *p) {
         mb_monset_del(&p->monitors, s->ref, NULL);
         pthread_mutex_unlock(&p->meta);
         inbox_append(p, s);
+      } else if (mb_monset_del(&p->calls, s->ref, NULL)) {
+        inbox_append(p, s);   /* a call's server ended: no reply is taken after this */
       } else {
         drop(p, s);
       }
+      break;
+    case MB_SIG_CALL:
+      /* the caller monitors us for the call's length (call.c): a DOWN if we end
+       * before replying; the reply drops it */
+      pthread_mutex_lock(&p->meta);
+      mb_monset_add(&p->monitored_by, s->ref, s->from);
+      pthread_mutex_unlock(&p->meta);
+      inbox_append(p, s);
+      break;
+    case MB_SIG_CAST:
+      inbox_append(p, s);
       break;
     case MB_SIG_EXIT:
       on_exit_signal(p, s);

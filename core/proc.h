@@ -32,10 +32,15 @@ enum {
   MB_SIG_MONITOR,    /* ref: the monitor's ref */
   MB_SIG_DEMONITOR,  /* ref */
   MB_SIG_REPLY,      /* ref: the call's ref; payload: the encoded reply (receive.c) */
+  MB_SIG_CALL,       /* ref: the call's ref, from: the caller; payload: the encoded request.
+                      * Draining it makes the caller a monitor of this process (call.c) */
+  MB_SIG_CAST,       /* payload: the encoded message (gen_server.cast) */
 };
 #define MB_SIGF_LINK   1   /* an EXIT that comes from a link (the sender ended) */
 #define MB_SIGF_FATAL  2   /* an EXIT the sender found fatal (see mb_proc_exit_signal) */
 #define MB_SIGF_STATIC 4   /* a node-independent constant reason (mb_sig_static): never freed */
+#define MB_SIGF_UNMONITORED 8  /* a REPLY whose sender dropped the call's monitor (call.c) */
+#define MB_SIGF_SYSTEM 16  /* a CALL that is gen_server.stop: payload = the stop reason */
 
 /* A signal's payload is inline (data) or another signal's: an exit reason goes
  * to every link and monitor as header-only signals sharing one payload, so no
@@ -121,6 +126,7 @@ struct mb_proc {
   mb_code *code;                /* what to run: a module ... */
   char *fn_code; size_t fn_len; /* ... or a dumped function */
   mb_sig *args;                 /* encoded spawn arguments */
+  lua_CFunction body;           /* ... or a C body (spawn.h) */
   void *native_data;
   const struct mb_native_ops *native_ops;   /* native.c: the handler and destroy of data */
   struct mb_timer *wait_timer;   /* the armed wait timer (its owner scheduler inside) and sequence */
@@ -135,6 +141,10 @@ struct mb_proc {
   mb_monset calls;               /* live call refs (value unused): a REPLY to another is dropped */
   mb_sig *exit_reason;           /* set at its end: signals that reach it later get this reason */
   mb_proc *rq_next;              /* the run queue or inject list it is on (RUNNABLE) */
+  /* a call in progress (call.c): the server it waits on, for deadlock detection, and
+   * the call's ref; call_to is 0 when it waits on nobody, or its server let go */
+  _Atomic mb_pid call_to;
+  _Atomic uint64_t call_ref;
 
   /* [meta] */
   mb_pidset links;

@@ -10,8 +10,18 @@
 /* Push the Lua value of message m (cached if it was decoded before). */
 static void push_message(lua_State *L, mb_sig *m) {
   if (m->lref != LUA_NOREF) { lua_rawgeti(L, LUA_REGISTRYINDEX, m->lref); return; }
-  if (m->kind == MB_SIG_MSG) {
+  if (m->kind == MB_SIG_MSG || m->kind == MB_SIG_REPLY) {
     if (mb_decode(L, mb_sig_payload(m), m->len) != 0) luaL_error(L, "receive: corrupt message");
+    return;
+  }
+  if (m->kind == MB_SIG_CALL || m->kind == MB_SIG_CAST) {   /* Erlang's shapes, for plain receives */
+    int call = m->kind == MB_SIG_CALL;
+    lua_createtable(L, call ? 3 : 2, 0);
+    lua_pushstring(L, !call ? "$gen_cast" : (m->flags & MB_SIGF_SYSTEM) ? "$gen_stop" : "$gen_call");
+    lua_rawseti(L, -2, 1);
+    if (call) { mb_push_from(L, m->from, m->ref); lua_rawseti(L, -2, 2); }
+    if (mb_decode(L, mb_sig_payload(m), m->len) != 0) luaL_error(L, "receive: corrupt message");
+    lua_rawseti(L, -2, call ? 3 : 2);
     return;
   }
   int down = m->kind == MB_SIG_DOWN;
@@ -35,19 +45,30 @@ static int select_first(lua_State *L, mb_proc *p) {
   while (m && m->kind == MB_SIG_REPLY) { prev = m; m = m->next; }   /* for C selects only */
   if (!m) return 0;
   mb_proc_take(p, prev, m);
-  m->next = p->taken;
-  p->taken = m;
-  if (m->lref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, m->lref);
-    luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
-  } else {
-    push_message(L, m);
-  }
-  p->taken = m->next;   /* nested receives have popped theirs by now */
-  mb_sig_free(m);
+  mb_push_taken(L, p, m);
   atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
   return 1;
 }
+
+static void push_taken(lua_State *L, mb_proc *p, mb_sig *m, int payload) {
+  m->next = p->taken;
+  p->taken = m;
+  if (m->lref != LUA_NOREF && !payload) {   /* decoded before by a selective receive */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, m->lref);
+    luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
+  } else if (!payload) {
+    push_message(L, m);
+  } else {
+    if (m->lref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
+    m->lref = LUA_NOREF;
+    if (mb_decode(L, mb_sig_payload(m), m->len) != 0) luaL_error(L, "receive: corrupt message");
+  }
+  p->taken = m->next;   /* nested receives have popped theirs by now */
+  mb_sig_free(m);
+}
+
+void mb_push_taken(lua_State *L, mb_proc *p, mb_sig *m) { push_taken(L, p, m, 0); }
+void mb_push_taken_payload(lua_State *L, mb_proc *p, mb_sig *m) { push_taken(L, p, m, 1); }
 
 /* Selective receive, run protected with p->selecting set for its whole length:
  * while it walks the inbox, neither the match function nor a finalizer may

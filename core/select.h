@@ -11,4 +11,10 @@
  * what the match function raises. */
 int mb_select(lua_State *L, mb_proc *p, int match_idx);
 
+/* [owner] Push the Lua value of m, a signal the caller took off the inbox, and free
+ * m. If decoding raises (memory), m stays on p->taken until the process ends. */
+void mb_push_taken(lua_State *L, mb_proc *p, mb_sig *m);
+/* The same, pushing only its payload's value (a call's request, a cast's message). */
+void mb_push_taken_payload(lua_State *L, mb_proc *p, mb_sig *m);
+
 #endif

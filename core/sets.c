@@ -136,5 +136,9 @@ int mb_monset_add(mb_monset *s, uint64_t ref, mb_pid pid) {
 }
 int mb_monset_del(mb_monset *s, uint64_t ref, mb_pid *pid) { return del(MONS(s), ref, pid); }
 int mb_monset_has(const mb_monset *s, uint64_t ref) { return find(s->v, s->n, s->cap, 2, ref) >= 0; }
+mb_pid mb_monset_get(const mb_monset *s, uint64_t ref) {
+  int i = find(s->v, s->n, s->cap, 2, ref);
+  return i >= 0 ? s->v[2 * i + 1] : 0;
+}
 int mb_monset_pids(const mb_monset *s, mb_pid *out) { return pids(s->v, s->cap, 2, out); }
 void mb_monset_free(mb_monset *s) { tab_free(MONS(s)); }

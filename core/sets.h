@@ -28,6 +28,7 @@ int mb_monset_add(mb_monset *s, uint64_t ref, mb_pid pid);
 /* 1 removed (its pid in *pid unless pid is NULL), 0 absent. */
 int mb_monset_del(mb_monset *s, uint64_t ref, mb_pid *pid);
 int mb_monset_has(const mb_monset *s, uint64_t ref);
+mb_pid mb_monset_get(const mb_monset *s, uint64_t ref);   /* its pid, or 0 */
 int mb_monset_pids(const mb_monset *s, mb_pid *out);   /* writes the n pids; returns n */
 void mb_monset_free(mb_monset *s);
 

@@ -25,8 +25,10 @@ int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out) {
   p->max_heap = r->max_heap;
   p->first = (uint8_t)r->first;
   p->script = (uint8_t)r->script;
-  p->module = r->code ? strdup(r->code->name) : NULL;
-  if (r->code && !p->module) { p->code = NULL; p->args = NULL; mb_proc_discard(p); goto fail_mem; }
+  p->body = r->body;
+  const char *module = r->code ? r->code->name : r->module;
+  p->module = module ? strdup(module) : NULL;
+  if (module && !p->module) { p->code = NULL; p->args = NULL; mb_proc_discard(p); goto fail_mem; }
   if (mb_proc_publish(p) != 0) {   /* it released the code and the args */
     *out = 0;
     return MB_ELIMIT;
@@ -45,9 +47,11 @@ int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out) {
     pthread_mutex_lock(&p->meta);
     mb_monset_add(&p->monitored_by, r->mref, atomic_load(&r->monitor->pid));
     pthread_mutex_unlock(&p->meta);
-    pthread_mutex_lock(&r->monitor->meta);
-    mb_monset_add(&r->monitor->monitors, r->mref, pid);
-    pthread_mutex_unlock(&r->monitor->meta);
+    if (!r->call_monitor) {
+      pthread_mutex_lock(&r->monitor->meta);
+      mb_monset_add(&r->monitor->monitors, r->mref, pid);
+      pthread_mutex_unlock(&r->monitor->meta);
+    }
   }
   /* a stop that listed the processes before this one existed must still end it */
   if (atomic_load(&n->state) >= MB_NODE_STOPPING && !r->first) p->doom = mb_sig_static("killed");
@@ -108,7 +112,11 @@ static int start_protected(lua_State *L) {
   if (p->node->open_state) p->node->open_state(L, p);
   lua_State *co = lua_newthread(L);      /* returned: it stays on L's stack, alive */
   int nargs = 0;
-  if (p->code) {
+  if (p->body) {
+    lua_pushcfunction(co, p->body);
+    lua_pushlightuserdata(co, p);   /* proves the call is the core's (see mb_spawn_req) */
+    nargs = 1;
+  } else if (p->code) {
     if (!p->script) { lua_pushcfunction(co, boot); nargs = 1; }
     if (mb_code_load(co, p->code) != LUA_OK) return lua_error(co);
   } else {
@@ -207,21 +215,28 @@ static int crash_text(lua_State *L) {
  * returns the signal as a light userdata, made last so nothing raises after it. */
 static int error_reason(lua_State *L) {
   mb_proc *p = proc_arg(L);
+  mb_sig *s = mb_reason_sig(L, 2, p->node->max_message);
+  if (!s) return 0;
+  lua_pushlightuserdata(L, s);
+  return 1;
+}
+
+mb_sig *mb_reason_sig(lua_State *L, int idx, size_t max_message) {
   mb_buf b;
   char err[256];
-  if (mb_buf_init(&b, MB_SIG_HDR, p->node->max_message) == 0) {
-    if (mb_encode(L, 2, &b, "reason", err, sizeof err) == MB_ENC_OK) {
-      lua_pushlightuserdata(L, mb_sig_from_buf(&b, MB_SIG_EXIT, 0, 0));
-      return 1;
-    }
+  idx = lua_absindex(L, idx);
+  if (mb_buf_init(&b, MB_SIG_HDR, max_message) == 0) {
+    if (mb_encode(L, idx, &b, "reason", err, sizeof err) == MB_ENC_OK)
+      return mb_sig_from_buf(&b, MB_SIG_EXIT, 0, 0);
     mb_buf_free(&b);
   }
   size_t len;
-  const char *s = push_reason_text(L, 2, &len);
-  if (mb_buf_init(&b, MB_SIG_HDR, 0) != 0) return 0;
-  if (mb_encode_string(&b, s, len) != 0) { mb_buf_free(&b); return 0; }
-  lua_pushlightuserdata(L, mb_sig_from_buf(&b, MB_SIG_EXIT, 0, 0));
-  return 1;
+  const char *s = push_reason_text(L, idx, &len);
+  if (mb_buf_init(&b, MB_SIG_HDR, 0) != 0) { lua_pop(L, 1); return NULL; }
+  int rc = mb_encode_string(&b, s, len);
+  lua_pop(L, 1);
+  if (rc != 0) { mb_buf_free(&b); return NULL; }
+  return mb_sig_from_buf(&b, MB_SIG_EXIT, 0, 0);
 }
 
 /* Run f protected on L with p and the value at v: 1 and its result on top, or 0.

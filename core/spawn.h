@@ -15,8 +15,15 @@ typedef struct mb_spawn_req {
   mb_proc *link;             /* link the new process with this one */
   mb_proc *monitor;          /* this one monitors the new process with ref mref */
   uint64_t mref;
+  int call_monitor;          /* the monitor is a call's (mref live in its calls, call.h):
+                              * only the new process's side is made */
   int first;                 /* the CLI's first process */
   int script;                /* run the chunk itself as the body, `...` = arguments */
+  /* or a C body (the gen_server loop), called with the process as a light userdata
+   * (which Lua code cannot make: the body refuses any other first argument), then
+   * the arguments; `module` is what mb.info shows */
+  lua_CFunction body;
+  const char *module;
 } mb_spawn_req;
 
 /* Create and schedule a process. 0 and *out, or MB_E*. On failure the request's code
@@ -29,6 +36,11 @@ void mb_spawn_start(mb_proc *p);
 /* [owner] The body ended: status LUA_OK (returned, or doomed) or an error status with
  * the error value on top of p->co. Reports crashes and finishes the process. */
 void mb_spawn_end(mb_proc *p, int status);
+
+/* An exit reason (EXIT-shaped signal) of the Lua value at idx: itself if it can be
+ * sent within max_message, else its tostring, cut. NULL without memory; raises
+ * what a __tostring raises. */
+mb_sig *mb_reason_sig(lua_State *L, int idx, size_t max_message);
 
 /* A readable rendering of an encoded exit reason (malloc'd), or NULL. */
 char *mb_reason_text(const mb_sig *reason);

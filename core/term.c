@@ -86,6 +86,24 @@ static inline __attribute__((always_inline)) void push_box(lua_State *L, const c
 void mb_push_pid(lua_State *L, mb_pid pid) { push_box(L, &pid_key, MB_PID_MT, pid_tostring, pid, sizeof(box)); }
 void mb_push_ref(lua_State *L, uint64_t ref) { push_box(L, &ref_key, MB_REF_MT, ref_tostring, ref, sizeof(box)); }
 
+void mb_push_from(lua_State *L, mb_pid pid, uint64_t ref) {
+  lua_createtable(L, 2, 0);
+  mb_push_pid(L, pid);
+  lua_rawseti(L, -2, 1);
+  mb_push_ref(L, ref);
+  lua_rawseti(L, -2, 2);
+}
+
+int mb_test_from(lua_State *L, int idx, mb_pid *pid, uint64_t *ref) {
+  if (lua_type(L, idx) != LUA_TTABLE) return 0;
+  idx = lua_absindex(L, idx);
+  lua_rawgeti(L, idx, 1);
+  lua_rawgeti(L, idx, 2);
+  int ok = mb_test_pid(L, -2, pid) && mb_test_ref(L, -1, ref);
+  lua_pop(L, 2);
+  return ok;
+}
+
 int mb_push_handle(lua_State *L, int kind, uint64_t id) {
   if (kind <= 0 || kind >= MB_HANDLE_KINDS || id % MB_HANDLE_CAP == 0) return -1;
   push_box(L, &handle_key, MB_HANDLE_MT, handle_tostring, id, sizeof(hbox));

@@ -18,6 +18,11 @@ void mb_push_ref(lua_State *L, uint64_t ref);
 int mb_test_pid(lua_State *L, int idx, mb_pid *out);
 int mb_test_ref(lua_State *L, int idx, uint64_t *out);
 
+/* A call's `from` (gen_server): the table {pid, ref}, Erlang's {Pid, Tag}. test: 1
+ * and the two set if the value at idx has that shape; else 0. Never raises. */
+void mb_push_from(lua_State *L, mb_pid pid, uint64_t ref);
+int mb_test_from(lua_State *L, int idx, mb_pid *pid, uint64_t *ref);
+
 /* The pid (ref) at idx, or a luaL_argerror. */
 mb_pid mb_check_pid(lua_State *L, int idx);
 uint64_t mb_check_ref(lua_State *L, int idx);

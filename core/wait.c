@@ -23,6 +23,19 @@ int mb_wait_doomed(lua_State *L, mb_proc *p) {
   return luaL_error(L, "process is exiting");
 }
 
+const char *mb_wait_prepare(lua_State *L, mb_proc *p) {
+  if (!mb_proc_can_yield(L, p) || !mb_sched_self())
+    return "cannot block here (attempt to yield across a C-call boundary)";
+  if (p->deadline && p->deadline != MB_NEVER && !p->wait_timer && mb_sched_arm_wait(p, p->deadline) != 0)
+    return "not enough memory";
+  return NULL;
+}
+
+int mb_wait_yield(lua_State *L, lua_KContext ctx, lua_KFunction k) {
+  mb_proc_of(L)->yield_reason = MB_Y_WAIT;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
 static int receive_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   mb_proc *p = mb_proc_of(L);
@@ -34,12 +47,9 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushnil(L);
     return 1;
   }
-  if (!mb_proc_can_yield(L, p) || !mb_sched_self())
-    return luaL_error(L, "receive: cannot block here (attempt to yield across a C-call boundary)");
-  if (p->deadline && !p->wait_timer && mb_sched_arm_wait(p, p->deadline) != 0)
-    return luaL_error(L, "receive: not enough memory");
-  p->yield_reason = MB_Y_WAIT;
-  return lua_yieldk(L, 0, ctx, receive_k);
+  const char *why = mb_wait_prepare(L, p);
+  if (why) return luaL_error(L, "receive: %s", why);
+  return mb_wait_yield(L, ctx, receive_k);
 }
 
 int mb_wait_receive(lua_State *L, mb_proc *p, int match_idx, uint64_t deadline) {
@@ -56,12 +66,9 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   mb_proc_drain(p);
   if (p->doom) return mb_wait_doomed(L, p);
   if (mb_now_ns() >= p->deadline) { mb_sched_disarm_wait(p); return 0; }
-  if (!mb_proc_can_yield(L, p) || !mb_sched_self())
-    return luaL_error(L, "sleep: cannot block here (attempt to yield across a C-call boundary)");
-  if (!p->wait_timer && p->deadline != MB_NEVER && mb_sched_arm_wait(p, p->deadline) != 0)
-    return luaL_error(L, "sleep: not enough memory");
-  p->yield_reason = MB_Y_WAIT;
-  return lua_yieldk(L, 0, 0, sleep_k);
+  const char *why = mb_wait_prepare(L, p);
+  if (why) return luaL_error(L, "sleep: %s", why);
+  return mb_wait_yield(L, 0, sleep_k);
 }
 
 int mb_wait_sleep(lua_State *L, mb_proc *p, uint64_t deadline) {
