@@ -250,6 +250,7 @@ static int start(lua_State *L, int link) {
   if (mb_buf_init(&b, MB_SIG_HDR, n->max_message) != 0) return luaL_error(L, "%s: not enough memory", op);
   if (mb_encode_values(L, lua_gettop(L) - 4, 5, &b, err, sizeof err) != MB_ENC_OK) {
     mb_buf_free(&b);
+    mb_sig_free(mb_l_encode(L, n, NULL, 2, op, "args", MB_SIG_MSG));   /* raises, naming the path in args */
     return luaL_error(L, "%s: %s", op, err);
   }
   mb_spawn_req r;

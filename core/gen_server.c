@@ -507,10 +507,7 @@ static int drive(lua_State *L, int kind, int status) {
     int nargs = 0;
     int next = step(L, g, p, kind, status, &nargs);
     if (next == NEXT) next = take_next(L, g, p, &nargs);
-    if (next == END) {
-      if (p->doom && mb_proc_can_yield(L, p)) return 0;   /* the body returns; p->doom is its reason */
-      return mb_wait_doomed(L, p);
-    }
+    if (next == END) return 0;   /* the body returns: p->doom is its reason */
     if (next == K_WAIT) return mb_wait_yield(L, K_WAIT, drive_k);
     kind = next;
     status = lua_pcallk(L, nargs, LUA_MULTRET, S_MSGH, kind, drive_k);

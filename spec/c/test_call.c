@@ -1,0 +1,139 @@
+/* test_call: gen_server calls hammered across schedulers (core/call.c,
+ * core/gen_server.c), for the ThreadSanitizer run above all: many clients, servers
+ * killed mid-call, cycles closed from both sides at once, replies racing
+ * timeouts. Each test runs a script as the first process of a 2-scheduler node
+ * whose path holds the callback module; the script halts 0 when every call ended
+ * as it should. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "nodecheck.h"
+
+static const char server_module[] =
+  "local mb = require 'moonbeam'\n"
+  "local gs = require 'moonbeam.gen_server'\n"
+  "local M = {}\n"
+  "function M.init(n) return 'ok', n end\n"
+  "function M.handle_call(req, from, n)\n"
+  "  if req == 'inc' then return 'reply', n + 1, n + 1 end\n"
+  "  if req == 'nap' then mb.sleep(math.random(0, 2)); return 'reply', 'late', n end\n"
+  "  if type(req) == 'table' then\n"
+  "    local ok, r = pcall(gs.call, req[2], 'inc', 60000)\n"
+  "    return 'reply', {ok, r}, n\n"
+  "  end\n"
+  "  return 'reply', n, n\n"
+  "end\n"
+  "function M.handle_cast(m, n) return 'noreply', n + 1 end\n"
+  "return M\n";
+
+/* Run src on a 2-scheduler node whose path holds gs_hammer.lua: its status. */
+static int run_with_server(const char *src) {
+  char dir[] = "/tmp/mb_test_call_XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char mod[128], path[128];
+  snprintf(mod, sizeof mod, "%s/gs_hammer.lua", dir);
+  snprintf(path, sizeof path, "%s/?.lua", dir);
+  FILE *f = fopen(mod, "w");
+  CHECK(f != NULL);
+  fputs(server_module, f);
+  fclose(f);
+  mb_node_opts o = { 0 };
+  o.schedulers = 2;
+  o.log_level = "none";
+  o.path = path;
+  mb_node *n = mb_node_new(&o);
+  CHECK(n != NULL);
+  int status = check_run_on(n, src);
+  unlink(mod);
+  rmdir(dir);
+  return status;
+}
+
+/* 40 clients call 4 servers 300 times each while two servers are killed: every
+ * call is answered or fails with "call to ...", none is lost. */
+TEST(many_clients_while_servers_die_every_call_ends) {
+  CHECK_EQ_INT(run_with_server(
+    "local mb = require 'moonbeam'; local gs = require 'moonbeam.gen_server'\n"
+    "local me, servers = mb.self(), {}\n"
+    "for i = 1, 4 do servers[i] = gs.start('gs_hammer', 0) end\n"
+    "local clients, per = 40, 300\n"
+    "for c = 1, clients do\n"
+    "  mb.spawn(function(me, servers, per)\n"
+    "    local mb = require 'moonbeam'; local gs = require 'moonbeam.gen_server'\n"
+    "    local ok_n, failed = 0, 0\n"
+    "    for i = 1, per do\n"
+    "      local s = servers[i % #servers + 1]\n"
+    "      local ok, r = pcall(gs.call, s, 'inc', 10000)\n"
+    "      if ok then ok_n = ok_n + 1\n"
+    "      else assert(type(r) == 'string' and r:find('^call to <0%.%d+>: '), r); failed = failed + 1 end\n"
+    "      if i % 50 == 0 then gs.cast(s, 'x') end\n"
+    "    end\n"
+    "    mb.send(me, {'done', ok_n, failed, mb.info(mb.self()).message_queue_len})\n"
+    "  end, me, servers, per)\n"
+    "end\n"
+    "mb.exit(servers[1], 'kill'); mb.exit(servers[3], 'boom')\n"
+    "local total = 0\n"
+    "for c = 1, clients do\n"
+    "  local m = mb.receive(60000)\n"
+    "  assert(m and m[1] == 'done', 'a client hung')\n"
+    "  assert(m[4] == 0, 'a reply or DOWN stayed queued')\n"
+    "  total = total + m[2] + m[3]\n"
+    "end\n"
+    "assert(total == clients * per)\n"
+    "mb.halt(0)\n"), 0);
+}
+
+/* Two servers, each asked at once to call the other: a cycle closed from both
+ * sides. Every round ends (some with "deadlock") long before the 60 s timeout. */
+TEST(cycles_closed_from_both_sides_never_hang) {
+  CHECK_EQ_INT(run_with_server(
+    "local mb = require 'moonbeam'; local gs = require 'moonbeam.gen_server'\n"
+    "local me = mb.self()\n"
+    "local a, b = gs.start('gs_hammer', 0), gs.start('gs_hammer', 0)\n"
+    "local deadlocks = 0\n"
+    "for round = 1, 200 do\n"
+    "  for _, pair in ipairs({{a, b}, {b, a}}) do\n"
+    "    mb.spawn(function(me, s, other)\n"
+    "      local gs = require 'moonbeam.gen_server'\n"
+    "      require('moonbeam').send(me, gs.call(s, {'call', other}, 60000))\n"
+    "    end, me, pair[1], pair[2])\n"
+    "  end\n"
+    "  for i = 1, 2 do\n"
+    "    local r = mb.receive(60000)\n"
+    "    assert(r, 'a cross call hung')\n"
+    "    if not r[1] then assert(r[2]:find(': deadlock$'), r[2]); deadlocks = deadlocks + 1 end\n"
+    "  end\n"
+    "end\n"
+    "mb.halt(0)\n"), 0);
+}
+
+/* Calls that time out while their replies are on the way: a late reply never
+ * reaches the caller's mailbox and no call ref stays live. */
+TEST(replies_racing_timeouts_are_dropped) {
+  CHECK_EQ_INT(run_with_server(
+    "local mb = require 'moonbeam'; local gs = require 'moonbeam.gen_server'\n"
+    "local me = mb.self()\n"
+    "local servers = {gs.start('gs_hammer', 0), gs.start('gs_hammer', 0)}\n"
+    "for c = 1, 8 do\n"
+    "  mb.spawn(function(me, servers)\n"
+    "    local mb = require 'moonbeam'; local gs = require 'moonbeam.gen_server'\n"
+    "    local answered, timed_out = 0, 0\n"
+    "    for i = 1, 200 do\n"
+    "      local ok, r = pcall(gs.call, servers[i % 2 + 1], 'nap', math.random(0, 2))\n"
+    "      if ok then answered = answered + 1 else assert(r:find(': timeout$'), r); timed_out = timed_out + 1 end\n"
+    "    end\n"
+    "    gs.call(servers[1], 'get'); gs.call(servers[2], 'get')   -- every late reply was sent by now\n"
+    "    mb.send(me, {answered + timed_out, mb.receive(0), mb.info(mb.self()).message_queue_len})\n"
+    "  end, me, servers)\n"
+    "end\n"
+    "for c = 1, 8 do\n"
+    "  local m = mb.receive(60000)\n"
+    "  assert(m and m[1] == 200 and m[2] == nil and m[3] == 0, 'a late reply was queued')\n"
+    "end\n"
+    "mb.halt(0)\n"), 0);
+}
+
+TEST_MAIN(CHECK_CASE(many_clients_while_servers_die_every_call_ends),
+          CHECK_CASE(cycles_closed_from_both_sides_never_hang),
+          CHECK_CASE(replies_racing_timeouts_are_dropped))
