@@ -49,6 +49,13 @@ static int os_exit(lua_State *L) {
   return luaL_error(L, "halted");
 }
 
+static int open_os(lua_State *L) {
+  luaopen_os(L);
+  lua_pushcfunction(L, os_exit);
+  lua_setfield(L, -2, "exit");
+  return 1;
+}
+
 static int refuse_sethook(lua_State *L) {
   return luaL_error(L, "debug.sethook: refused, the moonbeam core owns the hook");
 }
@@ -267,11 +274,13 @@ static int co_running(lua_State *L) {
   return 2;
 }
 
-static void patch_coroutine(lua_State *L) {
+static int open_coroutine(lua_State *L) {
   static const luaL_Reg fns[] = {
     { "resume", co_resume }, { "wrap", co_wrap }, { "yield", co_yield },
     { "isyieldable", co_isyieldable }, { "running", co_running }, { NULL, NULL } };
+  luaopen_coroutine(L);
   luaL_setfuncs(L, fns, 0);
+  return 1;
 }
 
 /* ---- require: the node's code cache first ---- */
@@ -350,8 +359,10 @@ static void setup_package(lua_State *L, mb_proc *p) {
 
 /* ---- lazy standard libraries ---- */
 
-/* The package library, changed before any Lua code can see it (luaL_requiref
- * stores it through package.loaded and _G, whose metamethods are the script's).
+/* Every library is changed inside its open function (open_package, open_coroutine,
+ * open_os, open_debug, open_base_lib), before luaL_requiref stores it through
+ * package.loaded and _G, whose metamethods may be the script's: no route that opens
+ * a library, and no reopening, lets Lua code see Lua's own functions.
  * Lua's own searchers and loadlib are never reachable: a package library opened
  * again (package.loaded.package and _G.package cleared) gets the same changes. */
 static int open_package(lua_State *L) {
@@ -369,17 +380,15 @@ static int open_package(lua_State *L) {
 
 typedef struct { const char *name; lua_CFunction open; } lib;
 static const lib libs[] = {
-  { LUA_LOADLIBNAME, open_package }, { LUA_COLIBNAME, luaopen_coroutine },
+  { LUA_LOADLIBNAME, open_package }, { LUA_COLIBNAME, open_coroutine },
   { LUA_TABLIBNAME, luaopen_table }, { LUA_IOLIBNAME, luaopen_io },
-  { LUA_OSLIBNAME, luaopen_os }, { LUA_STRLIBNAME, luaopen_string },
+  { LUA_OSLIBNAME, open_os }, { LUA_STRLIBNAME, luaopen_string },
   { LUA_MATHLIBNAME, luaopen_math }, { LUA_UTF8LIBNAME, luaopen_utf8 },
   { LUA_DBLIBNAME, open_debug }, { NULL, NULL } };
 
-/* Open library l into _G and package.loaded, with moonbeam's changes; pushes it. */
+/* Open library l into _G and package.loaded; pushes it. */
 static void open_lib(lua_State *L, const lib *l) {
   luaL_requiref(L, l->name, l->open, 1);
-  if (l->open == luaopen_coroutine) patch_coroutine(L);
-  else if (l->open == luaopen_os) { lua_pushcfunction(L, os_exit); lua_setfield(L, -2, "exit"); }
 }
 
 static const lib *find_lib(const char *name) {
@@ -396,17 +405,22 @@ static int preload_std(lua_State *L) {
   return 1;
 }
 
+static int open_base_lib(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    { "print", mb_procenv_print }, { "load", text_load }, { "loadfile", text_loadfile },
+    { "dofile", text_dofile }, { NULL, NULL } };
+  luaopen_base(L);   /* writes into _G: no script can have a metamethod there yet */
+  luaL_setfuncs(L, fns, 0);
+  return 1;
+}
+
 /* The base library (print, pairs, assert, ...) the first time a global is missing. */
 static int open_base(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, (void *)open_base) != LUA_TNIL) { lua_pop(L, 1); return 0; }
   lua_pop(L, 1);
   lua_pushboolean(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, (void *)open_base);
-  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
-  static const luaL_Reg fns[] = {
-    { "print", mb_procenv_print }, { "load", text_load }, { "loadfile", text_loadfile },
-    { "dofile", text_dofile }, { NULL, NULL } };
-  luaL_setfuncs(L, fns, 0);
+  luaL_requiref(L, LUA_GNAME, open_base_lib, 1);
   lua_pop(L, 1);
   return 1;
 }

@@ -447,6 +447,113 @@ describe("C modules", function()
   end)
 end)
 
+describe("the standard libraries moonbeam changes", function()
+  -- A metamethod on _G or package.loaded runs while a library is being stored there:
+  -- what it sees must already be moonbeam's coroutine, os and debug.
+  it("are changed before a metamethod on _G or package.loaded sees them, by any route", function()
+    local _, reason, out = hostile [[
+  local seen, stale = 0, {}
+  local original_resume, original_yield
+  local function watch(where)
+    return function(t, k, v)
+      rawset(t, k, v)
+      if k ~= "coroutine" and k ~= "os" and k ~= "debug" then return end
+      seen = seen + 1
+      local now, names = {}, {}
+      for name, f in pairs(v) do now[name] = f; names[#names + 1] = name end
+      if k == "coroutine" and not original_resume then original_resume, original_yield = v.resume, v.yield end
+      if k == "debug" then
+        table.sort(names)
+        if table.concat(names, " ") ~= "getinfo sethook traceback" then stale[#stale + 1] = where .. " debug: " .. table.concat(names, " ") end
+      end
+      -- compared once the route is done: a function changed after this is one a script could keep
+      stale[#stale + 1] = function()
+        for name, f in pairs(v) do if now[name] ~= f then return where .. " " .. k .. "." .. name end end
+      end
+    end
+  end
+  getmetatable(_G).__newindex = watch("_G")
+  -- the package library untouched: the lazy global and the light require
+  local _ = coroutine
+  require "os"
+  _ = debug
+  local p = package
+  setmetatable(p.loaded, { __newindex = watch("package.loaded") })
+  local routes = {
+    global = function(name) return _G[name] end,
+    require = function(name) return require(name) end,
+    preload = function(name) return p.preload[name](name) end,
+  }
+  for _, route in ipairs { "require", "global", "preload" } do
+    for _, name in ipairs { "coroutine", "os", "debug" } do
+      rawset(_G, name, nil)
+      rawset(p.loaded, name, nil)
+      routes[route](name)
+    end
+  end
+  local changed = {}
+  for _, s in ipairs(stale) do
+    if type(s) == "function" then s = s() end
+    if s then changed[#changed + 1] = s end
+  end
+  print("seen " .. seen, table.concat(changed, ", "))
+  -- the first resume a script could keep: a core yield inside is passed on, not returned
+  -- ("later" comes only once this process waits in receive)
+  mb.spawn(function(waiter)
+    local mb = require "moonbeam"
+    while mb.info(waiter) and mb.info(waiter).status ~= "waiting" do mb.sleep(1) end
+    mb.send(waiter, "later")
+  end, mb.self())
+  local co = coroutine.create(function() return mb.receive(function(m) return m == "later" end) end)
+  print(original_resume(co))
+  print(pcall(original_yield, "out of the body"))
+]]
+    assert.equal("seen 21\t", out[1])
+    assert.equal("true\tlater", out[2])
+    assert.is_truthy(out[3]:find("^false\t.*attempt to yield from outside a coroutine"), out[3])
+    assert.equal(3, #out, table.concat(out, "\n"))
+    assert.equal("normal", reason)
+  end)
+
+  -- Run a node from a plain lua5.4 (as an embedding program would) whose one process
+  -- keeps the os.exit a metamethod on `watched` ("_G" or "package.loaded") sees and
+  -- calls it with 7: Lua's own os.exit would end the whole program there.
+  local function captured_exit(watched)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(([[
+package.cpath = %q .. "/?.so;" .. package.cpath
+local node = require("moonbeam.host").start { schedulers = 1 }
+local pid = node:spawn(function(host, watched)
+  local mb = require "moonbeam"
+  mb.link(host)
+  local exit
+  local mt = getmetatable(_G)
+  if watched == "package.loaded" then mt = {}; setmetatable(package.loaded, mt) end
+  mt.__newindex = function(t, k, v) rawset(t, k, v); if k == "os" then exit = v.exit end end
+  local _ = os
+  print("captured", type(exit))
+  exit(7)
+  print("after exit")
+end, node:self(), %q)
+local m = node:receive(function(m) return type(m) == "table" and m[1] == "EXIT" and m[2] == pid end, 10000)
+print("host: exit " .. (m and tostring(m[3]) or "none"), "status " .. node:stop())
+]]):format(C.build, watched))
+    f:close()
+    local r = C.run({ path }, { bin = "lua5.4" })
+    os.remove(path)
+    return r
+  end
+
+  for _, watched in ipairs { "_G", "package.loaded" } do
+    it("make an os.exit kept through " .. watched .. " halt the node, never the program", function()
+      local r = captured_exit(watched)
+      assert.equal(0, r.status, "the program ended: " .. r.stdout .. r.stderr)
+      assert.same({ "captured\tfunction", "host: exit normal\tstatus 7" }, r.out)
+    end)
+  end
+end)
+
 describe("the first moments and the crash report of a process", function()
   -- Lua code that runs while the core writes a crash report (the reason's
   -- __tostring, finalizers) runs on the process's main state, where the core's own
