@@ -7,13 +7,7 @@ local gen_server = require "moonbeam.gen_server"
 local N = math.tointeger(tonumber((...))) or 2000000
 local WARMUP = 10000
 
--- VmRSS of this OS process (the whole node), in bytes.
-local function rss()
-  local f = assert(io.open("/proc/self/status"))
-  local status = f:read("a")
-  f:close()
-  return tonumber(status:match("VmRSS:%s+(%d+) kB")) * 1024
-end
+local rss = require "bench.rss"   -- VmRSS of the whole node, in bytes
 
 local function calls(server, n)
   for _ = 1, n do gen_server.call(server, "inc") end

@@ -3,13 +3,7 @@ local mb = require "moonbeam"
 
 local N = 100000
 
--- VmRSS of this OS process (the whole node), in bytes.
-local function rss()
-  local f = assert(io.open("/proc/self/status"))
-  local status = f:read("a")
-  f:close()
-  return tonumber(status:match("VmRSS:%s+(%d+) kB")) * 1024
-end
+local rss = require "bench.rss"   -- VmRSS of the whole node, in bytes
 
 -- An idle process: reports once, then waits forever.
 local function idle(parent)

@@ -113,20 +113,32 @@ static uint64_t load_call(lua_State *L, mb_call *c) {
   return (uint64_t)lua_tointeger(L, 7);
 }
 
+/* A call's continuation begins here: the call from the stack, and its REPLY or
+ * DOWN if one came (the wait is then over). A doomed process gives up the call. */
+enum { GOT, DOOMED, TIMED_OUT, WAIT };
+static int resume_call(lua_State *L, mb_proc *p, mb_call *c, uint64_t *deadline, mb_sig **got) {
+  *deadline = load_call(L, c);
+  *got = mb_call_poll(p, c);
+  if (p->doom) {
+    if (*got) mb_sig_free(*got);
+    mb_call_end(p, c, NULL);
+    return DOOMED;
+  }
+  if (*got) { mb_sched_disarm_wait(p); return GOT; }
+  if (*deadline && mb_now_ns() >= *deadline) { mb_sched_disarm_wait(p); return TIMED_OUT; }
+  return WAIT;
+}
+
 static int call_k(lua_State *L, int status, lua_KContext stop) {
   (void)status;
   mb_proc *p = mb_proc_of(L);
   mb_call c;
-  uint64_t deadline = load_call(L, &c);
-  mb_sig *got = mb_call_poll(p, &c);
-  if (p->doom) {
-    if (got) mb_sig_free(got);
-    mb_call_end(p, &c, NULL);
-    return mb_wait_doomed(L, p);
-  }
-  if (got) { mb_sched_disarm_wait(p); return mb_l_call_result(L, p, &c, got, 1, (int)stop); }
-  if (deadline && mb_now_ns() >= deadline) {
-    mb_sched_disarm_wait(p);
+  uint64_t deadline;
+  mb_sig *got;
+  int st = resume_call(L, p, &c, &deadline, &got);
+  if (st == DOOMED) return mb_wait_doomed(L, p);
+  if (st == GOT) return mb_l_call_result(L, p, &c, got, 1, (int)stop);
+  if (st == TIMED_OUT) {
     mb_call_end(p, &c, NULL);
     return mb_l_call_fail(L, 1, (int)stop, "timeout");
   }
@@ -187,15 +199,11 @@ static int start_k(lua_State *L, int status, lua_KContext link) {
   (void)status;
   mb_proc *p = mb_proc_of(L);
   mb_call c;
-  uint64_t deadline = load_call(L, &c);
-  mb_sig *got = mb_call_poll(p, &c);
-  if (p->doom) {
-    if (got) mb_sig_free(got);
-    mb_call_end(p, &c, NULL);
-    return mb_wait_doomed(L, p);
-  }
-  if (got) {
-    mb_sched_disarm_wait(p);
+  uint64_t deadline;
+  mb_sig *got;
+  int st = resume_call(L, p, &c, &deadline, &got);
+  if (st == DOOMED) return mb_wait_doomed(L, p);
+  if (st == GOT) {
     mb_call_end(p, &c, got);
     int down = got->kind == MB_SIG_DOWN;
     mb_push_taken_payload(L, p, got);   /* true, {reason [, pid]}, or the DOWN's reason */
@@ -206,8 +214,7 @@ static int start_k(lua_State *L, int status, lua_KContext link) {
     lua_rawgeti(L, -3, 2);
     return lua_isnil(L, -1) ? 2 : 3;
   }
-  if (deadline && mb_now_ns() >= deadline) {   /* init overran: the server goes, quietly */
-    mb_sched_disarm_wait(p);
+  if (st == TIMED_OUT) {   /* init overran: the server goes, quietly */
     if (link) mb_proc_unlink(p, c.server);
     mb_sig *kill = mb_sig_string(MB_SIG_EXIT, 0, 0, "kill");
     if (kill) mb_proc_exit_signal(p, c.server, kill);
