@@ -209,10 +209,10 @@ static int start_k(lua_State *L, int status, lua_KContext link) {
     mb_push_taken_payload(L, p, got);   /* true, {reason [, pid]}, or the DOWN's reason */
     if (!down && lua_toboolean(L, -1) && !lua_istable(L, -1)) { mb_push_pid(L, c.server); return 1; }
     lua_pushnil(L);
-    if (down) { lua_insert(L, -2); return 2; }
+    if (down) { lua_insert(L, -2); return 2; }   /* nil, reason */
     lua_rawgeti(L, -2, 1);
-    lua_rawgeti(L, -3, 2);
-    return lua_isnil(L, -1) ? 2 : 3;
+    if (lua_rawgeti(L, -3, 2) == LUA_TNIL) { lua_pop(L, 1); return 2; }   /* nil, reason */
+    return 3;   /* nil, "already_started", pid */
   }
   if (st == TIMED_OUT) {   /* init overran: the server goes, quietly */
     if (link) mb_proc_unlink(p, c.server);

@@ -506,7 +506,7 @@ static int drive(lua_State *L, int kind, int status) {
   for (;;) {
     int nargs = 0;
     int next = step(L, g, p, kind, status, &nargs);
-    if (next == NEXT) next = take_next(L, g, p, &nargs);
+    while (next == NEXT) next = take_next(L, g, p, &nargs);   /* NEXT again: a message was dropped */
     if (next == END) return 0;   /* the body returns: p->doom is its reason */
     if (next == K_WAIT) return mb_wait_yield(L, K_WAIT, drive_k);
     kind = next;
