@@ -12,6 +12,7 @@
 #include "receive.h"
 #include "log.h"
 #include "call.h"
+#include "code.h"
 #include "clock.h"
 
 #define HOST_MT "moonbeam.host.node"
@@ -128,6 +129,20 @@ static int h_call(lua_State *L) {
 
 static int h_cast(lua_State *L) { host *h = check_host(L); return mb_l_cast(L, h->node, h->self, 2); }
 
+/* node:reload(module): compile the module's current source into the code cache;
+ * true, or nil and the error (the cache unchanged). New spawns and require use
+ * it; each gen_server running the module upgrades at its next message. */
+static int h_reload(lua_State *L) {
+  host *h = check_host(L);
+  const char *module = luaL_checkstring(L, 2);
+  char err[2048];
+  mb_code *c = mb_code_reload(h->node, module, err, sizeof err);
+  if (!c) { luaL_pushfail(L); lua_pushstring(L, err); return 2; }
+  mb_code_unref(c);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int h_whereis(lua_State *L) { host *h = check_host(L); return mb_l_whereis(L, h->node, 2); }
 static int h_info(lua_State *L) { host *h = check_host(L); return mb_l_info(L, h->node, mb_check_pid(L, 2)); }
 static int h_processes(lua_State *L) { host *h = check_host(L); return mb_l_processes(L, h->node); }
@@ -142,7 +157,7 @@ MB_API int luaopen_moonbeam_host(lua_State *L) {
   static const luaL_Reg methods[] = {
     { "spawn", h_spawn }, { "send", h_send }, { "self", h_self }, { "receive", h_receive },
     { "whereis", h_whereis }, { "info", h_info }, { "processes", h_processes },
-    { "call", h_call }, { "cast", h_cast },
+    { "call", h_call }, { "cast", h_cast }, { "reload", h_reload },
     { "stop", h_stop }, { NULL, NULL } };
   if (luaL_newmetatable(L, HOST_MT)) {
     luaL_newlib(L, methods);

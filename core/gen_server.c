@@ -16,6 +16,7 @@
 #include "gen_server.h"
 #include "call.h"
 #include "clock.h"
+#include "code.h"
 #include "codec.h"
 #include "log.h"
 #include "node.h"
@@ -38,7 +39,7 @@ enum {
 };
 
 /* What the last step asked for: a callback kind, or one of these. */
-enum { K_BOOT, K_LOAD, K_INIT, K_CALL, K_CAST, K_INFO, K_TERM, K_WAIT, NEXT, END };
+enum { K_BOOT, K_LOAD, K_INIT, K_CALL, K_CAST, K_INFO, K_TERM, K_WAIT, K_UPGRADE, K_CODE_CHANGE, NEXT, END };
 
 typedef struct gs {
   mb_pid parent;
@@ -305,10 +306,32 @@ static int boot(lua_State *L, gs *g, mb_proc *p, int *nargs) {
     }
   }
   lua_settop(L, BASE + 1);   /* init's argument stays at BASE + 1 */
+  /* from the code cache, keeping the entry: a reload supersedes it (the upgrade
+   * between two messages); a module the cache cannot give (an embedder's
+   * preload) comes through require */
+  char err[16];
+  mb_code *c = mb_code_get(p->node, module_name(L), err, sizeof err);
+  if (c && mb_code_load(L, c) == LUA_OK) {
+    p->code = c;
+    lua_pushvalue(L, S_NAME);
+    lua_pushstring(L, c->chunkname + 1);
+    *nargs = 2;
+    return K_LOAD;
+  }
+  if (c) { lua_pop(L, 1); mb_code_unref(c); }
   lua_getglobal(L, "require");
   lua_pushvalue(L, S_NAME);
   *nargs = 1;
   return K_LOAD;
+}
+
+/* package.loaded[name] = the module at idx, as require would have. */
+static void set_loaded(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, idx);
+  lua_setfield(L, -2, module_name(L));
+  lua_pop(L, 1);
 }
 
 static int loaded(lua_State *L, gs *g, mb_proc *p, int status, int *nargs) {
@@ -318,6 +341,7 @@ static int loaded(lua_State *L, gs *g, mb_proc *p, int status, int *nargs) {
     lua_pushfstring(L, "module '%s' did not return a table", module_name(L));
     return init_failed(L, g, p, -1, -1, -1);
   }
+  set_loaded(L, -1);
   lua_replace(L, S_MOD);
   if (!get_callback(L, "init")) {
     lua_pushliteral(L, "missing init");
@@ -384,9 +408,94 @@ static int info_or_cast(lua_State *L, mb_proc *p, const char *callback, int kind
   return kind;
 }
 
+/* ---- upgrades (a reload superseded the module's code) ---- */
+
+/* Should the server upgrade now? Its code was superseded, and the code a failed
+ * upgrade left in code_next (kept so that it is not tried again) was too. */
+static int must_upgrade(mb_proc *p) {
+  return p->code && mb_code_superseded(p->code) && (!p->code_next || mb_code_superseded(p->code_next));
+}
+
+/* The upgrade failed with the value at the top: the old code stays (code_next
+ * keeps the failed one, so it is not tried again until another reload). */
+static int upgrade_failed(lua_State *L, mb_proc *p) {
+  const char *why = push_render(L, -1);
+  mb_log(p->node, MB_LOG_WARNING, atomic_load(&p->pid),
+         "gen_server (module '%s') keeps its old code: the upgrade failed: %s", module_name(L), why);
+  lua_settop(L, BASE);
+  return NEXT;
+}
+
+/* Load the current code into code_next and push its chunk: K_UPGRADE, or NEXT
+ * when it cannot be had (kept as the failed code). */
+static int upgrade(lua_State *L, mb_proc *p, int *nargs) {
+  char err[512];
+  mb_code *c = mb_code_get(p->node, module_name(L), err, sizeof err);
+  if (!c) {
+    mb_log(p->node, MB_LOG_WARNING, atomic_load(&p->pid), "gen_server (module '%s') keeps its code: %s",
+           module_name(L), err);
+    return NEXT;   /* the entry is gone; superseded stays set but there is nothing newer */
+  }
+  if (p->code_next) mb_code_unref(p->code_next);
+  p->code_next = c;
+  if (mb_code_load(L, c) != LUA_OK) return upgrade_failed(L, p);   /* its message says why */
+  lua_pushvalue(L, S_NAME);
+  lua_pushstring(L, c->chunkname + 1);
+  *nargs = 2;
+  return K_UPGRADE;
+}
+
+/* The new module is at BASE + 1 (and the new state at idx, or 0): swap. */
+static int upgraded(lua_State *L, mb_proc *p, int state_idx) {
+  if (state_idx) { lua_pushvalue(L, state_idx); lua_replace(L, S_STATE); }
+  set_loaded(L, BASE + 1);
+  lua_pushvalue(L, BASE + 1);
+  lua_replace(L, S_MOD);
+  mb_code_unref(p->code);
+  p->code = p->code_next;
+  p->code_next = NULL;
+  lua_settop(L, BASE);
+  return NEXT;
+}
+
+/* The new chunk ran: call code_change(old_vsn, state, extra) if it has one. */
+static int upgrade_loaded(lua_State *L, mb_proc *p, int status, int *nargs) {
+  if (status != LUA_OK) return upgrade_failed(L, p);
+  if (!lua_istable(L, -1)) {
+    lua_pushfstring(L, "module '%s' did not return a table", module_name(L));
+    return upgrade_failed(L, p);
+  }
+  lua_settop(L, BASE + 1);
+  lua_getfield(L, BASE + 1, "code_change");
+  if (!lua_isfunction(L, -1)) { lua_pop(L, 1); return upgraded(L, p, 0); }
+  lua_getfield(L, S_MOD, "vsn");
+  lua_pushvalue(L, S_STATE);
+  lua_pushnil(L);   /* extra: reload's, once the reload API passes one */
+  *nargs = 3;
+  return K_CODE_CHANGE;
+}
+
+static int code_changed(lua_State *L, mb_proc *p, int status) {
+  if (status != LUA_OK) return upgrade_failed(L, p);
+  int n = lua_gettop(L) - (BASE + 1);
+  if (n == 2 && lua_type(L, BASE + 2) == LUA_TSTRING && strcmp(lua_tostring(L, BASE + 2), "ok") == 0)
+    return upgraded(L, p, BASE + 3);
+  lua_pushliteral(L, "bad return from code_change: ");
+  for (int i = BASE + 2; i <= BASE + 1 + n; i++) {
+    if (i > BASE + 2) lua_pushliteral(L, ", ");
+    push_render(L, i);
+  }
+  lua_concat(L, n ? 2 * n : 1);
+  return upgrade_failed(L, p);
+}
+
 /* Take the next message and push its callback; or wait; or end. */
 static int take_next(lua_State *L, gs *g, mb_proc *p, int *nargs) {
   lua_settop(L, BASE);
+  if (must_upgrade(p)) {   /* between two messages, as SPEC 5 says */
+    int next = upgrade(L, p, nargs);
+    if (next != NEXT || !must_upgrade(p)) return next;
+  }
   mb_sig *m = mb_recv_select(p, not_reply, NULL);
   if (p->doom) { if (m) mb_sig_free(m); return END; }
   if (!m) {
@@ -494,6 +603,8 @@ static int step(lua_State *L, gs *g, mb_proc *p, int kind, int status, int *narg
   case K_TERM:
     if (status != LUA_OK) { lua_replace(L, S_REASON); g->crashed = 1; }
     return finish(L, g, p);
+  case K_UPGRADE: return upgrade_loaded(L, p, status, nargs);
+  case K_CODE_CHANGE: return code_changed(L, p, status);
   default: return NEXT;   /* K_WAIT: a signal came, or the deadline */
   }
 }

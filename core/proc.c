@@ -182,6 +182,7 @@ static void proc_recycle(mb_proc *p) {
   if (p->args) mb_sig_free(p->args);
   if (p->doom) mb_sig_free(p->doom);
   if (p->code) mb_code_unref(p->code);
+  if (p->code_next) mb_code_unref(p->code_next);
   for (mb_sig *m = p->taken, *next; m; m = next) { next = m->next; mb_sig_free(m); }
   memset((char *)p + offsetof(mb_proc, state), 0, sizeof *p - offsetof(mb_proc, state));
   atomic_store(&p->pid, 0);

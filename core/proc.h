@@ -124,6 +124,7 @@ struct mb_proc {
   mb_sig *inbox, *inbox_tail;   /* drained messages, in arrival order */
   mb_sig *doom;                 /* set: the process must end with this reason (EXIT-shaped sig) */
   mb_code *code;                /* what to run: a module ... */
+  mb_code *code_next;           /* [owner] a gen_server's upgrade in progress, or its last failed one */
   char *fn_code; size_t fn_len; /* ... or a dumped function */
   mb_sig *args;                 /* encoded spawn arguments */
   lua_CFunction body;           /* ... or a C body (spawn.h) */
