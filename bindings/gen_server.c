@@ -243,35 +243,24 @@ static int start(lua_State *L, int link) {
   uint64_t deadline = deadline_at(L, 5, INIT_TIMEOUT_MS);
   if (!mb_proc_can_yield(L, p) || !mb_sched_self())
     return luaL_error(L, "%s: cannot block here (attempt to yield across a C-call boundary)", op);
-  /* the body's arguments: module, init's argument, name, parent, the start's ref */
+  /* init's argument travels as its own encoding */
+  mb_buf b;
+  char err[512];
+  if (mb_buf_init(&b, 0, n->max_message) != 0) return luaL_error(L, "%s: not enough memory", op);
+  mb_call_watch_refs(p, &b);
+  if (mb_encode(L, 2, &b, "args", err, sizeof err) != MB_ENC_OK) {
+    mb_buf_free(&b);
+    return luaL_error(L, "%s: %s", op, err);
+  }
   mb_call c;
   memset(&c, 0, sizeof c);
   c.ref = mb_node_make_ref(n);
-  lua_pushvalue(L, 1);
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, 4);
-  mb_push_pid(L, atomic_load(&p->pid));
-  mb_push_ref(L, c.ref);
-  mb_buf b;
-  char err[512];
-  if (mb_buf_init(&b, MB_SIG_HDR, n->max_message) != 0) return luaL_error(L, "%s: not enough memory", op);
-  if (mb_encode_values(L, lua_gettop(L) - 4, 5, &b, err, sizeof err) != MB_ENC_OK) {
-    mb_buf_free(&b);
-    mb_sig_free(mb_l_encode(L, n, NULL, 2, op, "args", MB_SIG_MSG));   /* raises, naming the path in args */
-    return luaL_error(L, "%s: %s", op, err);
-  }
-  mb_spawn_req r;
-  memset(&r, 0, sizeof r);
-  r.body = mb_gen_server_body;
-  r.module = lua_tostring(L, 1);
-  r.args = mb_sig_from_buf(&b, MB_SIG_MSG, 0, 0);
-  r.link = link ? p : NULL;
-  r.monitor = p;
-  r.mref = c.ref;
-  r.call_monitor = 1;
   c.mark = mb_recv_mark(p);
-  if (mb_call_ref_add(p, c.ref) < 0) { mb_sig_free(r.args); return luaL_error(L, "%s: not enough memory", op); }
-  int rc = mb_spawn_proc(n, &r, &c.server);
+  if (mb_call_ref_add(p, c.ref) < 0) { mb_buf_free(&b); return luaL_error(L, "%s: not enough memory", op); }
+  size_t name_len = 0;
+  const char *name = lua_isnil(L, 4) ? NULL : lua_tolstring(L, 4, &name_len);
+  int rc = mb_gen_server_spawn(p, lua_tostring(L, 1), b.data, b.len, name, name_len, link, c.ref, &c.server);
+  mb_buf_free(&b);
   if (rc != 0) { mb_call_ref_del(p, c.ref); return luaL_error(L, "%s: %s", op, mb_strerror(rc)); }
   save_call(L, &c, deadline);
   mb_sched_disarm_wait(p);

@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "code.h"
 #include "codec.h"
+#include "cterm.h"
 #include "log.h"
 #include "node.h"
 #include "registry.h"
@@ -632,22 +633,62 @@ int mb_gen_server_body(lua_State *L) {
   if (lua_type(L, 1) != LUA_TLIGHTUSERDATA || p != mb_proc_of(L) || p->body != mb_gen_server_body)
     return luaL_error(L, "not for scripts");
   p->body = NULL;   /* once */
-  /* arguments: 2 module name, 3 init's argument, 4 name or nil, 5 parent, 6 start ref */
-  lua_settop(L, 6);
-  gs *g = lua_newuserdatauv(L, sizeof *g, 0);
+  /* 2: {module =, args = its encoding, name =, parent =, ref =} (mb_gen_server_spawn) */
+  lua_settop(L, 2);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  gs *g = lua_newuserdatauv(L, sizeof *g, 0);   /* 3 */
   memset(g, 0, sizeof *g);
-  if (!mb_test_pid(L, 5, &g->parent) || !mb_test_ref(L, 6, &g->ack_ref) || lua_type(L, 2) != LUA_TSTRING)
+  lua_getfield(L, 2, "parent");                 /* 4 */
+  lua_getfield(L, 2, "ref");                    /* 5 */
+  if (!mb_test_pid(L, 4, &g->parent) || !mb_test_ref(L, 5, &g->ack_ref) ||
+      lua_getfield(L, 2, "module") != LUA_TSTRING)   /* 6 */
     return luaL_error(L, "gen_server: bad start");
+  lua_pushvalue(L, 3);                          /* the slots, from 7: gs */
   lua_pushnil(L);
-  lua_pushcclosure(L, msgh, 1);          /* 8 */
-  lua_pushnil(L);                        /* 9: module */
-  lua_pushnil(L);                        /* 10: state */
-  lua_pushnil(L);                        /* 11: message */
-  lua_pushnil(L);                        /* 12: reason */
-  lua_pushvalue(L, 2);                   /* 13: module name */
-  lua_pushvalue(L, 3);                   /* 14: init's argument */
-  lua_pushvalue(L, 4);                   /* 15: the name */
-  lua_rotate(L, 1, -6);                  /* the six arguments to the top ... */
-  lua_settop(L, lua_gettop(L) - 6);      /* ... and gone: gs at 1 */
+  lua_pushcclosure(L, msgh, 1);                 /* message handler */
+  lua_pushnil(L);                               /* module */
+  lua_pushnil(L);                               /* state */
+  lua_pushnil(L);                               /* message */
+  lua_pushnil(L);                               /* reason */
+  lua_pushvalue(L, 6);                          /* module name */
+  size_t len;
+  const char *args = NULL;
+  if (lua_getfield(L, 2, "args") == LUA_TSTRING) args = lua_tolstring(L, -1, &len);
+  if (!args) lua_pushnil(L);                    /* init's argument */
+  else if (mb_decode(L, args, len) != 0) return luaL_error(L, "gen_server: bad start");
+  lua_remove(L, -2);
+  lua_getfield(L, 2, "name");                   /* the name to register */
+  lua_rotate(L, 1, -6);                         /* the first six to the top ... */
+  lua_settop(L, lua_gettop(L) - 6);             /* ... and gone: gs at 1 */
   return drive(L, K_BOOT, LUA_OK);
+}
+
+int mb_gen_server_spawn(mb_proc *self, const char *module, const char *args, size_t args_len,
+                        const char *name, size_t name_len, int link, uint64_t ref, mb_pid *pid) {
+  mb_node *n = self->node;
+  mb_buf b;
+  mb_tw w;
+  if (mb_buf_init(&b, MB_SIG_HDR, 0) != 0) return MB_ENOMEM;
+  mb_tw_begin(&w, &b);
+  mb_tw_table(&w, 0);
+  mb_tw_string(&w, "module");
+  mb_tw_string(&w, module);
+  if (args) { mb_tw_string(&w, "args"); mb_tw_lstring(&w, args, args_len); }
+  if (name) { mb_tw_string(&w, "name"); mb_tw_lstring(&w, name, name_len); }
+  mb_tw_string(&w, "parent");
+  mb_tw_pid(&w, atomic_load(&self->pid));
+  mb_tw_string(&w, "ref");
+  mb_tw_ref(&w, ref);
+  mb_tw_end(&w);
+  if (mb_tw_finish(&w) != 0) { mb_buf_free(&b); return MB_ENOMEM; }
+  mb_spawn_req r;
+  memset(&r, 0, sizeof r);
+  r.body = mb_gen_server_body;
+  r.module = module;
+  r.args = mb_sig_from_buf(&b, MB_SIG_MSG, 0, 0);
+  r.link = link ? self : NULL;
+  r.monitor = self;
+  r.mref = ref;
+  r.call_monitor = 1;
+  return mb_spawn_proc(n, &r, pid);
 }

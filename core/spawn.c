@@ -123,7 +123,10 @@ static int start_protected(lua_State *L) {
     if (luaL_loadbufferx(co, p->fn_code, p->fn_len, "=spawned function", "b") != LUA_OK)
       return lua_error(co);
   }
-  if (p->args) {
+  if (p->args && p->body) {   /* a C body gets one value, made by the core */
+    if (mb_decode(co, p->args->data, p->args->len) != 0) return luaL_error(L, "spawn: corrupt arguments");
+    nargs++;
+  } else if (p->args) {
     int k = mb_decode_values(co, p->args->data, p->args->len);
     if (k < 0) return luaL_error(L, "spawn: corrupt arguments");
     nargs += k;

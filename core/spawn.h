@@ -21,7 +21,8 @@ typedef struct mb_spawn_req {
   int script;                /* run the chunk itself as the body, `...` = arguments */
   /* or a C body (the gen_server loop), called with the process as a light userdata
    * (which Lua code cannot make: the body refuses any other first argument), then
-   * the arguments; `module` is what mb.info shows */
+   * the one value `args` encodes (mb_encode's form, not a list); `module` is what
+   * mb.info shows */
   lua_CFunction body;
   const char *module;
 } mb_spawn_req;
