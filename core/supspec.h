@@ -24,6 +24,9 @@ enum { MB_RESTART_PERMANENT, MB_RESTART_TRANSIENT, MB_RESTART_TEMPORARY };
 enum { MB_TYPE_WORKER, MB_TYPE_SUPERVISOR };
 #define MB_SHUTDOWN_BRUTAL (-1)
 #define MB_SHUTDOWN_INFINITY (-2)
+/* Specs nested in specs, the top one at level 0: at most this level (so the
+ * normal form stays within the encoder's nesting, three tables a level). */
+#define MB_SUP_MAXNEST 32
 
 typedef struct mb_sup_spec mb_sup_spec;
 

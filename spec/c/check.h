@@ -5,12 +5,16 @@
 #ifndef MB_CHECK_H
 #define MB_CHECK_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/wait.h>
 #include <signal.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
 
 #ifndef CHECK_TIMEOUT_S
 #define CHECK_TIMEOUT_S 60
@@ -71,6 +75,28 @@ static inline void check_write_script(char *path, const char *src) {
   CHECK(f != NULL);
   fputs(src, f);
   fclose(f);
+}
+
+/* Remove a test's temp directory and the files in it. */
+static inline void check_remove_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  CHECK(d != NULL);
+  for (struct dirent *e; (e = readdir(d));) {
+    if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
+    char path[384];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    CHECK(unlink(path) == 0);
+  }
+  closedir(d);
+  CHECK(rmdir(dir) == 0);
+}
+
+/* Under ASan, fail on any leak so far: the test children end with _exit, which
+ * skips LeakSanitizer's own check. */
+static inline void check_no_leaks(void) {
+#if defined(__SANITIZE_ADDRESS__)
+  CHECK(__lsan_do_recoverable_leak_check() == 0);
+#endif
 }
 
 #define CHECK_CASE(fn) { #fn, fn }

@@ -16,6 +16,23 @@ static inline mb_node *check_quiet_node(int schedulers) {
   return n;
 }
 
+/* A quiet node, not started, whose script search path is a new temp directory:
+ * its name is written to dir ("/tmp/<prefix>_XXXXXX"). max_message 0: the default. */
+static inline mb_node *check_node_in_tempdir(char *dir, size_t dirlen, const char *prefix, size_t max_message) {
+  snprintf(dir, dirlen, "/tmp/%s_XXXXXX", prefix);
+  CHECK(mkdtemp(dir) != NULL);
+  char path[256];
+  snprintf(path, sizeof path, "%s/?.lua", dir);
+  mb_node_opts o = { 0 };
+  o.schedulers = 1;
+  o.log_level = "none";
+  o.path = path;
+  o.max_message = max_message;
+  mb_node *n = mb_node_new(&o);
+  CHECK(n != NULL);
+  return n;
+}
+
 /* A loop that never blocks, and a process beside it on one scheduler that must
  * still get its turn (preemption): the script exits 0 when it did. */
 static const char check_preemption_script[] =

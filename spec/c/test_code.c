@@ -1,7 +1,6 @@
 /* test_code: the code cache (core/code.c) — generations, reload, staleness, and
  * gets racing reloads. Each test makes a node whose search path is a fresh temp
  * directory and writes modules there; the node is never started. */
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,47 +11,20 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include "check.h"
+#include "nodecheck.h"
 #include <lauxlib.h>
 #include "moonbeam.h"
 #include "code.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/lsan_interface.h>
-#endif
-
 typedef struct { char dir[64]; mb_node *n; } fixture;
 
-static void setup(fixture *f) {
-  strcpy(f->dir, "/tmp/mb_test_code_XXXXXX");
-  CHECK(mkdtemp(f->dir) != NULL);
-  char path[128];
-  snprintf(path, sizeof path, "%s/?.lua", f->dir);
-  mb_node_opts o = { 0 };
-  o.schedulers = 1;
-  o.log_level = "none";
-  o.path = path;
-  f->n = mb_node_new(&o);
-  CHECK(f->n != NULL);
-}
+static void setup(fixture *f) { f->n = check_node_in_tempdir(f->dir, sizeof f->dir, "mb_test_code", 0); }
 
-/* Free the node, remove the directory, and (under ASan) fail on any leak: the
- * test children end with _exit, which skips LeakSanitizer's own check. */
+/* Free the node, remove the directory, and (under ASan) fail on any leak. */
 static void teardown(fixture *f) {
   mb_node_free(f->n);
-  DIR *d = opendir(f->dir);
-  CHECK(d != NULL);
-  for (struct dirent *e; (e = readdir(d));) {
-    if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
-    char path[384];
-    snprintf(path, sizeof path, "%s/%s", f->dir, e->d_name);
-    CHECK(unlink(path) == 0);
-  }
-  closedir(d);
-  CHECK(rmdir(f->dir) == 0);
-#if defined(__SANITIZE_ADDRESS__)
-  CHECK(__lsan_do_recoverable_leak_check() == 0);
-#endif
+  check_remove_dir(f->dir);
+  check_no_leaks();
 }
 
 /* Replace dir/name.lua with src in one step (write aside, rename). */
