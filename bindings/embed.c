@@ -26,7 +26,8 @@ mb_node *mb_node_new(const mb_node_opts *opts) {
   mb_node *n = mb_node_create(opts, mb_procenv_open);
   if (!n) return NULL;
   if (mb_node_preload(n, "moonbeam", luaopen_moonbeam) != 0 ||
-      mb_node_preload(n, "moonbeam.gen_server", luaopen_moonbeam_gen_server) != 0) {
+      mb_node_preload(n, "moonbeam.gen_server", luaopen_moonbeam_gen_server) != 0 ||
+      mb_node_preload(n, "moonbeam.supervisor", luaopen_moonbeam_supervisor) != 0) {
     mb_node_free(n);
     return NULL;
   }

@@ -162,7 +162,8 @@ static int call_or_stop(lua_State *L, int stop) {
   return call_k(L, LUA_OK, stop);
 }
 
-static int l_call(lua_State *L) { return call_or_stop(L, 0); }
+int mb_l_gen_call(lua_State *L) { return call_or_stop(L, 0); }
+#define l_call mb_l_gen_call
 static int l_stop(lua_State *L) { return call_or_stop(L, 1); }
 
 /* ---- cast and reply ---- */
@@ -262,7 +263,11 @@ static int start(lua_State *L, int link) {
   int rc = mb_gen_server_spawn(p, lua_tostring(L, 1), b.data, b.len, name, name_len, link, c.ref, &c.server);
   mb_buf_free(&b);
   if (rc != 0) { mb_call_ref_del(p, c.ref); return luaL_error(L, "%s: %s", op, mb_strerror(rc)); }
-  save_call(L, &c, deadline);
+  return mb_l_start_wait(L, p, &c, deadline, link);
+}
+
+int mb_l_start_wait(lua_State *L, mb_proc *p, mb_call *c, uint64_t deadline, int link) {
+  save_call(L, c, deadline);
   mb_sched_disarm_wait(p);
   return start_k(L, LUA_OK, link);
 }

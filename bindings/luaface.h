@@ -28,6 +28,14 @@ int mb_l_call_fail(lua_State *L, int first, int stop, const char *why);
 /* cast(server, msg) at first; pushes true. */
 int mb_l_cast(lua_State *L, mb_node *n, mb_proc *self, int first);
 int luaopen_moonbeam_gen_server(lua_State *L);
+/* gen_server.call itself (the supervisor module calls through it). */
+int mb_l_gen_call(lua_State *L);
+/* Wait for the start answer of c->server (a gen_server or a supervisor spawned
+ * with c->ref as its start's call; c->mark taken before), then return as
+ * gen_server.start does: pid, or nil, reason [, pid]. The stack above 3 is used;
+ * link: unlink from it if it overruns the deadline (0: none). */
+int mb_l_start_wait(lua_State *L, mb_proc *p, mb_call *c, uint64_t deadline, int link);
+int luaopen_moonbeam_supervisor(lua_State *L);
 /* Parse receive's arguments at 1 and 2: match index (0 for none) and the deadline
  * in ns (0 = wait forever); returns the match index. */
 int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname);

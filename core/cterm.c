@@ -110,6 +110,17 @@ void mb_tw_string(mb_tw *w, const char *s) { mb_tw_lstring(w, s, strlen(s)); }
 void mb_tw_pid(mb_tw *w, mb_pid pid) { tw_tagvar(w, T_PID, pid, 0); }
 void mb_tw_ref(mb_tw *w, uint64_t ref) { tw_tagvar(w, T_REF, ref, 0); }
 
+void mb_tw_encoded(mb_tw *w, const char *p, size_t len) {
+  if (len < 2 || (unsigned char)p[0] != HDR_VERSION) {   /* back-references: numbered for that encoding only */
+    char *t = mb_reason_render(p, len, 4096);
+    mb_tw_string(w, t ? t : "?");
+    free(t);
+    return;
+  }
+  if (tw_value(w, 0)) return;
+  tw_bytes(w, p + 1, len - 1);
+}
+
 void mb_tw_table(mb_tw *w, uint64_t narr) {
   if (!w->err && w->depth >= MB_TW_MAXDEPTH) tw_fail(w, MB_ENC_DEEP);
   tw_tagvar(w, T_TABLE, narr, 0);

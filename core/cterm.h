@@ -39,6 +39,9 @@ void mb_tw_lstring(mb_tw *w, const char *s, size_t len);
 void mb_tw_string(mb_tw *w, const char *s);
 void mb_tw_pid(mb_tw *w, mb_pid pid);
 void mb_tw_ref(mb_tw *w, uint64_t ref);
+/* One whole encoding (a value mb_encode or a writer made, header included) as the
+ * next value; one with back-references is written as its rendering (a string). */
+void mb_tw_encoded(mb_tw *w, const char *p, size_t len);
 void mb_tw_table(mb_tw *w, uint64_t narr);
 void mb_tw_end(mb_tw *w);
 int mb_tw_finish(mb_tw *w);   /* 0 or MB_ENC_*; the buffer then holds one encoding */

@@ -1,7 +1,9 @@
 /* io: the libuv thread. Requests are closures queued under a mutex and run when the
  * uv_async_t fires. It watches SIGINT/SIGTERM and runs the grace timer; the node
- * decides what a shutdown does (mb_node_shutdown): exit "shutdown" to every
- * process, then "kill" to what is left after 5 s (a second signal kills at once). */
+ * decides what a shutdown does: the supervision trees stop first, top-down
+ * (mb_node_shutdown_trees, polled until none is left), then exit "shutdown" to
+ * every process (mb_node_shutdown), then "kill" to what is left after 5 s. A
+ * second signal kills at once. */
 #include <signal.h>
 #include <stdlib.h>
 #include <uv.h>
@@ -9,6 +11,7 @@
 #include "log.h"
 
 #define KILL_AFTER_MS 5000
+#define TREES_POLL_MS 10
 
 typedef struct req { mb_io_fn fn; void *arg; struct req *next; } req;
 
@@ -18,6 +21,8 @@ struct mb_io {
   uv_async_t async;
   uv_signal_t sigint, sigterm;
   uv_timer_t kill_timer;
+  uv_timer_t trees_timer;   /* polls until the supervision trees have stopped */
+  int trees_done;
   int handle_signals, shutting_down;
   pthread_mutex_t lock;
   req *head, *tail;
@@ -44,6 +49,7 @@ static void run_requests(uv_async_t *a) {
       uv_close((uv_handle_t *)&io->sigint, NULL);
       uv_close((uv_handle_t *)&io->sigterm, NULL);
       uv_close((uv_handle_t *)&io->kill_timer, NULL);
+      uv_close((uv_handle_t *)&io->trees_timer, NULL);
     }
   }
 }
@@ -53,14 +59,28 @@ static void on_kill_timer(uv_timer_t *t) {
   mb_node_shutdown(io->node, 1);
 }
 
+/* The rest of the processes, once the supervision trees have stopped. */
+static void shutdown_rest(mb_io *io) {
+  io->trees_done = 1;
+  mb_node_shutdown(io->node, 0);
+  uv_timer_start(&io->kill_timer, on_kill_timer, KILL_AFTER_MS, 0);
+}
+
+static void on_trees_timer(uv_timer_t *t) {
+  mb_io *io = t->data;
+  if (io->trees_done || mb_node_shutdown_trees(io->node, 0) > 0) return;
+  uv_timer_stop(t);
+  shutdown_rest(io);
+}
+
 /* The signals and the grace timer live here; what a shutdown does is the node's. */
 static void on_signal(uv_signal_t *h, int signum) {
   mb_io *io = h->data;
   mb_log(io->node, MB_LOG_INFO, 0, "received %s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
   if (io->shutting_down) { mb_node_shutdown(io->node, 1); return; }
   io->shutting_down = 1;
-  mb_node_shutdown(io->node, 0);
-  uv_timer_start(&io->kill_timer, on_kill_timer, KILL_AFTER_MS, 0);
+  if (mb_node_shutdown_trees(io->node, 1) > 0) uv_timer_start(&io->trees_timer, on_trees_timer, TREES_POLL_MS, TREES_POLL_MS);
+  else shutdown_rest(io);
 }
 
 static void loop_main(void *arg) {
@@ -85,7 +105,8 @@ mb_io *mb_io_start(mb_node *n, int handle_signals) {
     uv_signal_init(&io->loop, &io->sigint);
     uv_signal_init(&io->loop, &io->sigterm);
     uv_timer_init(&io->loop, &io->kill_timer);
-    io->sigint.data = io->sigterm.data = io->kill_timer.data = io;
+    uv_timer_init(&io->loop, &io->trees_timer);
+    io->sigint.data = io->sigterm.data = io->kill_timer.data = io->trees_timer.data = io;
     uv_signal_start(&io->sigint, on_signal, SIGINT);
     uv_signal_start(&io->sigterm, on_signal, SIGTERM);
   }

@@ -7,6 +7,11 @@
 #include "scheduler.h"
 
 int mb_native_spawn(mb_node *n, const mb_native_ops *ops, void *data, mb_proc *link_to, mb_pid *out) {
+  return mb_native_spawn_call(n, ops, data, link_to, 0, out);
+}
+
+int mb_native_spawn_call(mb_node *n, const mb_native_ops *ops, void *data, mb_proc *link_to, uint64_t ref,
+                         mb_pid *out) {
   *out = 0;
   if (atomic_load(&n->state) >= MB_NODE_STOPPING) return MB_ESTATE;
   mb_proc *p = mb_proc_new(n, MB_PK_NATIVE);
@@ -20,6 +25,11 @@ int mb_native_spawn(mb_node *n, const mb_native_ops *ops, void *data, mb_proc *l
   mb_pid pid = atomic_load(&p->pid);
   /* it has not run: the LINK is the first signal it drains */
   if (link_to) mb_proc_link(link_to, pid);
+  if (ref && link_to) {   /* its start is link_to's call (call.h): link_to monitors it */
+    pthread_mutex_lock(&p->meta);
+    mb_monset_add(&p->monitored_by, ref, atomic_load(&link_to->pid));
+    pthread_mutex_unlock(&p->meta);
+  }
   /* a stop that listed the processes before this one existed must still end it */
   if (atomic_load(&n->state) >= MB_NODE_STOPPING) p->doom = mb_sig_static("killed");
   *out = pid;
@@ -71,7 +81,8 @@ int mb_native_run(mb_proc *p) {
     p->started = 1;
     if (ops->init) ops->init(p, p->native_data);
   }
-  if (!p->doom && p->inbox && ops->handle) ops->handle(p, p->native_data);
+  /* a wake-up: signals came, or a wait timer it armed (mb_sched_arm_wait) is due */
+  if (!p->doom && (p->inbox || p->wait_timer) && ops->handle) ops->handle(p, p->native_data);
   if (!p->doom) return 1;
   mb_sig *reason = p->doom;
   destroy(p, reason);

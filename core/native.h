@@ -11,8 +11,8 @@ typedef struct mb_native_ops {
   const char *name;   /* shown as its module by mb.info; NULL = "native" */
   /* [owner] Optional: the first run, before any signal is handled. */
   void (*init)(mb_proc *p, void *data);
-  /* [owner] Messages (or, trapping, EXITs; or DOWNs) are in its inbox: take them
-   * with mb_native_next. What it leaves stays there; it is called again when more
+  /* [owner] Messages (or, trapping, EXITs; or DOWNs) are in its inbox, or a wait
+   * timer it armed is due: take them with mb_native_next. What it leaves stays there; it is called again when more
    * arrive. It should take a bounded number and return (no preemption in C). */
   void (*handle)(mb_proc *p, void *data);
   /* Exactly once, when the process ends (reason: its exit reason, valid during the
@@ -27,6 +27,10 @@ typedef struct mb_native_ops {
  * one. 0 and *out, or MB_ENOMEM / MB_ELIMIT / MB_ESTATE (node stopping): then
  * nothing of ops was called and data stays the caller's. Any thread. */
 int mb_native_spawn(mb_node *n, const mb_native_ops *ops, void *data, mb_proc *link_to, mb_pid *out);
+/* The same, its start being link_to's call `ref` (call.h): link_to monitors it
+ * with that ref (a DOWN if it ends before it answers). */
+int mb_native_spawn_call(mb_node *n, const mb_native_ops *ops, void *data, mb_proc *link_to, uint64_t ref,
+                         mb_pid *out);
 
 /* [owner] The calls below are for the native process p itself, from its handler. */
 void mb_native_trap_exit(mb_proc *p, int on);

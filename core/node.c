@@ -139,6 +139,28 @@ void mb_node_exit_all(mb_node *n, const char *reason) {
   if (r) mb_sig_free(r);
 }
 
+int mb_node_shutdown_trees(mb_node *n, int signal) {
+  size_t k;
+  int left = 0;
+  mb_pid *pids = list_pids(n, &k);
+  for (size_t i = 0; pids && i < k; i++) {
+    mb_proc *p = mb_proc_get(n, pids[i]);
+    if (!p) continue;
+    if (atomic_load(&p->tree_root) && mb_proc_alive(p)) {
+      left++;
+      /* gen_server.stop's request, from no process: it stops its children, last
+       * started first, each within its shutdown, then ends */
+      mb_sig *s = signal ? mb_sig_string(MB_SIG_CALL, 0, mb_node_make_ref(n), "shutdown") : NULL;
+      if (s) { s->flags = MB_SIGF_SYSTEM; mb_send_sig_to(p, s); }
+    }
+    mb_proc_unref(p);
+  }
+  free(pids);
+  if (signal && left)
+    mb_log(n, MB_LOG_INFO, 0, "shutdown: stopping %d supervision tree%s top-down", left, left == 1 ? "" : "s");
+  return left;
+}
+
 void mb_node_shutdown(mb_node *n, int hard) {
   mb_log(n, MB_LOG_INFO, 0, "%s", hard ? "shutdown: killing what is left" : "shutdown: exit shutdown to every process");
   pthread_mutex_lock(&n->life_lock);

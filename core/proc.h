@@ -98,6 +98,7 @@ struct mb_proc {
   _Atomic int state;
   _Atomic uint8_t dying;        /* a fatal exit signal is on its way: is_alive says false */
   _Atomic uint8_t over_heap;    /* queued messages crossed max_heap: it must end */
+  _Atomic uint8_t tree_root;    /* a supervisor no supervisor started: a shutdown stops it first */
   int kind;
   mb_node *node;
   mb_mpsc mq;                   /* incoming signals, any thread pushes */
