@@ -23,8 +23,7 @@ static mb_proc *self_proc(lua_State *L) {
 static int l_start_link(lua_State *L) {
   mb_proc *p = self_proc(L);
   mb_node *n = p->node;
-  lua_settop(L, 1);
-  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);   /* a spec that is not a table is an invalid spec, answered below */
   if (!mb_proc_can_yield(L, p) || !mb_sched_self())
     return luaL_error(L, "start_link: cannot block here (attempt to yield across a C-call boundary)");
   mb_buf b;
@@ -102,7 +101,6 @@ static int l_start_child(lua_State *L) {
   mb_proc *p = self_proc(L);
   lua_settop(L, 2);
   check_sup(L);
-  luaL_checktype(L, 2, LUA_TTABLE);
   mb_buf b;
   char err[512];
   if (mb_buf_init(&b, 0, 0) != 0) return luaL_error(L, "start_child: not enough memory");

@@ -303,12 +303,17 @@ static int count_restart(sup *s) {
   return 0;
 }
 
-static void give_up(mb_proc *p, sup *s) {
-  char st[96];
+/* More than intensity restarts within period (the last one for k, which ended
+ * with reason, NULL for a failed restart): stop everything and exit "shutdown". */
+static void give_up(mb_proc *p, sup *s, kid *k, mb_pid pid, const mb_sig *reason) {
+  char st[96], it[80];
+  char *r = reason ? mb_reason_text(reason) : NULL;
   mb_log(p->node, MB_LOG_ERROR, atomic_load(&p->pid),
-         "supervisor report: supervisor %s reached its restart intensity (more than %lld restarts in %g s); "
-         "stopping its children and exiting with reason shutdown",
-         sup_text(p, s, st, sizeof st), (long long)s->spec->intensity, s->spec->period);
+         "supervisor report: supervisor %s reached max restart intensity: %lld restarts in %g s, then child %s "
+         "(<0.%llu>, module '%s') ended with reason: %s; stopping its children and exiting with reason shutdown",
+         sup_text(p, s, st, sizeof st), (long long)s->ntimes, s->spec->period, id_text(k, it, sizeof it),
+         (unsigned long long)pid, k->cs.module, reason ? (r ? r : "?") : "failed to restart");
+  free(r);
   job_begin(s, J_EXIT);
   if (s->reason) mb_sig_free(s->reason);
   s->reason = static_reason("shutdown");
@@ -507,11 +512,12 @@ static void start_failed(mb_proc *p, sup *s, kid *k) {
   s->failed = k;
   if (s->end == J_RESTART) {
     report(p, s, MB_LOG_ERROR, k, 0, "failed to restart", s->reason);
-    mb_sig_free(s->reason);
+    mb_sig *why = s->reason;
     s->reason = NULL;
     s->failed = NULL;
-    if (count_restart(s) != 0) { give_up(p, s); return; }
-    return;   /* s->at stays: the same start is tried again */
+    if (count_restart(s) != 0) give_up(p, s, k, 0, why);
+    mb_sig_free(why);
+    return;   /* else s->at stays: the same start is tried again */
   }
   if (s->end == J_BOOT) {   /* stop what started, then fail */
     mb_sig *why = failed_to_start(k, s->reason);
@@ -596,7 +602,7 @@ static void child_ended(mb_proc *p, sup *s, kid *k, mb_sig *e) {
   }
   if (restart == MB_RESTART_TRANSIENT && normal) return;
   report(p, s, MB_LOG_ERROR, k, pid, "terminated", e);
-  if (count_restart(s) != 0) { give_up(p, s); run_job(p, s); return; }
+  if (count_restart(s) != 0) { give_up(p, s, k, pid, e); run_job(p, s); return; }
   plan_restart(s, k);
   run_job(p, s);
 }
@@ -683,14 +689,17 @@ static void on_call(mb_proc *p, sup *s, mb_sig *m) {
   mb_tr r;
   uint64_t narr;
   uint32_t nh;
-  const char *op = NULL;
+  const char *name = NULL;
   size_t oplen;
+  char op[32];
   if (mb_tr_open(&r, mb_sig_payload(m), m->len) != 0 || mb_tr_enter(&r, &narr, &nh) != 0 ||
-      mb_tr_string(&r, &op, &oplen) != 0) {
+      mb_tr_string(&r, &name, &oplen) != 0 || oplen >= sizeof op) {
     reply_result(p, s, 0, NULL, "bad request", 0);
     mb_tr_close(&r);
     return;
   }
+  memcpy(op, name, oplen);   /* the reader's strings point into the request, unterminated */
+  op[oplen] = 0;
   mb_child_spec id;
   kid *k = NULL;
   int has_id = strcmp(op, "terminate_child") == 0 || strcmp(op, "restart_child") == 0 ||
