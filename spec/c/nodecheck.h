@@ -62,4 +62,27 @@ static inline int check_run_script(const char *src, int schedulers) {
   return check_run_on(check_quiet_node(schedulers), src);
 }
 
+/* Run src as the first process of a quiet node of that many schedulers whose
+ * path is a temp dir holding one module, name.lua = module_src: its status. */
+static inline int check_run_with_module(const char *name, const char *module_src, const char *src, int schedulers) {
+  char dir[] = "/tmp/mb_test_module_XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char mod[128], path[128];
+  snprintf(mod, sizeof mod, "%s/%s.lua", dir, name);
+  snprintf(path, sizeof path, "%s/?.lua", dir);
+  FILE *f = fopen(mod, "w");
+  CHECK(f != NULL);
+  fputs(module_src, f);
+  fclose(f);
+  mb_node_opts o = { 0 };
+  o.schedulers = schedulers;
+  o.log_level = "none";
+  o.path = path;
+  mb_node *n = mb_node_new(&o);
+  CHECK(n != NULL);
+  int status = check_run_on(n, src);
+  check_remove_dir(dir);
+  return status;
+}
+
 #endif

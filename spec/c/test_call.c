@@ -28,27 +28,7 @@ static const char server_module[] =
   "return M\n";
 
 /* Run src on a 2-scheduler node whose path holds gs_hammer.lua: its status. */
-static int run_with_server(const char *src) {
-  char dir[] = "/tmp/mb_test_call_XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
-  char mod[128], path[128];
-  snprintf(mod, sizeof mod, "%s/gs_hammer.lua", dir);
-  snprintf(path, sizeof path, "%s/?.lua", dir);
-  FILE *f = fopen(mod, "w");
-  CHECK(f != NULL);
-  fputs(server_module, f);
-  fclose(f);
-  mb_node_opts o = { 0 };
-  o.schedulers = 2;
-  o.log_level = "none";
-  o.path = path;
-  mb_node *n = mb_node_new(&o);
-  CHECK(n != NULL);
-  int status = check_run_on(n, src);
-  unlink(mod);
-  rmdir(dir);
-  return status;
-}
+static int run_with_server(const char *src) { return check_run_with_module("gs_hammer", server_module, src, 2); }
 
 /* 40 clients call 4 servers 300 times each while two servers are killed: every
  * call is answered or fails with "call to ...", none is lost. */
