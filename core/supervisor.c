@@ -85,12 +85,13 @@ static kid **pid_slot(sup *s, mb_pid pid) { return &s->pid_tab[pid_hash(pid) & (
 static kid **id_slot(sup *s, const mb_child_spec *c) { return &s->id_tab[id_hash(c) & (uint32_t)(s->cap - 1)]; }
 
 static kid *by_pid(sup *s, mb_pid pid) {
-  if (!pid) return NULL;
+  if (!pid || !s->cap) return NULL;
   for (kid *k = *pid_slot(s, pid); k; k = k->by_pid) if (k->pid == pid) return k;
   return NULL;
 }
 
 static kid *by_id(sup *s, const mb_child_spec *c) {
+  if (!s->cap) return NULL;   /* no child yet: no buckets */
   for (kid *k = *id_slot(s, c); k; k = k->by_id) if (same_id(&k->cs, c)) return k;
   return NULL;
 }

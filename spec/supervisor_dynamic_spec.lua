@@ -36,6 +36,16 @@ describe("supervisor.start_child", function()
     assert.same({ id = "p", pid = p, type = "worker", module = "sup_proc" }, kids[3])
   end)
 
+  it("starts, finds and stops children of a supervisor started with none", function()
+    local sup = S.start_link(node, { children = {} })   -- a crash in the core before the fix
+    local a = G.ok(op(node, "start_child", sup, S.worker(node, "a")))
+    assert.equal(a, S.event(node, "start a")[2])
+    assert.same({ "a" }, S.ids(node, sup))
+    assert.same({ true }, { G.ok(op(node, "terminate_child", sup, "a")) })
+    assert.same({ true }, { G.ok(op(node, "delete_child", sup, "a")) })
+    assert.same({}, S.ids(node, sup))
+  end)
+
   it("supervises the child it started like the others", function()
     local sup = S.start_link(node, { strategy = "rest_for_one", intensity = 5, children = { S.worker(node, "a") } })
     S.events(node, 1)
