@@ -80,7 +80,7 @@ int mb_call_begin(mb_proc *self, mb_pid server, mb_sig *req, mb_call *c) {
   c->server = server;
   c->ref = mb_node_make_ref(n);
   c->mark = mb_recv_mark(self);   /* the reply and the DOWN come after it */
-  if (mb_call_ref_add(self, c->ref) < 0) { mb_proc_unref(s); mb_sig_free(req); return MB_CALL_NOMEM; }
+  if (mb_call_ref_add_server(self, c->ref, server) < 0) { mb_proc_unref(s); mb_sig_free(req); return MB_CALL_NOMEM; }
   atomic_store(&self->call_ref, c->ref);
   atomic_store(&self->call_to, server);   /* seq_cst, before the walk reads others' edges */
   if (closes_cycle(n, me, server)) {
@@ -109,10 +109,10 @@ mb_sig *mb_call_poll(mb_proc *self, mb_call *c) {
 
 void mb_call_end(mb_proc *self, mb_call *c, const mb_sig *got) {
   atomic_store(&self->call_to, 0);
-  if (got && got->kind == MB_SIG_DOWN) return;   /* the monitor ended with the server */
-  if (!got) mb_call_ref_del(self, c->ref);
-  if (got && (got->flags & MB_SIGF_UNMONITORED)) return;
-  /* a timeout, or a reply from another process: the server still monitors for us */
+  /* A DOWN: the monitor ended with the server. A reply, taken now or drained
+   * before (the ref is not live): the server dropped the monitor, or drain had
+   * it dropped (proc.c). Else (a timeout) the server still monitors for us. */
+  if (got || !mb_call_ref_del(self, c->ref)) return;
   mb_sig *d = mb_sig_new(MB_SIG_DEMONITOR, atomic_load(&self->pid), c->ref);
   if (d) mb_send_sig(self->node, c->server, d);
 }

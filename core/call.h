@@ -8,7 +8,9 @@
  * server ends first, and a CALL that reaches a dead server bounces as that DOWN.
  * The replier sends a REPLY with the ref; the server itself drops the monitor as
  * it replies (MB_SIGF_UNMONITORED), and for a reply from anyone else the caller
- * sends the DEMONITOR. Two signals per call, nothing to clean up in the common case.
+ * sends the DEMONITOR as it drains the reply. A call that times out, or whose
+ * caller ends while it waits, sends it too. Two signals per call, nothing to
+ * clean up in the common case.
  *
  * Deadlocks. While it waits, a caller's call_to names its server. A call walks the
  * chain server -> its call_to -> ... and fails at once if the chain comes back to

@@ -513,10 +513,18 @@ void mb_proc_drain(mb_proc *p) {
     case MB_SIG_EXIT:
       on_exit_signal(p, s);
       break;
-    case MB_SIG_REPLY:
+    case MB_SIG_REPLY: {
       /* receive.c: only a live call's reply is queued (and counted), once: taking
        * its ref out makes any later reply to that call late, dropped here */
-      if (mb_monset_del(&p->calls, s->ref, NULL)) {
+      mb_pid server = 0;
+      if (mb_monset_del(&p->calls, s->ref, &server)) {
+        if (server && !(s->flags & MB_SIGF_UNMONITORED)) {
+          /* a delegate's reply: the call is over, so is its monitor of the server
+           * (now, not when the caller takes the reply: it may end first) */
+          mb_sig *d = mb_sig_new(MB_SIG_DEMONITOR, atomic_load(&p->pid), s->ref);
+          if (d) mb_send_sig(p->node, server, d);
+          s->flags |= MB_SIGF_UNMONITORED;
+        }
         atomic_fetch_add_explicit(&p->queue_bytes, (int64_t)s->len, memory_order_relaxed);
         p->inbox_replies++;
         inbox_append(p, s);
@@ -524,6 +532,7 @@ void mb_proc_drain(mb_proc *p) {
         mb_sig_free(s);
       }
       break;
+    }
     case MB_SIG_LINK:
       pthread_mutex_lock(&p->meta);
       mb_pidset_add(&p->links, s->from);
@@ -583,6 +592,11 @@ void mb_proc_finish(mb_proc *p, mb_sig *reason) {
   for (int i = mb_monset_next(&p->monitors, -1); i >= 0; i = mb_monset_next(&p->monitors, i)) {
     mb_sig *d = mb_sig_new(MB_SIG_DEMONITOR, me, mb_monset_ref(&p->monitors, i));
     if (d) mb_send_sig(n, mb_monset_pid(&p->monitors, i), d);
+  }
+  /* the calls it waited in: their servers stop monitoring for it (call.c) */
+  for (int i = mb_monset_next(&p->calls, -1); i >= 0; i = mb_monset_next(&p->calls, i)) {
+    mb_sig *d = mb_monset_pid(&p->calls, i) ? mb_sig_new(MB_SIG_DEMONITOR, me, mb_monset_ref(&p->calls, i)) : NULL;
+    if (d) mb_send_sig(n, mb_monset_pid(&p->calls, i), d);
   }
   pthread_mutex_lock(&p->meta);
   mb_pidset_free(&p->links);

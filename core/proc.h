@@ -140,7 +140,7 @@ struct mb_proc {
   uint32_t mark_seq;             /* the latest receive mark ... */
   mb_sig *mark_pos;              /* ... and the last inbox message before it (NULL: none) */
   int inbox_replies;             /* REPLY signals in the inbox */
-  mb_monset calls;               /* live call refs (value unused): a REPLY to another is dropped */
+  mb_monset calls;               /* live call refs -> the server monitored for it, or 0: a REPLY to another is dropped */
   mb_sig *exit_reason;           /* set at its end: signals that reach it later get this reason */
   mb_proc *rq_next;              /* the run queue or inject list it is on (RUNNABLE) */
   /* a call in progress (call.c): the server it waits on, for deadlock detection, and

@@ -53,6 +53,7 @@ mb_sig *mb_recv_select_after(mb_proc *p, mb_recv_mark_t mark, mb_recv_pred pred,
 }
 
 int mb_call_ref_add(mb_proc *p, uint64_t ref) { return mb_monset_add(&p->calls, ref, 0); }
+int mb_call_ref_add_server(mb_proc *p, uint64_t ref, mb_pid server) { return mb_monset_add(&p->calls, ref, server); }
 
 static int is_reply_to(const mb_sig *s, void *ud) {
   return s->kind == MB_SIG_REPLY && s->ref == *(const uint64_t *)ud;

@@ -39,6 +39,10 @@ mb_sig *mb_recv_select_after(mb_proc *p, mb_recv_mark_t mark, mb_recv_pred pred,
  * live (a reply still on its way will be dropped), else 0 (and a reply already
  * queued for it is freed). After taking the reply there is nothing to delete. */
 int mb_call_ref_add(mb_proc *p, uint64_t ref);
+/* add for a call whose server p monitors meanwhile (call.c): drain drops that
+ * monitor with a DEMONITOR when a reply the server did not send ends the call,
+ * and p's end drops the monitors of its live calls. */
+int mb_call_ref_add_server(mb_proc *p, uint64_t ref, mb_pid server);
 int mb_call_ref_del(mb_proc *p, uint64_t ref);
 
 /* An external process's thread (the host, an embedder) blocks until a signal is

@@ -63,8 +63,10 @@ static inline int check_run_script(const char *src, int schedulers) {
 }
 
 /* Run src as the first process of a quiet node of that many schedulers whose
- * path is a temp dir holding one module, name.lua = module_src: its status. */
-static inline int check_run_with_module(const char *name, const char *module_src, const char *src, int schedulers) {
+ * path is a temp dir holding one module, name.lua = module_src: its status. A C
+ * module `preload` (opened by open) is preloaded when preload is not NULL. */
+static inline int check_run_with_modules(const char *name, const char *module_src, const char *src, int schedulers,
+                                         const char *preload, mb_lua_CFunction open) {
   char dir[] = "/tmp/mb_test_module_XXXXXX";
   CHECK(mkdtemp(dir) != NULL);
   char mod[128], path[128];
@@ -80,9 +82,14 @@ static inline int check_run_with_module(const char *name, const char *module_src
   o.path = path;
   mb_node *n = mb_node_new(&o);
   CHECK(n != NULL);
+  if (preload) CHECK_EQ_INT(mb_node_preload(n, preload, open), 0);
   int status = check_run_on(n, src);
   check_remove_dir(dir);
   return status;
+}
+
+static inline int check_run_with_module(const char *name, const char *module_src, const char *src, int schedulers) {
+  return check_run_with_modules(name, module_src, src, schedulers, NULL, NULL);
 }
 
 #endif

@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <lauxlib.h>
 #include "nodecheck.h"
+#include "proc.h"
+#include "term.h"
 
 static const char server_module[] =
   "local mb = require 'moonbeam'\n"
@@ -18,6 +21,9 @@ static const char server_module[] =
   "function M.handle_call(req, from, n)\n"
   "  if req == 'inc' then return 'reply', n + 1, n + 1 end\n"
   "  if req == 'nap' then mb.sleep(math.random(0, 2)); return 'reply', 'late', n end\n"
+  "  if type(req) == 'table' and req[1] == 'hold' then\n"   /* tell req[2], never reply */
+  "    mb.send(req[2], {'held', from}); return 'noreply', n\n"
+  "  end\n"
   "  if type(req) == 'table' then\n"
   "    local ok, r = pcall(gs.call, req[2], 'inc', 60000)\n"
   "    return 'reply', {ok, r}, n\n"
@@ -29,6 +35,57 @@ static const char server_module[] =
 
 /* Run src on a 2-scheduler node whose path holds gs_hammer.lua: its status. */
 static int run_with_server(const char *src) { return check_run_with_module("gs_hammer", server_module, src, 2); }
+
+/* ---- probe: what Lua cannot see of a process, for the leak checks ---- */
+
+/* probe.monitored_by(pid): how many monitors the live process pid is the target of. */
+static int probe_monitored_by(lua_State *L) {
+  mb_pid pid;
+  if (!mb_test_pid(L, 1, &pid)) return luaL_typeerror(L, 1, "pid");
+  mb_proc *q = mb_proc_get(mb_proc_of(L)->node, pid);
+  if (!q) return luaL_error(L, "probe: %d is gone", (int)pid);
+  pthread_mutex_lock(&q->meta);
+  lua_pushinteger(L, q->monitored_by.n);
+  pthread_mutex_unlock(&q->meta);
+  mb_proc_unref(q);
+  return 1;
+}
+
+/* probe.calls(): how many call refs the calling process holds live. */
+static int probe_calls(lua_State *L) {
+  lua_pushinteger(L, mb_proc_of(L)->calls.n);
+  return 1;
+}
+
+static int open_probe(lua_State *L) {
+  static const luaL_Reg fns[] = { { "monitored_by", probe_monitored_by }, { "calls", probe_calls }, { NULL, NULL } };
+  luaL_newlib(L, fns);
+  return 1;
+}
+
+/* The script's checks: `settle(pid, n)` waits (bounded) until pid is the target of n
+ * monitors; a failed assert prints its message and halts the node with 1. */
+static const char probe_prelude[] =
+  "local mb = require 'moonbeam'; local gs = require 'moonbeam.gen_server'; local probe = require 'probe'\n"
+  "local me = mb.self()\n"
+  "local function settle(pid, n)\n"
+  "  for _ = 1, 1000 do if probe.monitored_by(pid) == n then return true end; mb.sleep(10) end\n"
+  "  return false\n"
+  "end\n"
+  "local function down_of(pid)\n"
+  "  local ref = mb.monitor(pid)\n"
+  "  return function() assert(mb.receive(function(m) return type(m) == 'table' and m[1] == 'DOWN' and m[2] == ref end, 10000)) end\n"
+  "end\n"
+  "local ok, err = pcall(function()\n";
+
+/* Run body (inside the prelude's pcall) on a node of that many schedulers with
+ * gs_hammer and the probe: its status. */
+static int run_probed(const char *body, int schedulers) {
+  char src[8192];
+  snprintf(src, sizeof src, "%s%s\nend)\n"
+           "if not ok then io.stderr:write(tostring(err), '\\n'); mb.halt(1) end\nmb.halt(0)\n", probe_prelude, body);
+  return check_run_with_modules("gs_hammer", server_module, src, schedulers, "probe", open_probe);
+}
 
 /* 40 clients call 4 servers 300 times each while two servers are killed: every
  * call is answered or fails with "call to ...", none is lost. */
@@ -114,6 +171,59 @@ TEST(replies_racing_timeouts_are_dropped) {
     "mb.halt(0)\n"), 0);
 }
 
+/* Callers killed while they wait on a server that never replies: each one's call
+ * monitor on the server goes with it (it was kept until the server's end). */
+TEST(killed_callers_leave_no_monitor_on_the_server) {
+  CHECK_EQ_INT(run_probed(
+    "local s = gs.start('gs_hammer', 0)\n"
+    "for i = 1, 50 do\n"
+    "  local c = mb.spawn(function(s, me) require('moonbeam.gen_server').call(s, {'hold', me}, math.huge) end, s, me)\n"
+    "  local m = mb.receive(10000); assert(m and m[1] == 'held', 'the call did not come')\n"
+    "  local down = down_of(c)\n"
+    "  mb.exit(c, 'kill'); down()\n"
+    "end\n"
+    "assert(settle(s, 0), 'the killed callers left ' .. probe.monitored_by(s) .. ' monitors on the server')\n",
+    2), 0);
+}
+
+/* A caller killed with a reply from a delegate (not the server) already in its
+ * mailbox: drained, the reply ends the call, and the server's monitor goes too.
+ * One scheduler: the reply and the kill both reach the caller before it runs. */
+TEST(a_caller_killed_with_a_delegated_reply_queued_leaves_no_monitor) {
+  CHECK_EQ_INT(run_probed(
+    "local s = gs.start('gs_hammer', 0)\n"
+    "for i = 1, 50 do\n"
+    "  local c = mb.spawn(function(s, me) require('moonbeam.gen_server').call(s, {'hold', me}, math.huge) end, s, me)\n"
+    "  local m = mb.receive(10000); assert(m and m[1] == 'held', 'the call did not come')\n"
+    "  local down = down_of(c)\n"
+    "  gs.reply(m[2], 'from a delegate'); mb.exit(c, 'kill'); down()\n"
+    "end\n"
+    "assert(settle(s, 0), 'the killed callers left ' .. probe.monitored_by(s) .. ' monitors on the server')\n",
+    1), 0);
+}
+
+/* Calls to a server that holds them unanswered and time out, calls answered late
+ * by a delegate, and plain calls: afterwards the server is nobody's target, the
+ * caller holds no live call ref and no message. */
+TEST(timeouts_and_delegated_replies_leave_nothing_behind) {
+  CHECK_EQ_INT(run_probed(
+    "local s = gs.start('gs_hammer', 0)\n"
+    "for i = 1, 200 do\n"
+    "  local ok, err = pcall(gs.call, s, {'hold', me}, i % 3)\n"
+    "  assert(not ok and err:find(': timeout$'), err)\n"
+    "  local m = mb.receive(10000); assert(m and m[1] == 'held')\n"
+    "  if i % 2 == 0 then gs.reply(m[2], 'too late') end\n"
+    "  gs.call(s, 'get')\n"
+    "end\n"
+    "assert(probe.calls() == 0, probe.calls() .. ' call refs stayed live')\n"
+    "assert(settle(s, 0), 'the calls left ' .. probe.monitored_by(s) .. ' monitors on the server')\n"
+    "assert(mb.receive(0) == nil and mb.info(me).message_queue_len == 0, 'a reply or DOWN stayed queued')\n",
+    2), 0);
+}
+
 TEST_MAIN(CHECK_CASE(many_clients_while_servers_die_every_call_ends),
           CHECK_CASE(cycles_closed_from_both_sides_never_hang),
-          CHECK_CASE(replies_racing_timeouts_are_dropped))
+          CHECK_CASE(replies_racing_timeouts_are_dropped),
+          CHECK_CASE(killed_callers_leave_no_monitor_on_the_server),
+          CHECK_CASE(a_caller_killed_with_a_delegated_reply_queued_leaves_no_monitor),
+          CHECK_CASE(timeouts_and_delegated_replies_leave_nothing_behind))
