@@ -143,6 +143,22 @@ static const char *push_render(lua_State *L, int idx) {
   return lua_pushlstring(L, b.s, b.len);
 }
 
+/* Push `what` and the values first..last rendered ("a, b, ..."), bounded as one
+ * rendering (a callback may return a million values); the stack is first cut
+ * back to `keep`: a callback's results may have left it no room. */
+static const char *push_values(lua_State *L, const char *what, int first, int last, int keep) {
+  rbuf b;
+  b.len = 0;
+  b.full = 0;
+  radds(&b, what);
+  for (int i = first; i <= last && !b.full; i++) {
+    if (i > first) radds(&b, ", ");
+    render(L, i, &b, 0, 1);
+  }
+  lua_settop(L, keep);
+  return lua_pushlstring(L, b.s, b.len);
+}
+
 /* ---- helpers ---- */
 
 static gs *gs_of(lua_State *L) { return lua_touserdata(L, S_GS); }
@@ -241,20 +257,6 @@ static int terminate(lua_State *L, gs *g, mb_proc *p, int idx, int crashed, int 
   return K_TERM;
 }
 
-/* Crash with the text reason fmt (a bad return, a missing callback). */
-static int crash_text(lua_State *L, gs *g, mb_proc *p, int *nargs, const char *what, int first) {
-  int n = lua_gettop(L);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, what);
-  for (int i = first; i <= n; i++) {
-    if (i > first) luaL_addstring(&b, ", ");
-    push_render(L, i);
-    luaL_addvalue(&b);
-  }
-  luaL_pushresult(&b);
-  return terminate(L, g, p, -1, 0, nargs);
-}
 
 /* ---- start ---- */
 
@@ -338,6 +340,7 @@ static void set_loaded(lua_State *L, int idx) {
 static int loaded(lua_State *L, gs *g, mb_proc *p, int status, int *nargs) {
   g->report_init = 1;
   if (status != LUA_OK) return init_failed(L, g, p, -1, -1, -1);
+  lua_settop(L, BASE + 2);   /* the chunk's first result, as require takes it (init's argument below) */
   if (!lua_istable(L, -1)) {
     lua_pushfstring(L, "module '%s' did not return a table", module_name(L));
     return init_failed(L, g, p, -1, -1, -1);
@@ -374,15 +377,7 @@ static int inited(lua_State *L, gs *g, mb_proc *p, int status) {
     return init_failed(L, g, p, BASE + 1, BASE + 1, -1);
   }
   g->report_init = 1;
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, "bad return from init: ");
-  for (int i = 1; i <= n; i++) {
-    if (i > 1) luaL_addstring(&b, ", ");
-    push_render(L, BASE + i);
-    luaL_addvalue(&b);
-  }
-  luaL_pushresult(&b);
+  push_values(L, "bad return from init: ", BASE + 1, BASE + n, BASE);
   return init_failed(L, g, p, -1, -1, -1);
 }
 
@@ -462,11 +457,11 @@ static int upgraded(lua_State *L, mb_proc *p, int state_idx) {
 /* The new chunk ran: call code_change(old_vsn, state, extra) if it has one. */
 static int upgrade_loaded(lua_State *L, mb_proc *p, int status, int *nargs) {
   if (status != LUA_OK) return upgrade_failed(L, p);
+  lua_settop(L, BASE + 1);   /* the chunk's first result */
   if (!lua_istable(L, -1)) {
     lua_pushfstring(L, "module '%s' did not return a table", module_name(L));
     return upgrade_failed(L, p);
   }
-  lua_settop(L, BASE + 1);
   lua_getfield(L, BASE + 1, "code_change");
   if (!lua_isfunction(L, -1)) { lua_pop(L, 1); return upgraded(L, p, 0); }
   lua_getfield(L, S_MOD, "vsn");
@@ -481,12 +476,7 @@ static int code_changed(lua_State *L, mb_proc *p, int status) {
   int n = lua_gettop(L) - (BASE + 1);
   if (n == 2 && lua_type(L, BASE + 2) == LUA_TSTRING && strcmp(lua_tostring(L, BASE + 2), "ok") == 0)
     return upgraded(L, p, BASE + 3);
-  lua_pushliteral(L, "bad return from code_change: ");
-  for (int i = BASE + 2; i <= BASE + 1 + n; i++) {
-    if (i > BASE + 2) lua_pushliteral(L, ", ");
-    push_render(L, i);
-  }
-  lua_concat(L, n ? 2 * n : 1);
+  push_values(L, "bad return from code_change: ", BASE + 2, BASE + 1 + n, BASE + 1);
   return upgrade_failed(L, p);
 }
 
@@ -569,9 +559,8 @@ static int handled(lua_State *L, gs *g, mb_proc *p, int kind, int status, int *n
     reply_at = BASE + 3;
     state_at = BASE + 4;
   } else {
-    lua_pushstring(L, bad);
-    lua_insert(L, BASE + 1);
-    return crash_text(L, g, p, nargs, lua_tostring(L, BASE + 1), BASE + 2);
+    push_values(L, bad, BASE + 1, BASE + n, BASE);
+    return terminate(L, g, p, -1, 0, nargs);
   }
   lua_pushvalue(L, state_at);
   lua_replace(L, S_STATE);
@@ -603,6 +592,7 @@ static int step(lua_State *L, gs *g, mb_proc *p, int kind, int status, int *narg
   case K_CALL: case K_CAST: case K_INFO: return handled(L, g, p, kind, status, nargs);
   case K_TERM:
     if (status != LUA_OK) { lua_replace(L, S_REASON); g->crashed = 1; }
+    lua_settop(L, BASE);   /* terminate's results, if any, are not used */
     return finish(L, g, p);
   case K_UPGRADE: return upgrade_loaded(L, p, status, nargs);
   case K_CODE_CHANGE: return code_changed(L, p, status);

@@ -1,0 +1,118 @@
+-- gen_server under hostile callback modules: what a module returns, how many values a callback
+-- returns, metatables on the module and on package.loaded, and calls that hand `from` on. Each
+-- case writes its callback module into a private directory on the node's path.
+local H = require "helpers.node"
+local G = require "helpers.gs"
+
+local LONG = 60000
+
+local dir, node
+
+-- Write the callback module `name` (name.lua in the node's private directory).
+local function module(name, src)
+  local f = assert(io.open(dir .. "/" .. name .. ".lua", "w"))
+  f:write(src)
+  f:close()
+end
+
+local function starts(s, prefix)
+  return type(s) == "string" and s:sub(1, #prefix) == prefix
+end
+
+local function setup()
+  dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir " .. dir))
+  node = G.start { path = dir .. "/?.lua;" .. H.fixtures }
+end
+
+local function teardown()
+  G.stop(node)
+  node = nil
+  os.execute("rm -rf " .. dir)
+end
+
+-- A callback module whose handle_call returns what `returns` (Lua source of an expression list,
+-- with req and s in scope) for the request "bad", and replies "ok" otherwise.
+local function returning(returns)
+  return ([[
+return { vsn = 1, init = function(a) return "ok", a end,
+  handle_call = function(req, from, s)
+    if req == "bad" then return %s end
+    return "reply", "ok", s
+  end }
+]]):format(returns)
+end
+
+-- A callback module that replies "v1" to every call.
+local V1 = [[
+return { vsn = 1, init = function(a) return "ok", a end, handle_call = function(r, f, s) return "reply", "v1", s end }
+]]
+
+describe("a callback that returns a great many values", function()
+  before_each(setup)
+  after_each(teardown)
+
+  it("crashes the server with a bad-return reason of bounded length, its first values shown", function()
+    module("gs_many", returning [[
+"bogus", table.unpack((function() local t = {} for i = 1, 20000 do t[i] = s end return t end)())]])
+    local srv = G.server(node, "gs_many", string.rep("x", 3000))
+    local ref = G.watch(node, srv)
+    local err = G.err(G.calls(node, { "call", srv, "bad", LONG })[1])
+    assert.is_true(starts(err, G.call_error(srv, "bad return from handle_call: bogus, xxx")), err)
+    local reason = H.down(node, ref)
+    assert.is_true(starts(reason, "bad return from handle_call: bogus, xxx"), reason)
+    assert.is_true(#reason <= 4096, "a reason of " .. #reason .. " bytes")
+  end)
+
+  it("from code_change keeps the old code, and the node lives", function()
+    module("gs_cc", V1)
+    local srv = G.server(node, "gs_cc", 0)
+    for _, n in ipairs { 100000, 900000 } do
+      module("gs_cc", ([[
+return { vsn = 2,
+  code_change = function(old, s) local t = {} for i = 1, %d do t[i] = i end return table.unpack(t) end,
+  handle_call = function(req, from, s) return "reply", "v2", s end }
+]]):format(n))
+      assert.is_true(node:reload("gs_cc"))
+      assert.equal("v1", node:call(srv, "x"))
+    end
+  end)
+
+  it("from init fails the start with a bounded reason", function()
+    module("gs_many_init", [[
+return { init = function(a) local t = {} for i = 1, 900000 do t[i] = a end return table.unpack(t) end }
+]])
+    local r = G.calls(node, { "start", "gs_many_init", string.rep("y", 300) })
+    local pid, reason = G.ok(r[1])
+    assert.is_nil(pid)
+    assert.is_true(starts(reason, "bad return from init: yyy"), reason)
+    assert.is_true(#reason <= 4096, "a reason of " .. #reason .. " bytes")
+  end)
+end)
+
+describe("a module chunk", function()
+  before_each(setup)
+  after_each(teardown)
+
+  it("is its first result, as require takes it", function()
+    module("gs_two", [[
+return "first", { init = function(a) return "ok", a end, handle_call = function(r, f, s) return "reply", r, s end }
+]])
+    module("gs_none", "return")
+    for _, name in ipairs { "gs_two", "gs_none" } do
+      local pid, reason = G.ok(G.calls(node, { "start", name, { init = 1 } })[1])
+      assert.is_nil(pid)
+      assert.equal(("module '%s' did not return a table"):format(name), reason)
+    end
+  end)
+
+  it("of an upgrade is its first result too", function()
+    module("gs_up2", V1)
+    local srv = G.server(node, "gs_up2", 0)
+    module("gs_up2", [[return 5, { handle_call = function(r, f, s) return "reply", "v2", s end }]])
+    assert.is_true(node:reload("gs_up2"))
+    assert.equal("v1", node:call(srv, "x"))
+    assert.equal("v1", node:call(srv, "x"))
+  end)
+end)
