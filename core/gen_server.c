@@ -172,9 +172,32 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-/* Push module[name] if it is a function: 1; else nothing: 0. */
+/* t[k], for a module's field: run protected (below). */
+static int index_field(lua_State *L) {
+  lua_gettable(L, 1);
+  return 1;
+}
+
+/* Push the field name of the module table at idx: 0; or its error: -1. A module
+ * may have an __index (inheritance), and that may raise or try to block: it runs
+ * protected, so that it fails as a callback does, not the loop. */
+static int get_field(lua_State *L, int idx, const char *name) {
+  idx = lua_absindex(L, idx);
+  if (!lua_getmetatable(L, idx)) {
+    lua_pushstring(L, name);
+    lua_rawget(L, idx);
+    return 0;
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, index_field);
+  lua_pushvalue(L, idx);
+  lua_pushstring(L, name);
+  return lua_pcall(L, 2, 1, S_MSGH) == LUA_OK ? 0 : -1;
+}
+
+/* Push module[name] if it is a function: 1; else nothing: 0; or its lookup's error: -1. */
 static int get_callback(lua_State *L, const char *name) {
-  lua_getfield(L, S_MOD, name);
+  if (get_field(L, S_MOD, name) < 0) return -1;
   if (lua_isfunction(L, -1)) return 1;
   lua_pop(L, 1);
   return 0;
@@ -250,7 +273,9 @@ static int terminate(lua_State *L, gs *g, mb_proc *p, int idx, int crashed, int 
   lua_replace(L, S_REASON);
   g->crashed = crashed;
   lua_settop(L, BASE);
-  if (!get_callback(L, "terminate")) return finish(L, g, p);
+  int has = get_callback(L, "terminate");
+  if (has < 0) { lua_replace(L, S_REASON); g->crashed = 1; }   /* as if terminate raised */
+  if (has <= 0) return finish(L, g, p);
   lua_pushvalue(L, S_REASON);
   lua_pushvalue(L, S_STATE);
   *nargs = 2;
@@ -328,12 +353,14 @@ static int boot(lua_State *L, gs *g, mb_proc *p, int *nargs) {
   return K_LOAD;
 }
 
-/* package.loaded[name] = the module at idx, as require would have. */
+/* package.loaded[name] = the module at idx, as require would have (raw: the
+ * module may have set a metatable on package.loaded). */
 static void set_loaded(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, S_NAME);
   lua_pushvalue(L, idx);
-  lua_setfield(L, -2, module_name(L));
+  lua_rawset(L, -3);
   lua_pop(L, 1);
 }
 
@@ -347,10 +374,10 @@ static int loaded(lua_State *L, gs *g, mb_proc *p, int status, int *nargs) {
   }
   set_loaded(L, -1);
   lua_replace(L, S_MOD);
-  if (!get_callback(L, "init")) {
-    lua_pushliteral(L, "missing init");
-    return init_failed(L, g, p, -1, -1, -1);
-  }
+  int has = get_callback(L, "init");
+  if (has < 0) g->crashed = 1;
+  if (has == 0) lua_pushliteral(L, "missing init");
+  if (has <= 0) return init_failed(L, g, p, -1, -1, -1);
   lua_insert(L, BASE + 1);   /* init, then its argument */
   *nargs = 1;
   return K_INIT;
@@ -395,9 +422,11 @@ static int drop_message(lua_State *L, mb_proc *p, const char *callback) {
 }
 
 /* Call handle_info or handle_cast with the message at S_MSG. */
-static int info_or_cast(lua_State *L, mb_proc *p, const char *callback, int kind, int *nargs) {
+static int info_or_cast(lua_State *L, gs *g, mb_proc *p, const char *callback, int kind, int *nargs) {
   lua_settop(L, BASE);
-  if (!get_callback(L, callback)) return drop_message(L, p, callback);
+  int has = get_callback(L, callback);
+  if (has < 0) return terminate(L, g, p, -1, 1, nargs);
+  if (has == 0) return drop_message(L, p, callback);
   lua_pushvalue(L, S_MSG);
   lua_pushvalue(L, S_STATE);
   *nargs = 2;
@@ -462,9 +491,9 @@ static int upgrade_loaded(lua_State *L, mb_proc *p, int status, int *nargs) {
     lua_pushfstring(L, "module '%s' did not return a table", module_name(L));
     return upgrade_failed(L, p);
   }
-  lua_getfield(L, BASE + 1, "code_change");
+  if (get_field(L, BASE + 1, "code_change") < 0) return upgrade_failed(L, p);
   if (!lua_isfunction(L, -1)) { lua_pop(L, 1); return upgraded(L, p, 0); }
-  lua_getfield(L, S_MOD, "vsn");
+  if (get_field(L, S_MOD, "vsn") < 0) return upgrade_failed(L, p);
   lua_pushvalue(L, S_STATE);
   lua_pushnil(L);   /* extra: reload's, once the reload API passes one */
   *nargs = 3;
@@ -495,7 +524,7 @@ static int take_next(lua_State *L, gs *g, mb_proc *p, int *nargs) {
       mb_sched_disarm_wait(p);
       lua_pushliteral(L, "timeout");
       lua_replace(L, S_MSG);
-      return info_or_cast(L, p, "handle_info", K_INFO, nargs);
+      return info_or_cast(L, g, p, "handle_info", K_INFO, nargs);
     }
     p->deadline = g->deadline;
     const char *why = mb_wait_prepare(L, p);
@@ -515,7 +544,9 @@ static int take_next(lua_State *L, gs *g, mb_proc *p, int *nargs) {
     if (system) return terminate(L, g, p, S_MSG, 0, nargs);   /* gen_server.stop */
     g->call_from = from;
     g->call_ref = ref;
-    if (!get_callback(L, "handle_call")) {
+    int has = get_callback(L, "handle_call");
+    if (has < 0) return terminate(L, g, p, -1, 1, nargs);
+    if (has == 0) {
       lua_pushliteral(L, "missing handle_call");
       return terminate(L, g, p, -1, 0, nargs);
     }
@@ -525,7 +556,7 @@ static int take_next(lua_State *L, gs *g, mb_proc *p, int *nargs) {
     *nargs = 3;
     return K_CALL;
   case MB_SIG_CAST:
-    return info_or_cast(L, p, "handle_cast", K_CAST, nargs);
+    return info_or_cast(L, g, p, "handle_cast", K_CAST, nargs);
   case MB_SIG_EXIT:
     if (from == g->parent) {   /* trapping exits: the parent's end is ours */
       lua_rawgeti(L, S_MSG, 3);
@@ -533,7 +564,7 @@ static int take_next(lua_State *L, gs *g, mb_proc *p, int *nargs) {
     }
     /* fall through */
   default:
-    return info_or_cast(L, p, "handle_info", K_INFO, nargs);
+    return info_or_cast(L, g, p, "handle_info", K_INFO, nargs);
   }
 }
 

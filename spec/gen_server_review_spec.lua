@@ -116,3 +116,57 @@ return "first", { init = function(a) return "ok", a end, handle_call = function(
     assert.equal("v1", node:call(srv, "x"))
   end)
 end)
+
+describe("a callback module with metatables", function()
+  before_each(setup)
+  after_each(teardown)
+
+  it("whose __index raises fails start_link with the error, and no exit signal reaches the caller", function()
+    module("gs_idx", [[return setmetatable({}, { __index = function(t, k) error("no field " .. k) end })]])
+    local r = G.calls(node, { "start_link", "gs_idx", 1 }, { "receive", 0 })
+    local pid, reason = G.ok(r[1])
+    assert.is_nil(pid)
+    assert.truthy(tostring(reason):find("no field init", 1, true), tostring(reason))
+    assert.is_nil(G.ok(r[2]))   -- the client lives on, and no EXIT is queued
+  end)
+
+  it("whose package.loaded refuses new keys still starts and serves", function()
+    module("gs_ro", [[
+setmetatable(package.loaded, { __newindex = function() error("package.loaded is read-only") end })
+return { init = function(a) return "ok", a end, handle_call = function(r, f, s) return "reply", r, s end }
+]])
+    local pid, reason = G.ok(G.calls(node, { "start_link", "gs_ro", 1 })[1])
+    assert.is_truthy(pid, tostring(reason))
+    assert.equal("echo", node:call(pid, "echo"))
+  end)
+
+  it("whose __index raises or blocks while serving crashes the server through terminate", function()
+    module("gs_idx2", [[
+local mb = require "moonbeam"
+local M = { init = function(host) return "ok", host end }
+function M.handle_call(r, f, host) return "reply", r, host end
+function M.terminate(reason, host) mb.send(host, { "terminated", mb.self(), reason }) end
+return setmetatable(M, { __index = function(t, k)
+  if k == "handle_cast" then error("no casts here") end
+  if k == "handle_info" then mb.sleep(1) end
+end })
+]])
+    for _, case in ipairs { { "cast", "no casts here" }, { "send", "cannot block here" } } do
+      local srv = G.server(node, "gs_idx2", node:self())
+      local ref = G.watch(node, srv)
+      assert.equal("fine", node:call(srv, "fine"))
+      if case[1] == "cast" then node:cast(srv, "x") else node:send(srv, "x") end
+      local m = G.wait(node, "terminated")
+      assert.equal(srv, m[2])
+      assert.truthy(tostring(m[3]):find(case[2], 1, true), tostring(m[3]))
+      assert.equal(m[3], H.down(node, ref))
+    end
+  end)
+
+  it("inherited through __index serves as usual", function()
+    module("gs_base", [[return { init = function(a) return "ok", a end, handle_call = function(r, f, s) return "reply", { "base", r }, s end }]])
+    module("gs_child", [[return setmetatable({ vsn = "c" }, { __index = require "gs_base" })]])
+    local srv = G.server(node, "gs_child", 0)
+    assert.same({ "base", "hi" }, node:call(srv, "hi"))
+  end)
+end)
