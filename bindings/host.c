@@ -76,7 +76,7 @@ static int h_stop(lua_State *L) {
 
 static int h_spawn(lua_State *L) {
   host *h = check_host(L);
-  return mb_l_spawn(L, h->node, NULL, 2, 0, 0);
+  return mb_l_spawn(L, h->node, h->self, 2, 0, 0);   /* self: its arguments may hand a `from` on */
 }
 
 static int h_send(lua_State *L) {

@@ -295,7 +295,8 @@ static int l_exit(lua_State *L) {
   if (lua_gettop(L) >= 2) {
     mb_pid to = mb_check_pid(L, 1);
     luaL_checkany(L, 2);
-    mb_sig *s = encode_sig(L, p->node, 2, "exit", MB_SIG_EXIT);
+    /* the reason may hand a call's `from` on (call.c) */
+    mb_sig *s = mb_l_encode(L, p->node, p, 2, "exit", "msg", MB_SIG_EXIT);
     mb_proc_exit_signal(p, to, s);
     if (p->doom) return mb_wait_doomed(L, p);
     lua_pushboolean(L, 1);

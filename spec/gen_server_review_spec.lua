@@ -170,3 +170,75 @@ end })
     assert.same({ "base", "hi" }, node:call(srv, "hi"))
   end)
 end)
+
+-- A server module for the hand-off cases: {"call", server, request} calls server from
+-- handle_call and replies {pcall(...)}; {"exit_to", pid} hands `from` to pid in an exit signal's
+-- reason and does not reply; a cast {"call", server, request, host} calls server and tells host.
+local HAND = [[
+local mb = require "moonbeam"
+local gs = require "moonbeam.gen_server"
+local M = {}
+function M.init(a) return "ok", a end
+function M.handle_call(req, from, s)
+  if req[1] == "call" then return "reply", { pcall(gs.call, req[2], req[3], 60000) }, s end
+  if req[1] == "exit_to" then mb.exit(req[2], { "take", from }); return "noreply", s end
+  return "reply", req[2], s
+end
+function M.handle_cast(req, s)
+  mb.send(req[4], { "calling" })
+  mb.send(req[4], { "called", pcall(gs.call, req[2], req[3], 60000) })
+  return "noreply", s
+end
+return M
+]]
+
+describe("a call whose from was handed on", function()
+  before_each(setup)
+  after_each(teardown)
+
+  it("in an exit signal's reason no longer counts as waiting on the server (no false deadlock)", function()
+    module("gs_hand", HAND)
+    local a, b = G.server(node, "gs_hand", 0), G.server(node, "gs_hand", 0)
+    -- w traps exits, takes the `from` b hands it, and answers it when the host says go
+    local w = G.spawn(node, function(host)
+      local mb = require "moonbeam"
+      mb.trap_exit(true)
+      mb.send(host, { "w ready" })
+      local e = mb.receive(function(m) return type(m) == "table" and m[1] == "EXIT" end)
+      mb.send(host, { "w has from" })
+      mb.receive(function(m) return m == "go" end)
+      require("moonbeam.gen_server").reply(e[3][2], "from w")
+    end, node:self())
+    G.wait(node, "w ready")
+    -- a calls b, which hands a's call to w: a now waits on w, not on b
+    local client = G.calls_async(node, { "call", a, { "call", b, { "exit_to", w } }, LONG })
+    G.wait(node, "w has from")
+    -- b calls a: a is busy until w answers, then serves b; no cycle
+    node:cast(b, { "call", a, { "echo", "hi" }, node:self() })
+    G.wait(node, "calling")
+    assert.truthy(H.poll(node, function() return node:info(b).status == "waiting" end))
+    node:send(w, "go")
+    assert.same({ true, "from w" }, G.ok(G.results(node, client)[1]))
+    local m = G.wait(node, "called")
+    assert.is_true(m[2], tostring(m[3]))
+    assert.equal("hi", m[3])
+  end)
+
+  it("in a process the host spawned no longer counts as waiting on the host", function()
+    module("gs_hand", HAND)
+    local a = G.server(node, "gs_hand", 0)
+    local client = G.calls_async(node, { "call", a, { "call", node:self(), "q" }, LONG })
+    local m = H.wait_for(node, function(x) return type(x) == "table" and x[1] == "$gen_call" end)
+    -- w answers a's call to the host once the host waits in its own call to a
+    G.spawn(node, function(host, from)
+      local mb = require "moonbeam"
+      for _ = 1, 500 do
+        if mb.info(host).status == "waiting" then break end
+        mb.sleep(10)
+      end
+      require("moonbeam.gen_server").reply(from, "from w")
+    end, node:self(), m[2])
+    assert.equal("hi", node:call(a, { "echo", "hi" }, LONG))
+    assert.same({ true, "from w" }, G.ok(G.results(node, client)[1]))
+  end)
+end)
