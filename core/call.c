@@ -129,7 +129,9 @@ int mb_call_reply(mb_node *n, mb_proc *self, mb_pid to, uint64_t ref, mb_sig *re
   reply->flags = 0;
   reply->ref = ref;
   reply->from = self ? atomic_load(&self->pid) : 0;
-  if (self && mb_monset_has(&self->monitored_by, ref)) {
+  /* the monitor goes only for the caller it is for: a `from` whose pid was
+   * changed must not end another caller's */
+  if (self && to && mb_monset_get(&self->monitored_by, ref) == to) {
     pthread_mutex_lock(&self->meta);
     mb_monset_del(&self->monitored_by, ref, NULL);
     pthread_mutex_unlock(&self->meta);

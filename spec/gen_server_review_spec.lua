@@ -242,3 +242,26 @@ describe("a call whose from was handed on", function()
     assert.same({ true, "from w" }, G.ok(G.results(node, client)[1]))
   end)
 end)
+
+describe("gen_server.reply with a from whose pid is not the caller's", function()
+  before_each(setup)
+  after_each(teardown)
+
+  it("leaves the caller's call monitoring the server: the server's end still fails the call", function()
+    module("gs_forge", [[
+local mb = require "moonbeam"
+local gs = require "moonbeam.gen_server"
+return { init = function(host) return "ok", host end,
+  handle_call = function(req, from, host)
+    gs.reply({ host, from[2] }, "to the wrong process")
+    mb.send(host, { "forged" })
+    return "noreply", host
+  end }
+]])
+    local srv = G.server(node, "gs_forge", node:self())
+    local client = G.calls_async(node, { "call", srv, "x", 20000 })
+    G.wait(node, "forged")
+    G.kill(node, srv, "kill")
+    assert.equal(G.call_error(srv, "killed"), G.err(G.results(node, client, 30000)[1]))
+  end)
+end)
