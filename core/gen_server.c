@@ -633,13 +633,26 @@ static int step(lua_State *L, gs *g, mb_proc *p, int kind, int status, int *narg
 
 static int drive_k(lua_State *L, int status, lua_KContext ctx);
 
+/* Preemption arms a hook that yields at the next Lua instruction, but the loop
+ * may run none for a long backlog (messages dropped, callbacks written in C):
+ * it gives way between two messages instead. */
+static int give_way(lua_State *L, mb_proc *p) {
+  if (lua_gethook(L) != mb_sched_hook || !mb_proc_can_yield(L, p)) return 0;
+  lua_sethook(L, NULL, 0, 0);
+  p->yield_reason = p->doom || p->oom ? MB_Y_DOOM : MB_Y_PREEMPT;
+  return 1;
+}
+
 static int drive(lua_State *L, int kind, int status) {
   mb_proc *p = mb_proc_of(L);
   gs *g = gs_of(L);
   for (;;) {
     int nargs = 0;
     int next = step(L, g, p, kind, status, &nargs);
-    while (next == NEXT) next = take_next(L, g, p, &nargs);   /* NEXT again: a message was dropped */
+    while (next == NEXT) {   /* NEXT again: a message was dropped */
+      if (give_way(L, p)) return lua_yieldk(L, 0, K_WAIT, drive_k);   /* then on with the next */
+      next = take_next(L, g, p, &nargs);
+    }
     if (next == END) return 0;   /* the body returns: p->doom is its reason */
     if (next == K_WAIT) return mb_wait_yield(L, K_WAIT, drive_k);
     kind = next;

@@ -265,3 +265,80 @@ return { init = function(host) return "ok", host end,
     assert.equal(G.call_error(srv, "killed"), G.err(G.results(node, client, 30000)[1]))
   end)
 end)
+
+describe("an upgrade", function()
+  before_each(setup)
+  after_each(teardown)
+
+  local function v(vsn, extra)
+    return ([[
+local mb = require "moonbeam"
+return { vsn = %q,
+  code_change = function(old, s)
+    %s
+    s.path[#s.path + 1] = tostring(old) .. ">" .. %q
+    return "ok", s
+  end,
+  handle_call = function(req, from, s) return "reply", { %q, s.path }, s end }
+]]):format(vsn, extra or "", vsn, vsn)
+  end
+
+  it("superseded again while its code_change waits runs the newest code_change next, before the message", function()
+    module("gs_up3", [[
+return { vsn = "one", init = function(host) return "ok", { host = host, path = {} } end,
+  handle_call = function(req, from, s) return "reply", { "one", s.path }, s end }
+]])
+    local srv = G.server(node, "gs_up3", node:self())
+    module("gs_up3", v("two", [[mb.send(s.host, { "in code_change" })
+    mb.receive(function(m) return m == "go" end)]]))
+    assert.is_true(node:reload("gs_up3"))
+    local client = G.calls_async(node, { "call", srv, "x", LONG })
+    G.wait(node, "in code_change")
+    module("gs_up3", v("three"))
+    assert.is_true(node:reload("gs_up3"))
+    node:send(srv, "go")
+    assert.same({ "three", { "one>two", "two>three" } }, G.ok(G.results(node, client)[1]))
+    -- reloaded many times between two messages: one upgrade, to the last
+    for i = 4, 9 do
+      module("gs_up3", v("v" .. i))
+      assert.is_true(node:reload("gs_up3"))
+    end
+    assert.same({ "v9", { "one>two", "two>three", "three>v9" } }, node:call(srv, "y"))
+  end)
+end)
+
+describe("a server whose callbacks run no Lua code", function()
+  local one
+  before_each(function()
+    setup()
+    one = G.start { schedulers = 1, path = dir .. "/?.lua;" .. H.fixtures }
+  end)
+  after_each(function() G.stop(one); teardown() end)
+
+  it("still lets the other processes of its scheduler run while it works through a backlog", function()
+    -- handle_cast is table.unpack: the cast {"noreply", 1} with state 1 returns "noreply", 1
+    module("gs_cnative", [[
+local mb = require "moonbeam"
+return { init = function(host) return "ok", 1 end, handle_cast = table.unpack,
+  handle_call = function(req, from, s)
+    mb.send(req, { "blocked" })
+    mb.receive(function(m) return m == "go" end)
+    return "reply", "went", s
+  end }
+]])
+    local srv = G.server(one, "gs_cnative", 0)
+    local client = G.calls_async(one, { "call", srv, one:self(), LONG })
+    G.wait(one, "blocked")
+    local backlog = 200000
+    for _ = 1, backlog do one:cast(srv, { "noreply", 1 }) end
+    one:send(srv, "go")
+    -- queued behind the server: it runs once the server gives way
+    one:spawn(function(host, s)
+      local mb = require "moonbeam"
+      mb.send(host, { "x ran", mb.info(s).message_queue_len })
+    end, one:self(), srv)
+    assert.equal("went", G.ok(G.results(one, client, LONG)[1]))
+    local m = G.wait(one, "x ran", LONG)
+    assert.is_true(m[2] > 0, "the server worked through its whole backlog before anything else ran")
+  end)
+end)
