@@ -342,3 +342,41 @@ return { init = function(host) return "ok", 1 end, handle_cast = table.unpack,
     assert.is_true(m[2] > 0, "the server worked through its whole backlog before anything else ran")
   end)
 end)
+
+describe("callback code that finds the loop's functions on its stack", function()
+  before_each(setup)
+  after_each(teardown)
+
+  it("cannot run them: the server serves on, its state and module untouched", function()
+    module("gs_poke", [[
+local M = {}
+function M.init(a) return "ok", { n = a } end
+function M.handle_call(req, from, s)
+  if req == "poke" then
+    local tried, refused = 0, 0
+    for level = 1, 100 do
+      local info = debug.getinfo(level, "fS")
+      if not info then break end
+      if info.what == "C" and info.func ~= pcall then
+        for _, args in ipairs { {}, { s }, { "x", 1, 2 }, { from, s, M } } do
+          tried = tried + 1
+          local ok = pcall(info.func, table.unpack(args))
+          if not ok then refused = refused + 1 end
+        end
+      end
+    end
+    s.n = s.n + 1
+    return "reply", { tried, refused }, s
+  end
+  s.n = s.n + 1
+  return "reply", s.n, s
+end
+return M
+]])
+    local srv = G.server(node, "gs_poke", 0)
+    local r = node:call(srv, "poke")
+    assert.is_true(r[1] > 0)
+    assert.equal(r[1], r[2])   -- every one refused
+    assert.equal(2, node:call(srv, "n"))
+  end)
+end)
