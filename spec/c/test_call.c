@@ -11,6 +11,7 @@
 #include <lauxlib.h>
 #include "nodecheck.h"
 #include "proc.h"
+#include "sched_internal.h"
 #include "term.h"
 
 static const char server_module[] =
@@ -20,6 +21,7 @@ static const char server_module[] =
   "function M.init(n) return 'ok', n end\n"
   "function M.handle_call(req, from, n)\n"
   "  if req == 'inc' then return 'reply', n + 1, n + 1 end\n"
+  "  if req == 'tmo' then return 'reply', n, n, 60000 end\n"   /* a server timeout the next message cancels */
   "  if req == 'nap' then mb.sleep(math.random(0, 2)); return 'reply', 'late', n end\n"
   "  if type(req) == 'table' and req[1] == 'hold' then\n"   /* tell req[2], never reply */
   "    mb.send(req[2], {'held', from}); return 'noreply', n\n"
@@ -57,8 +59,16 @@ static int probe_calls(lua_State *L) {
   return 1;
 }
 
+/* probe.timers(): the timers in the heap of the scheduler running the caller
+ * (with one scheduler: all of them), after it freed those cancelled elsewhere. */
+static int probe_timers(lua_State *L) {
+  lua_pushinteger(L, mb_tls_sched->timers.n);
+  return 1;
+}
+
 static int open_probe(lua_State *L) {
-  static const luaL_Reg fns[] = { { "monitored_by", probe_monitored_by }, { "calls", probe_calls }, { NULL, NULL } };
+  static const luaL_Reg fns[] = { { "monitored_by", probe_monitored_by }, { "calls", probe_calls },
+                                  { "timers", probe_timers }, { NULL, NULL } };
   luaL_newlib(L, fns);
   return 1;
 }
@@ -221,9 +231,28 @@ TEST(timeouts_and_delegated_replies_leave_nothing_behind) {
     2), 0);
 }
 
+/* Waits that end every way a call's and a server's can (a reply before the
+ * timeout, a timeout, a server timeout cancelled by a message) leave
+ * no timer armed, on one scheduler where the probe sees every timer. */
+TEST(calls_and_server_timeouts_leave_no_timer) {
+  CHECK_EQ_INT(run_probed(
+    "local s = gs.start('gs_hammer', 0)\n"
+    "for i = 1, 300 do\n"
+    "  assert(gs.call(s, 'tmo', 60000))\n"
+    "  assert(gs.call(s, 'inc', 60000))\n"
+    "  assert(not pcall(gs.call, s, {'hold', me}, i % 2))\n"
+    "  assert(mb.receive(10000)[1] == 'held')\n"
+    "  assert(mb.receive(i % 2) == nil)\n"
+    "end\n"
+    "mb.sleep(5)   -- a tick of the scheduler loop: the timers cancelled by others are freed\n"
+    "assert(probe.timers() == 0, probe.timers() .. ' timers left armed')\n",
+    1), 0);
+}
+
 TEST_MAIN(CHECK_CASE(many_clients_while_servers_die_every_call_ends),
           CHECK_CASE(cycles_closed_from_both_sides_never_hang),
           CHECK_CASE(replies_racing_timeouts_are_dropped),
           CHECK_CASE(killed_callers_leave_no_monitor_on_the_server),
           CHECK_CASE(a_caller_killed_with_a_delegated_reply_queued_leaves_no_monitor),
-          CHECK_CASE(timeouts_and_delegated_replies_leave_nothing_behind))
+          CHECK_CASE(timeouts_and_delegated_replies_leave_nothing_behind),
+          CHECK_CASE(calls_and_server_timeouts_leave_no_timer))
