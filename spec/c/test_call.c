@@ -181,35 +181,34 @@ TEST(replies_racing_timeouts_are_dropped) {
     "mb.halt(0)\n"), 0);
 }
 
-/* Callers killed while they wait on a server that never replies: each one's call
- * monitor on the server goes with it (it was kept until the server's end). */
-TEST(killed_callers_leave_no_monitor_on_the_server) {
-  CHECK_EQ_INT(run_probed(
+/* 50 callers wait on a server that never replies; `end_it` (with the call's
+ * message m and the caller c) kills each: afterwards the server is nobody's target. */
+static int killed_callers_leave_no_monitor(const char *end_it, int schedulers) {
+  char body[2048];
+  snprintf(body, sizeof body,
     "local s = gs.start('gs_hammer', 0)\n"
     "for i = 1, 50 do\n"
     "  local c = mb.spawn(function(s, me) require('moonbeam.gen_server').call(s, {'hold', me}, math.huge) end, s, me)\n"
     "  local m = mb.receive(10000); assert(m and m[1] == 'held', 'the call did not come')\n"
     "  local down = down_of(c)\n"
-    "  mb.exit(c, 'kill'); down()\n"
+    "  %s; down()\n"
     "end\n"
     "assert(settle(s, 0), 'the killed callers left ' .. probe.monitored_by(s) .. ' monitors on the server')\n",
-    2), 0);
+    end_it);
+  return run_probed(body, schedulers);
+}
+
+/* Callers killed while they wait: each one's call monitor on the server goes
+ * with it (it was kept until the server's end). */
+TEST(killed_callers_leave_no_monitor_on_the_server) {
+  CHECK_EQ_INT(killed_callers_leave_no_monitor("mb.exit(c, 'kill')", 2), 0);
 }
 
 /* A caller killed with a reply from a delegate (not the server) already in its
  * mailbox: drained, the reply ends the call, and the server's monitor goes too.
  * One scheduler: the reply and the kill both reach the caller before it runs. */
 TEST(a_caller_killed_with_a_delegated_reply_queued_leaves_no_monitor) {
-  CHECK_EQ_INT(run_probed(
-    "local s = gs.start('gs_hammer', 0)\n"
-    "for i = 1, 50 do\n"
-    "  local c = mb.spawn(function(s, me) require('moonbeam.gen_server').call(s, {'hold', me}, math.huge) end, s, me)\n"
-    "  local m = mb.receive(10000); assert(m and m[1] == 'held', 'the call did not come')\n"
-    "  local down = down_of(c)\n"
-    "  gs.reply(m[2], 'from a delegate'); mb.exit(c, 'kill'); down()\n"
-    "end\n"
-    "assert(settle(s, 0), 'the killed callers left ' .. probe.monitored_by(s) .. ' monitors on the server')\n",
-    1), 0);
+  CHECK_EQ_INT(killed_callers_leave_no_monitor("gs.reply(m[2], 'from a delegate'); mb.exit(c, 'kill')", 1), 0);
 }
 
 /* Calls to a server that holds them unanswered and time out, calls answered late
