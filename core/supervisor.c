@@ -283,7 +283,8 @@ static mb_sig *failed_to_start(kid *k, const mb_sig *reason) {
 
 /* Count a restart now: 0, or -1 when that makes more than intensity within period. */
 static int count_restart(sup *s) {
-  uint64_t now = mb_now_ns(), span = (uint64_t)(s->spec->period * 1e9);
+  /* a period past the clock's range (math.huge) keeps every restart: it must not wrap to 0 */
+  uint64_t now = mb_now_ns(), span = s->spec->period * 1e9 < 0x1p64 ? (uint64_t)(s->spec->period * 1e9) : UINT64_MAX;
   while (s->ntimes && now - s->times[s->head] > span) {   /* out of the period */
     s->head = (s->head + 1) % s->captimes;
     s->ntimes--;

@@ -1,0 +1,31 @@
+-- Supervisors under review: numbers at their limits, requests no binding makes, restarts that keep
+-- failing, children that call their supervisor at the worst moments, and what a long life of
+-- adding and removing children leaves behind. SPEC 3 and notes/sup_decisions.md decide; OTP where
+-- both are silent. Children: spec/fixtures/sup_worker.lua, sup_proc.lua, sup_rude.lua.
+local H = require "helpers.node"
+local G = require "helpers.gs"
+local S = require "helpers.sup"
+
+-- One op run in a new sup_client: the table.pack of its pcall.
+local function op(node, ...)
+  return S.calls(node, { ... })[1]
+end
+
+describe("supervisor numbers at their limits", function()
+  local node
+  before_each(function() node = S.node() end)
+  after_each(function() S.stop(node); node = nil end)
+
+  it("a period too long for nanoseconds (math.huge, 1e300) keeps every restart: it still gives up", function()
+    for _, period in ipairs { math.huge, 1e300 } do
+      local sup, owner = S.start_link(node, { intensity = 1, period = period, children = { S.worker(node, "a") } })
+      local ref = S.monitor(node, owner, sup)
+      S.events(node, 1)
+      local a = S.pid(node, sup, "a")
+      S.kill(node, a)                                   -- restart 1: within the intensity
+      S.kill(node, S.restarted(node, sup, "a", a))      -- restart 2: one too many
+      assert.equal("shutdown", S.down(node, ref))
+      S.drain(node)
+    end
+  end)
+end)
