@@ -26,6 +26,7 @@
 #include "registry.h"
 #include "scheduler.h"
 #include "spawn.h"
+#include "wait.h"
 
 #define START_TIMEOUT_MS 5000   /* a gen_server child's init, as gen_server.start_link's default */
 
@@ -338,6 +339,13 @@ static void plan_restart(sup *s, kid *k) {
 
 /* ---- steps ---- */
 
+/* The deadline ms from now, 0 (none) when that is past the clock's range: a huge
+ * shutdown (math.maxinteger) must not wrap to a deadline already gone. */
+static uint64_t deadline_in(int64_t ms) {
+  uint64_t d = mb_deadline_after((lua_Number)ms);
+  return d == MB_NEVER ? 0 : d;
+}
+
 /* A signal whose payload is a's alen bytes, then b's blen. NULL without memory. */
 static mb_sig *sig_concat(int kind, const void *a, size_t alen, const void *b, size_t blen) {
   mb_buf buf;
@@ -368,7 +376,7 @@ static int start_kid(mb_proc *p, sup *s, kid *k) {
     set_pid(s, k, pid);
     s->waiting = STEP_START;
     s->wait_ref = ref;
-    s->deadline = k->cs.type == MB_TYPE_SUPERVISOR ? 0 : mb_now_ns() + (uint64_t)START_TIMEOUT_MS * 1000000u;
+    s->deadline = k->cs.type == MB_TYPE_SUPERVISOR ? 0 : deadline_in(START_TIMEOUT_MS);
     atomic_store(&p->call_ref, ref);   /* a deadlock if the child calls us from its init */
     atomic_store(&p->call_to, pid);
     return 1;
@@ -419,7 +427,7 @@ static int stop_kid(mb_proc *p, sup *s, kid *k) {
   s->waiting = STEP_STOP;
   s->wait_ref = ref;
   s->killed = brutal;
-  s->deadline = brutal || k->cs.shutdown == MB_SHUTDOWN_INFINITY ? 0 : mb_now_ns() + (uint64_t)k->cs.shutdown * 1000000u;
+  s->deadline = brutal || k->cs.shutdown == MB_SHUTDOWN_INFINITY ? 0 : deadline_in(k->cs.shutdown);
   return 1;
 }
 

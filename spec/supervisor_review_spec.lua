@@ -28,4 +28,15 @@ describe("supervisor numbers at their limits", function()
       S.drain(node)
     end
   end)
+
+  it("a shutdown of math.maxinteger ms waits for the child (not killed at once)", function()
+    local sup = S.start_link(node, { children = {
+      S.worker(node, "a", { terminate = "wait" }, { shutdown = math.maxinteger }) } })
+    S.events(node, 1)
+    local client = G.spawn(node, "sup_client", node:self(), { { "terminate_child", sup, "a" } })
+    local stop = S.event(node, "stop a")              -- terminate runs, and waits for "go"
+    assert.is_true(H.no_message(node, function(m) return m[1] == "gs_results" and m[2] == client end))
+    node:send(stop[2], "go")
+    assert.is_true(G.ok(G.results(node, client)[1]))
+  end)
 end)
