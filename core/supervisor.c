@@ -669,7 +669,11 @@ static void start_child(mb_proc *p, sup *s, const char *spec, size_t len) {
   mb_child_spec cs;
   char err[256];
   if (mb_child_spec_parse(spec, len, &cs, err, sizeof err) != 0) { reply_result(p, s, 0, NULL, err, 0); return; }
-  if (!cs.id_is_int && !cs.id) { cs.id_is_int = 1; cs.id_int = ++s->next_id; }
+  if (!cs.id_is_int && !cs.id) {   /* the next id above every integer id so far */
+    if (s->next_id == INT64_MAX) { mb_child_spec_clear(&cs); reply_result(p, s, 0, NULL, "no free child id", 0); return; }
+    cs.id_is_int = 1;
+    cs.id_int = ++s->next_id;
+  }
   kid *old = by_id(s, &cs);
   if (old) {
     mb_child_spec_clear(&cs);
