@@ -707,7 +707,7 @@ static void on_call(mb_proc *p, sup *s, mb_sig *m) {
   size_t oplen;
   char op[32];
   if (mb_tr_open(&r, mb_sig_payload(m), m->len) != 0 || mb_tr_enter(&r, &narr, &nh) != 0 ||
-      mb_tr_string(&r, &name, &oplen) != 0 || oplen >= sizeof op) {
+      mb_tr_string(&r, &name, &oplen) != 0 || oplen >= sizeof op || memchr(name, '\0', oplen)) {
     reply_result(p, s, 0, NULL, "bad request", 0);
     mb_tr_close(&r);
     return;

@@ -49,3 +49,32 @@ describe("supervisor numbers at their limits", function()
     assert.is_truthy(G.ok(op(node, "start_child", sup, S.worker(node, -1))))
   end)
 end)
+
+describe("requests no binding makes", function()
+  local node
+  before_each(function() node = S.node() end)
+  after_each(function() S.stop(node); node = nil end)
+
+  it("an operation name with a NUL byte is a bad request", function()
+    local sup = S.start_link(node, { children = {} })
+    assert.same({ false, "bad request" }, G.ok(op(node, "gs_call", sup, { "which_children\0junk" })))
+  end)
+
+  it("garbage calls, casts and messages are answered or dropped; the supervisor works on", function()
+    local sup = S.start_link(node, { children = { S.worker(node, "a") } })
+    S.events(node, 1)
+    local bad = { "x", 1, {}, { 1 }, { "terminate_child" }, { "terminate_child", {} }, { "restart_child", 1.5 },
+                  { "delete_child", true }, { "start_child" }, { "start_child", 5 }, { "start_child", "garbage" },
+                  { "start_child", "\1\0" }, { "start_child", string.rep("x", 1 << 20) }, { string.rep("a", 100) } }
+    local ops = {}
+    for i, req in ipairs(bad) do ops[i] = { "gs_call", sup, req } end
+    ops[#ops + 1] = { "send", sup, { "start_child", "x" } }
+    ops[#ops + 1] = { "gs_cast", sup, { "which_children" } }
+    for i, r in ipairs(S.calls(node, table.unpack(ops))) do
+      local v = G.ok(r)
+      if i <= #bad then assert.equal(false, v[1]) end
+    end
+    assert.same({ "a" }, S.ids(node, sup))
+    assert.equal(1, S.value(node, "count_children", sup).active)
+  end)
+end)
