@@ -33,6 +33,7 @@
 typedef struct kid {
   mb_child_spec cs;
   mb_pid pid;                  /* 0: not running */
+  int restarting;              /* its restart failed: tried again later (retry_later) */
   struct kid *prev, *next;     /* start order */
   struct kid *by_pid, *by_id;  /* hash chains */
 } kid;
@@ -108,6 +109,7 @@ static void set_pid(sup *s, kid *k, mb_pid pid) {
   unhash_pid(s, k);
   k->pid = pid;
   if (!pid) return;
+  k->restarting = 0;
   kid **q = pid_slot(s, pid);
   k->by_pid = *q;
   *q = k;
@@ -158,6 +160,11 @@ static void remove_kid(sup *s, kid *k) {
   s->nkids--;
   mb_child_spec_clear(&k->cs);
   free(k);
+}
+
+/* k's id as the writer's next value. */
+static void write_id(mb_tw *w, const kid *k) {
+  if (k->cs.id_is_int) mb_tw_int(w, k->cs.id_int); else mb_tw_lstring(w, k->cs.id, k->cs.id_len);
 }
 
 /* ---- logging ---- */
@@ -273,7 +280,7 @@ static mb_sig *failed_to_start(kid *k, const mb_sig *reason) {
   mb_tw_begin(&w, &b);
   mb_tw_table(&w, 3);
   mb_tw_string(&w, "failed_to_start_child");
-  if (k->cs.id_is_int) mb_tw_int(&w, k->cs.id_int); else mb_tw_lstring(&w, k->cs.id, k->cs.id_len);
+  write_id(&w, k);
   mb_tw_encoded(&w, mb_sig_payload(reason), reason->len);
   mb_tw_end(&w);
   if (mb_tw_finish(&w) != 0) { mb_buf_free(&b); return static_reason("failed_to_start_child"); }
@@ -517,6 +524,22 @@ static int poll_step(mb_proc *p, sup *s, int *failed) {
 
 static void finish_job(mb_proc *p, sup *s);
 
+/* k's restart failed: try it again once what is queued now has been handled (as
+ * OTP's try_again_restart), so that calls, the parent's exit and a node shutdown
+ * get through between attempts. A message to itself names k (see retry). -1
+ * without memory. */
+static int retry_later(mb_proc *p, kid *k) {
+  mb_buf b;
+  mb_tw w;
+  if (reply_begin(&b, &w) != 0) return -1;
+  write_id(&w, k);
+  if (mb_tw_finish(&w) != 0) { mb_buf_free(&b); return -1; }
+  mb_pid self = atomic_load(&p->pid);
+  if (mb_send_sig(p->node, self, mb_sig_from_buf(&b, MB_SIG_MSG, self, 0)) != 0) return -1;
+  k->restarting = 1;
+  return 0;
+}
+
 /* A start in the job failed (s->reason, s->failed). */
 static void start_failed(mb_proc *p, sup *s, kid *k) {
   s->failed = k;
@@ -526,8 +549,9 @@ static void start_failed(mb_proc *p, sup *s, kid *k) {
     s->reason = NULL;
     s->failed = NULL;
     if (count_restart(s) != 0) give_up(p, s, k, 0, why);
+    else if (retry_later(p, k) == 0) s->at = s->nsteps;   /* the rest waits for the retry */
     mb_sig_free(why);
-    return;   /* else s->at stays: the same start is tried again */
+    return;   /* else s->at stays: the same start is tried again at once */
   }
   if (s->end == J_BOOT) {   /* stop what started, then fail */
     mb_sig *why = failed_to_start(k, s->reason);
@@ -585,6 +609,7 @@ static void finish_job(mb_proc *p, sup *s) {
     }
     break;
   case J_TERMINATE:
+    if (k) k->restarting = 0;   /* its retry is called off */
     if (k && k->cs.restart == MB_RESTART_TEMPORARY) remove_kid(s, k);
     reply_result(p, s, 1, NULL, NULL, 0);
     break;
@@ -635,7 +660,7 @@ static void which_children(mb_proc *p, sup *s) {
   for (kid *k = s->first; k; k = k->next) {
     mb_tw_table(&w, 0);
     mb_tw_string(&w, "id");
-    if (k->cs.id_is_int) mb_tw_int(&w, k->cs.id_int); else mb_tw_lstring(&w, k->cs.id, k->cs.id_len);
+    write_id(&w, k);
     if (k->pid) { mb_tw_string(&w, "pid"); mb_tw_pid(&w, k->pid); }
     mb_tw_string(&w, "type");
     mb_tw_string(&w, k->cs.type == MB_TYPE_SUPERVISOR ? "supervisor" : "worker");
@@ -738,15 +763,29 @@ static void on_call(mb_proc *p, sup *s, mb_sig *m) {
     job_add(s, STEP_STOP, k);
     run_job(p, s);
   } else if (strcmp(op, "restart_child") == 0) {
-    if (k->pid) { reply_result(p, s, 0, NULL, "running", 0); }
+    if (k->pid || k->restarting) { reply_result(p, s, 0, NULL, k->pid ? "running" : "restarting", 0); }
     else { job_begin(s, J_RESTART_CHILD); s->target = k; job_add(s, STEP_START, k); run_job(p, s); }
   } else if (strcmp(op, "delete_child") == 0) {
-    if (k->pid) reply_result(p, s, 0, NULL, "running", 0);
+    if (k->pid || k->restarting) reply_result(p, s, 0, NULL, k->pid ? "running" : "restarting", 0);
     else { remove_kid(s, k); reply_result(p, s, 1, NULL, NULL, 0); }
   } else {
     reply_result(p, s, 0, NULL, "bad request", 0);
   }
   mb_tr_close(&r);
+}
+
+/* The retry of a failed restart (retry_later), unless the child was started or
+ * stopped meanwhile (a strategy's restart, terminate_child). */
+static void retry(mb_proc *p, sup *s, const mb_sig *m) {
+  mb_tr r;
+  mb_child_spec id;
+  if (mb_tr_open(&r, mb_sig_payload(m), m->len) != 0) return;
+  kid *k = read_id(&r, &id) == 0 ? by_id(s, &id) : NULL;
+  mb_tr_close(&r);
+  if (!k || !k->restarting || k->pid) return;
+  k->restarting = 0;
+  plan_restart(s, k);
+  run_job(p, s);
 }
 
 static void on_signal(mb_proc *p, sup *s, mb_sig *m) {
@@ -763,7 +802,9 @@ static void on_signal(mb_proc *p, sup *s, mb_sig *m) {
       add_stop_all(s);
       run_job(p, s);
     }   /* others: ignored */
-  }   /* messages, casts, DOWNs of nothing we wait for: dropped */
+  } else if (m->kind == MB_SIG_MSG && m->from == atomic_load(&p->pid)) {
+    retry(p, s, m);
+  }   /* other messages, casts, DOWNs of nothing we wait for: dropped */
   mb_sig_free(m);
 }
 

@@ -11,6 +11,16 @@ local function op(node, ...)
   return S.calls(node, { ... })[1]
 end
 
+local function is_gate(m) return type(m) == "table" and m[1] == "gate" end
+
+-- Poll until `pid` waits (blocked in a call it has sent).
+local function waiting(node, pid)
+  assert(H.poll(node, function()
+    local i = node:info(pid)
+    return i and i.status == "waiting"
+  end), "the client never blocked")
+end
+
 describe("supervisor numbers at their limits", function()
   local node
   before_each(function() node = S.node() end)
@@ -76,5 +86,72 @@ describe("requests no binding makes", function()
     end
     assert.same({ "a" }, S.ids(node, sup))
     assert.equal(1, S.value(node, "count_children", sup).active)
+  end)
+end)
+
+-- Start a supervisor whose child "a" has a gated init (sup_worker cfg.init = "gate"), letting its
+-- first start through; returns the supervisor, its owner (trapping) and a's pid.
+local function gated_sup(node, intensity)
+  local owner = S.owner(node, { trap = true })
+  node:send(owner, { "ops", { { "start_link", { intensity = intensity, period = 60, children = {
+    S.worker(node, "a", { init = "gate" }) } } } } })
+  local gate = S.event(node, "gate a")
+  node:send(gate[2], { "go", "ok" })
+  local sup = G.ok(G.results(node, owner)[1])
+  assert(sup, "start_link failed")
+  return sup, owner, gate[2]
+end
+
+-- Kill a, refuse its first restart, and return the gate of the second attempt (under way).
+local function second_attempt(node, a)
+  S.kill(node, a)
+  node:send(S.event(node, "gate a")[2], { "go", "refused" })
+  return S.event(node, "gate a")
+end
+
+describe("a restart that keeps failing", function()
+  local node
+  before_each(function() node = S.node() end)
+  after_each(function() S.stop(node); node = nil end)
+
+  it("lets its parent's exit through between two attempts", function()
+    local sup, owner, a = gated_sup(node, 100)
+    local sup_ref, owner_ref = G.watch(node, sup), G.watch(node, owner)
+    local gate = second_attempt(node, a)
+    node:send(owner, { "exit", "boom" })
+    assert.equal("boom", H.down(node, owner_ref))       -- its EXIT is in the supervisor's mailbox
+    node:send(gate[2], { "go", "refused" })
+    assert.equal("boom", H.down(node, sup_ref))
+    assert.is_true(H.no_message(node, is_gate))
+  end)
+
+  it("is called off by terminate_child, made between two attempts", function()
+    local sup, _, a = gated_sup(node, 100)
+    local gate = second_attempt(node, a)
+    local client = G.spawn(node, "sup_client", node:self(), { { "terminate_child", sup, "a" } })
+    waiting(node, client)
+    node:send(gate[2], { "go", "refused" })
+    assert.is_true(G.ok(G.results(node, client)[1]))
+    assert.is_true(H.no_message(node, is_gate))
+    assert.is_nil(S.pid(node, sup, "a"))
+    local again = G.spawn(node, "sup_client", node:self(), { { "restart_child", sup, "a" } })
+    local g = S.event(node, "gate a")
+    node:send(g[2], { "go", "ok" })
+    assert.equal(g[2], G.ok(G.results(node, again)[1]))
+  end)
+
+  it("answers restart_child and delete_child with nil, 'restarting' meanwhile, then restarts", function()
+    local sup, _, a = gated_sup(node, 100)
+    local gate = second_attempt(node, a)
+    local r1 = G.spawn(node, "sup_client", node:self(), { { "restart_child", sup, "a" } })
+    waiting(node, r1)
+    local r2 = G.spawn(node, "sup_client", node:self(), { { "delete_child", sup, "a" } })
+    waiting(node, r2)
+    node:send(gate[2], { "go", "refused" })
+    assert.same({ true, nil, "restarting", n = 3 }, G.results(node, r1)[1])
+    assert.same({ true, nil, "restarting", n = 3 }, G.results(node, r2)[1])
+    local g = S.event(node, "gate a")                   -- the third attempt, after the calls
+    node:send(g[2], { "go", "ok" })
+    assert.equal(g[2], S.restarted(node, sup, "a", a))
   end)
 end)
