@@ -2,7 +2,7 @@
  * is checked and written in its normal form here (bindings/supspec.c); the
  * supervisor itself is a native process (core/supervisor.c). start_link waits
  * like gen_server.start_link; the other functions are calls to the supervisor
- * (through gen_server.call, no timeout) whose replies are turned into SPEC's
+ * (gen_server.call's, flagged MB_SIGF_TRUSTED; no timeout) whose replies are turned into SPEC's
  * return shapes by a continuation. */
 #include <lauxlib.h>
 #include <math.h>
@@ -72,7 +72,7 @@ static int reply_k(lua_State *L, int status, lua_KContext how) {
 /* Call the supervisor at 1 with the request table on top. */
 static int sup_call(lua_State *L, int how) {
   int req = lua_gettop(L);
-  lua_pushcfunction(L, mb_l_gen_call);
+  lua_pushcfunction(L, mb_l_gen_call_trusted);   /* a start_child gen_server.call cannot make */
   lua_pushvalue(L, 1);
   lua_pushvalue(L, req);
   lua_pushnumber(L, HUGE_VAL);

@@ -41,6 +41,8 @@ enum {
 #define MB_SIGF_STATIC 4   /* a node-independent constant reason (mb_sig_static): never freed */
 #define MB_SIGF_UNMONITORED 8  /* a REPLY whose sender dropped the call's monitor (call.c) */
 #define MB_SIGF_SYSTEM 16  /* a CALL that is gen_server.stop: payload = the stop reason */
+#define MB_SIGF_TRUSTED 32 /* a CALL made by moonbeam.supervisor, never by gen_server.call:
+                            * its request may carry encodings that Lua code must not forge */
 
 /* A signal's payload is inline (data) or another signal's: an exit reason goes
  * to every link and monitor as header-only signals sharing one payload, so no

@@ -755,7 +755,10 @@ static void on_call(mb_proc *p, sup *s, mb_sig *m) {
   } else if (strcmp(op, "start_child") == 0) {
     const char *spec;
     size_t len;
-    if (mb_tr_string(&r, &spec, &len) != 0) reply_result(p, s, 0, NULL, "bad request", 0);
+    /* the child decodes the normal form's args as they are: only moonbeam.supervisor
+     * sends one, never gen_server.call (a hand-made encoding could forge refs) */
+    if (!(m->flags & MB_SIGF_TRUSTED) || mb_tr_string(&r, &spec, &len) != 0)
+      reply_result(p, s, 0, NULL, "bad request", 0);
     else start_child(p, s, spec, len);
   } else if (strcmp(op, "terminate_child") == 0) {
     job_begin(s, J_TERMINATE);

@@ -60,6 +60,22 @@ describe("supervisor numbers at their limits", function()
   end)
 end)
 
+-- A varint, as core/codec_format.h has it.
+local function varint(v)
+  local out = {}
+  repeat
+    local b = v % 128
+    v = v // 128
+    out[#out + 1] = string.char(v > 0 and b + 128 or b)
+  until v == 0
+  return table.concat(out)
+end
+local function t_str(s) return "\5" .. varint(#s) .. s end
+local function t_int(i) return "\3" .. varint(i >= 0 and 2 * i or -2 * i - 1) end
+local function t_map(pairs_)   -- {key1, value1, key2, value2, ...}, already encoded
+  return "\8" .. varint(0) .. string.pack("=I4", #pairs_ // 2) .. table.concat(pairs_)
+end
+
 describe("requests no binding makes", function()
   local node
   before_each(function() node = S.node() end)
@@ -68,6 +84,19 @@ describe("requests no binding makes", function()
   it("an operation name with a NUL byte is a bad request", function()
     local sup = S.start_link(node, { children = {} })
     assert.same({ false, "bad request" }, G.ok(op(node, "gs_call", sup, { "which_children\0junk" })))
+  end)
+
+  it("a start_child request made by hand (a forged ref in its args) starts nothing", function()
+    local sup = S.start_link(node, { children = {} })
+    local host = tonumber(tostring(node:self()):match("<0%.(%d+)>"))
+    local args = "\1" .. t_map { t_str "report", "\6" .. varint(host), t_str "label", t_str "forged",
+                                 t_str "arg", "\7" .. varint(1) }   -- a ref no process was given
+    local form = "\1" .. t_map { t_str "module", t_str "sup_proc", t_str "kind", t_int(1), t_str "restart", t_int(2),
+                                 t_str "shutdown", t_int(5000), t_str "type", t_int(0), t_str "args", t_str(args) }
+    local reply = G.ok(op(node, "gs_call", sup, { "start_child", form }))
+    assert.same({ false, "bad request" }, reply)
+    assert.equal(0, S.value(node, "count_children", sup).specs)
+    assert.is_true(S.no_events(node))
   end)
 
   it("garbage calls, casts and messages are answered or dropped; the supervisor works on", function()
