@@ -346,6 +346,13 @@ static void plan_restart(sup *s, kid *k) {
 
 /* ---- steps ---- */
 
+/* While a step waits on child pid, our call_to names it (call.h): a call the child
+ * makes to us meanwhile closes a cycle and fails at once with "deadlock". */
+static void wait_on(mb_proc *p, uint64_t ref, mb_pid pid) {
+  atomic_store(&p->call_ref, ref);
+  atomic_store(&p->call_to, pid);
+}
+
 /* The deadline ms from now, 0 (none) when that is past the clock's range: a huge
  * shutdown (math.maxinteger) must not wrap to a deadline already gone. */
 static uint64_t deadline_in(int64_t ms) {
@@ -384,8 +391,7 @@ static int start_kid(mb_proc *p, sup *s, kid *k) {
     s->waiting = STEP_START;
     s->wait_ref = ref;
     s->deadline = k->cs.type == MB_TYPE_SUPERVISOR ? 0 : deadline_in(START_TIMEOUT_MS);
-    atomic_store(&p->call_ref, ref);   /* a deadlock if the child calls us from its init */
-    atomic_store(&p->call_to, pid);
+    wait_on(p, ref, pid);   /* a deadlock if the child calls us from its init */
     return 1;
   }
   /* a plain process: its module's body, spawned linked with the args as its one argument */
@@ -433,6 +439,7 @@ static int stop_kid(mb_proc *p, sup *s, kid *k) {
   if (e) mb_proc_exit_signal(p, pid, e);
   s->waiting = STEP_STOP;
   s->wait_ref = ref;
+  wait_on(p, ref, pid);   /* and from its terminate: else infinity would hang us both */
   s->killed = brutal;
   s->deadline = brutal || k->cs.shutdown == MB_SHUTDOWN_INFINITY ? 0 : deadline_in(k->cs.shutdown);
   return 1;
@@ -515,7 +522,7 @@ static int poll_step(mb_proc *p, sup *s, int *failed) {
     }
   }
   mb_sched_disarm_wait(p);
-  if (s->waiting == STEP_START) atomic_store(&p->call_to, 0);
+  atomic_store(&p->call_to, 0);
   s->waiting = 0;
   return 1;
 }

@@ -184,3 +184,33 @@ describe("a restart that keeps failing", function()
     assert.equal(g[2], S.restarted(node, sup, "a", a))
   end)
 end)
+
+describe("a child calling its supervisor", function()
+  local node
+  before_each(function() node = S.node() end)
+  after_each(function() S.stop(node); node = nil end)
+
+  local function rude(node, call_in, fields)
+    local child = { id = "r", module = "sup_rude", args = { sup = "rev_sup", report = node:self(), call_in = call_in } }
+    for k, v in pairs(fields or {}) do child[k] = v end
+    return child
+  end
+  local function called(node, where)
+    local m = G.wait(node, function(m) return type(m) == "table" and m[1] == "called" and m[3] == where end)
+    return m[4], m[5]
+  end
+
+  it("from init: deadlock at once, and the child starts", function()
+    local sup = S.start_link(node, { name = "rev_sup", children = { rude(node, "init") } })
+    assert.same({ false, "call to rev_sup: deadlock" }, { called(node, "init") })
+    assert.is_not_nil(S.pid(node, sup, "r"))
+  end)
+
+  it("from terminate, with shutdown infinity: deadlock at once, and the child stops", function()
+    local sup = S.start_link(node, { name = "rev_sup", children = { rude(node, "terminate", { shutdown = "infinity" }) } })
+    local client = G.spawn(node, "sup_client", node:self(), { { "terminate_child", sup, "r" } })
+    assert.same({ false, "call to rev_sup: deadlock" }, { called(node, "terminate") })
+    assert.is_true(G.ok(G.results(node, client)[1]))
+    assert.is_nil(S.pid(node, sup, "r"))
+  end)
+end)
