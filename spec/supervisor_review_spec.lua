@@ -214,3 +214,30 @@ describe("a child calling its supervisor", function()
     assert.is_nil(S.pid(node, sup, "r"))
   end)
 end)
+
+describe("a long life of adding and removing children", function()
+  local node
+  before_each(function() node = S.node() end)
+  after_each(function() S.stop(node); node = nil end)
+
+  it("leaves no link, monitor or spec behind (starts, failed starts, stops, kills, deletes)", function()
+    node:spawn(function(host)
+      local mb = require "moonbeam"
+      local supervisor = require "moonbeam.supervisor"
+      local sup = assert(supervisor.start_link { intensity = 1000000, period = 1, children = {
+        { id = "keep", module = "sup_worker", args = { value = "keep" } } } })
+      for i = 1, 1000 do
+        local w = { id = i, module = "sup_worker", args = { value = i }, shutdown = i % 2 == 0 and "brutal_kill" or 100 }
+        local pid = assert(supervisor.start_child(sup, w))
+        if i % 3 == 0 then mb.exit(pid, "kill") end   -- restarted, or stopped first: either way
+        assert(supervisor.terminate_child(sup, i))
+        assert(supervisor.delete_child(sup, i))
+        assert(supervisor.start_child(sup, { module = "sup_worker", args = { init = "stop", reason = "no" } }) == nil)
+      end
+      local info = mb.info(sup)
+      mb.send(host, { "left", #info.links, #info.monitors, supervisor.count_children(sup) })
+    end, node:self())
+    local r = H.wait_for(node, "left", 120000)
+    assert.same({ "left", 2, 0, { specs = 1, active = 1, supervisors = 0, workers = 1 } }, r)
+  end)
+end)
