@@ -26,6 +26,7 @@
 #include "registry.h"
 #include "scheduler.h"
 #include "spawn.h"
+#include "testhook.h"
 #include "wait.h"
 
 #define START_TIMEOUT_MS 5000   /* a gen_server child's init, as gen_server.start_link's default */
@@ -408,11 +409,14 @@ static int start_kid(mb_proc *p, sup *s, kid *k) {
   r.link = p;
   rc = mb_spawn_proc(n, &r, &pid);
   if (rc != 0) goto failed;
-  if (k->cs.name && mb_registry_add(n, k->cs.name, k->cs.name_len, pid) != 0) {
+  mb_test_point("supervisor_named_spawn");   /* it runs, and may end, before it has its name */
+  /* one that has already ended (MB_ENOPROC) did start: its EXIT is on the way */
+  rc = k->cs.name ? mb_registry_add(n, k->cs.name, k->cs.name_len, pid) : 0;
+  if (rc != 0 && rc != MB_ENOPROC) {
     mb_proc_unlink(p, pid);
     mb_sig *kill = mb_sig_string(MB_SIG_EXIT, 0, 0, "kill");
     if (kill) mb_proc_exit_signal(p, pid, kill);
-    s->reason = static_reason("already_started");
+    s->reason = static_reason(rc == MB_EINVAL ? "already_started" : mb_strerror(rc));
     return -1;
   }
   set_pid(s, k, pid);
