@@ -100,7 +100,8 @@ struct mb_proc {
   _Atomic int state;
   _Atomic uint8_t dying;        /* a fatal exit signal is on its way: is_alive says false */
   _Atomic uint8_t over_heap;    /* queued messages crossed max_heap: it must end */
-  _Atomic uint8_t tree_root;    /* a supervisor no supervisor started: a shutdown stops it first */
+  _Atomic uint8_t tree_root;    /* a supervisor no supervisor started: a shutdown stops it first
+                                 * (1; 2 once asked to, mb_node_shutdown_trees) */
   int kind;
   mb_node *node;
   mb_mpsc mq;                   /* incoming signals, any thread pushes */

@@ -241,3 +241,40 @@ describe("a long life of adding and removing children", function()
     assert.same({ "left", 2, 0, { specs = 1, active = 1, supervisors = 0, workers = 1 } }, r)
   end)
 end)
+
+describe("node shutdown, reviewed", function()
+  local C = require "helpers.cli"
+  before_each(function() S.require_supervisor() end)
+
+  -- Start sup_again.lua in `mode`, wait for "ready", send SIGTERM.
+  local function started(mode)
+    local h = C.start { "-P", C.modules, C.script "sup_again.lua", mode }
+    assert.is_true(C.wait_output(h, "ready\n"), "sup_again.lua never printed ready")
+    C.signal(h, "TERM")
+    return h
+  end
+
+  it("stops a tree started after the signal too (before, the node waited for it for ever)", function()
+    local h = started("again")
+    local status = C.wait_exit(h, 15)
+    local r = C.finish(h)
+    assert.equal(0, status, r.stderr)
+    assert.same({ "start a", "ready", "stop a shutdown", "start b", "started again", "stop b shutdown" }, r.out)
+  end)
+
+  it("a second signal kills at once a tree stuck in a terminate with shutdown infinity", function()
+    local h = started("stuck")
+    local seen = false   -- the first signal was handled: the tree is being stopped
+    for _ = 1, 200 do
+      seen = (C.slurp(h.err) or ""):find("stopping 1 supervision tree", 1, true) ~= nil
+      if seen or C.slurp(h.statusfile) then break end
+      os.execute("sleep 0.05")
+    end
+    assert.is_true(seen, "the first signal was not handled")
+    C.signal(h, "TERM")
+    local status = C.wait_exit(h, 15)
+    local r = C.finish(h)
+    assert.is_not_nil(status, "still running after the second signal")
+    assert.same({ "start h", "ready" }, { r.out[1], r.out[2] })
+  end)
+end)
