@@ -28,7 +28,7 @@ static int l_start_link(lua_State *L) {
     return luaL_error(L, "start_link: cannot block here (attempt to yield across a C-call boundary)");
   mb_buf b;
   char err[512];
-  if (mb_buf_init(&b, 0, 0) != 0) return luaL_error(L, "start_link: not enough memory");
+  if (mb_buf_init(&b, 0, n->max_message) != 0) return luaL_error(L, "start_link: not enough memory");
   if (mb_l_sup_spec(L, n, 1, &b, err, sizeof err) != 0) {
     mb_buf_free(&b);
     lua_pushnil(L);
@@ -103,7 +103,7 @@ static int l_start_child(lua_State *L) {
   check_sup(L);
   mb_buf b;
   char err[512];
-  if (mb_buf_init(&b, 0, 0) != 0) return luaL_error(L, "start_child: not enough memory");
+  if (mb_buf_init(&b, 0, p->node->max_message) != 0) return luaL_error(L, "start_child: not enough memory");
   if (mb_l_child_spec(L, p->node, 2, &b, err, sizeof err) != 0) {
     mb_buf_free(&b);
     lua_pushnil(L);

@@ -92,6 +92,34 @@ TEST(teardown_during_restarts_leaves_nothing) {
     "mb.halt(0)\n"), 0);
 }
 
+/* A spec whose normal form is over the node's message limit (4096 bytes here) is
+ * refused like any bad spec, by start_link and by start_child, before it is
+ * written whole: before, start_link took it (its buffer had no limit) and
+ * start_child raised from the call that carried it. */
+TEST(specs_over_the_message_limit_are_refused) {
+  char dir[64], mod[128];
+  mb_node *n = check_node_in_tempdir(dir, sizeof dir, "mb_test_sup", 4096);
+  snprintf(mod, sizeof mod, "%s/sup_big_w.lua", dir);
+  FILE *f = fopen(mod, "w");
+  CHECK(f != NULL);
+  fputs(worker, f);
+  fclose(f);
+  int status = check_run_on(n,
+    "local mb = require 'moonbeam'; local sup = require 'moonbeam.supervisor'\n"
+    "local kids = {}\n"
+    "for i = 1, 8 do kids[i] = { id = i, module = 'sup_big_w', args = string.rep('x', 1000) } end\n"
+    "local s, why = sup.start_link { children = kids }\n"
+    "if s or why ~= 'invalid spec: message too large' then print('start_link:', s, why); mb.halt(1) end\n"
+    "s = assert(sup.start_link { children = {} })\n"
+    "local ok, p, why = pcall(sup.start_child, s, { module = 'sup_big_w', args = string.rep('x', 3000),\n"
+    "  name = string.rep('n', 2000) })\n"
+    "if not ok or p or why ~= 'invalid child spec: message too large' then\n"
+    "  print('start_child:', ok, p, why); mb.halt(1) end\n"
+    "mb.halt(0)\n");
+  check_remove_dir(dir);
+  CHECK_EQ_INT(status, 0);
+}
+
 /* ---- past races, widened by a pause at their point (testhook.h) ---- */
 
 static void pause_after_named_spawn(const char *where) {
@@ -118,4 +146,5 @@ TEST(named_process_child_that_ends_before_its_name_has_started) {
 
 TEST_MAIN(CHECK_CASE(kills_race_calls_and_the_dynamic_api),
           CHECK_CASE(teardown_during_restarts_leaves_nothing),
+          CHECK_CASE(specs_over_the_message_limit_are_refused),
           CHECK_CASE(named_process_child_that_ends_before_its_name_has_started))
