@@ -185,6 +185,102 @@ describe("a restart that keeps failing", function()
   end)
 end)
 
+describe("strategies with temporary and transient children", function()
+  local node
+  before_each(function() node = S.node() end)
+  after_each(function() S.stop(node); node = nil end)
+
+  -- a (permanent), t (temporary), tr (transient), b (permanent): all sup_workers reporting.
+  local function mixed(node, strategy)
+    local sup = S.start_link(node, { strategy = strategy, intensity = 10, period = 60, children = {
+      S.worker(node, "a"), S.worker(node, "t", nil, { restart = "temporary" }),
+      S.worker(node, "tr", nil, { restart = "transient" }), S.worker(node, "b") } })
+    S.events(node, 4)
+    return sup
+  end
+
+  it("one_for_all: a temporary child is stopped and forgotten, a transient one that ended normally restarts", function()
+    local sup = mixed(node, "one_for_all")
+    local tr = S.pid(node, sup, "tr")
+    node:cast(tr, { "stop", "normal" })                      -- no restart, its spec stays
+    assert.same({ "stop tr" }, S.events(node, 1))
+    assert.is_nil(S.changed(node, sup, "tr", tr).pid)
+    S.kill(node, S.pid(node, sup, "b"))
+    assert.same({ "stop t", "stop a", "start a", "start tr", "start b" }, S.events(node, 5))
+    assert.same({ "a", "tr", "b" }, S.ids(node, sup))
+    assert.is_true(S.no_events(node))
+  end)
+
+  it("one_for_all: a temporary child's crash restarts nothing and forgets it", function()
+    local sup = mixed(node, "one_for_all")
+    local t = S.pid(node, sup, "t")
+    S.kill(node, t)
+    assert.is_nil(S.changed(node, sup, "t", t))
+    assert.same({ "a", "tr", "b" }, S.ids(node, sup))
+    assert.is_true(S.no_events(node))
+  end)
+
+  it("rest_for_one: the later children, temporary one forgotten, stop last first and restart in order", function()
+    local sup = mixed(node, "rest_for_one")
+    S.kill(node, S.pid(node, sup, "a"))
+    assert.same({ "stop b", "stop tr", "stop t", "start a", "start tr", "start b" }, S.events(node, 6))
+    assert.same({ "a", "tr", "b" }, S.ids(node, sup))
+    local tr = S.pid(node, sup, "tr")
+    S.crash(node, tr, "boom")                                -- transient, abnormal: b restarts with it
+    assert.same({ "stop tr", "stop b", "start tr", "start b" }, S.events(node, 4))
+  end)
+end)
+
+describe("a supervisor in the middle of a job", function()
+  local node
+  before_each(function() node = S.node() end)
+  after_each(function() S.stop(node); node = nil end)
+
+  it("takes gen_server.stop made meanwhile after the restart: the new child is stopped, stop returns true", function()
+    local sup, _, a = gated_sup(node, 5)
+    local ref = G.watch(node, sup)
+    S.kill(node, a)
+    local gate = S.event(node, "gate a")
+    local client = G.spawn(node, "sup_client", node:self(), { { "gs_stop", sup } })
+    waiting(node, client)
+    node:send(gate[2], { "go", "ok" })
+    assert.is_true(G.ok(G.results(node, client)[1]))
+    assert.equal("normal", H.down(node, ref))
+    assert.equal(gate[2], S.event(node, "stop a")[2])   -- the restarted child, stopped after
+  end)
+
+  it("a child start over its 5 s leaves nothing that confuses the next jobs", function()
+    local sup = S.start_link(node, { children = { S.worker(node, "a") } })
+    S.events(node, 1)
+    local client = G.spawn(node, "sup_client", node:self(),
+      { { "start_child", sup, S.worker(node, "slow", { init = "sleep", ms = 6000 }) } })
+    local r = table.pack(G.ok(G.results(node, client, 20000)[1]))
+    assert.same({ nil, "timeout" }, { r[1], r[2] })
+    local slow = S.event(node, "start slow")[2]
+    assert.is_true(H.poll(node, function() return node:info(slow) == nil end))
+    local b = G.ok(op(node, "start_child", sup, S.worker(node, "b")))
+    assert.equal(b, S.event(node, "start b")[2])
+    assert.is_true(G.ok(op(node, "terminate_child", sup, "b")))
+    assert.same({ "stop b" }, S.events(node, 1))
+    local a = S.pid(node, sup, "a")
+    S.kill(node, a)
+    S.restarted(node, sup, "a", a)
+    local info = node:info(sup)
+    assert.same({ 2, 0 }, { #info.links, #info.monitors })   -- its owner and a
+    assert.same({ "a", "b" }, S.ids(node, sup))
+  end)
+
+  it("a child that unlinked itself: its end goes unseen (as in OTP), stopping it still works", function()
+    local sup = S.start_link(node, { name = "rev_sup", children = {
+      { id = "u", module = "sup_rude", args = { sup = "rev_sup", report = node:self(), unlink = true } } } })
+    local u = G.wait(node, function(m) return type(m) == "table" and m[1] == "unlinked" end)[2]
+    assert.equal(u, S.pid(node, sup, "u"))
+    assert.is_true(G.ok(op(node, "terminate_child", sup, "u")))
+    assert.is_nil(S.pid(node, sup, "u"))
+    assert.is_nil(node:info(u))
+  end)
+end)
+
 describe("a child calling its supervisor", function()
   local node
   before_each(function() node = S.node() end)
