@@ -6,19 +6,18 @@ local H = require "helpers.node"
 local G = require "helpers.gs"
 local S = require "helpers.sup"
 
--- One op run in a new sup_client: the table.pack of its pcall.
-local function op(node, ...)
-  return S.calls(node, { ... })[1]
-end
+local op = S.op
 
 local function is_gate(m) return type(m) == "table" and m[1] == "gate" end
 
--- Poll until `pid` waits (blocked in a call it has sent).
-local function waiting(node, pid)
+-- A sup_client running `op` once it has sent its call and blocks on it.
+local function blocked(node, op)
+  local client = G.spawn(node, "sup_client", node:self(), { op })
   assert(H.poll(node, function()
-    local i = node:info(pid)
+    local i = node:info(client)
     return i and i.status == "waiting"
   end), "the client never blocked")
+  return client
 end
 
 describe("supervisor numbers at their limits", function()
@@ -118,19 +117,6 @@ describe("requests no binding makes", function()
   end)
 end)
 
--- Start a supervisor whose child "a" has a gated init (sup_worker cfg.init = "gate"), letting its
--- first start through; returns the supervisor, its owner (trapping) and a's pid.
-local function gated_sup(node, intensity)
-  local owner = S.owner(node, { trap = true })
-  node:send(owner, { "ops", { { "start_link", { intensity = intensity, period = 60, children = {
-    S.worker(node, "a", { init = "gate" }) } } } } })
-  local gate = S.event(node, "gate a")
-  node:send(gate[2], { "go", "ok" })
-  local sup = G.ok(G.results(node, owner)[1])
-  assert(sup, "start_link failed")
-  return sup, owner, gate[2]
-end
-
 -- Kill a, refuse its first restart, and return the gate of the second attempt (under way).
 local function second_attempt(node, a)
   S.kill(node, a)
@@ -144,7 +130,7 @@ describe("a restart that keeps failing", function()
   after_each(function() S.stop(node); node = nil end)
 
   it("lets its parent's exit through between two attempts", function()
-    local sup, owner, a = gated_sup(node, 100)
+    local sup, owner, a = S.gated_sup(node, 100)
     local sup_ref, owner_ref = G.watch(node, sup), G.watch(node, owner)
     local gate = second_attempt(node, a)
     node:send(owner, { "exit", "boom" })
@@ -155,10 +141,9 @@ describe("a restart that keeps failing", function()
   end)
 
   it("is called off by terminate_child, made between two attempts", function()
-    local sup, _, a = gated_sup(node, 100)
+    local sup, _, a = S.gated_sup(node, 100)
     local gate = second_attempt(node, a)
-    local client = G.spawn(node, "sup_client", node:self(), { { "terminate_child", sup, "a" } })
-    waiting(node, client)
+    local client = blocked(node, { "terminate_child", sup, "a" })
     node:send(gate[2], { "go", "refused" })
     assert.is_true(G.ok(G.results(node, client)[1]))
     assert.is_true(H.no_message(node, is_gate))
@@ -170,12 +155,10 @@ describe("a restart that keeps failing", function()
   end)
 
   it("answers restart_child and delete_child with nil, 'restarting' meanwhile, then restarts", function()
-    local sup, _, a = gated_sup(node, 100)
+    local sup, _, a = S.gated_sup(node, 100)
     local gate = second_attempt(node, a)
-    local r1 = G.spawn(node, "sup_client", node:self(), { { "restart_child", sup, "a" } })
-    waiting(node, r1)
-    local r2 = G.spawn(node, "sup_client", node:self(), { { "delete_child", sup, "a" } })
-    waiting(node, r2)
+    local r1 = blocked(node, { "restart_child", sup, "a" })
+    local r2 = blocked(node, { "delete_child", sup, "a" })
     node:send(gate[2], { "go", "refused" })
     assert.same({ true, nil, "restarting", n = 3 }, G.results(node, r1)[1])
     assert.same({ true, nil, "restarting", n = 3 }, G.results(node, r2)[1])
@@ -237,12 +220,11 @@ describe("a supervisor in the middle of a job", function()
   after_each(function() S.stop(node); node = nil end)
 
   it("takes gen_server.stop made meanwhile after the restart: the new child is stopped, stop returns true", function()
-    local sup, _, a = gated_sup(node, 5)
+    local sup, _, a = S.gated_sup(node, 5)
     local ref = G.watch(node, sup)
     S.kill(node, a)
     local gate = S.event(node, "gate a")
-    local client = G.spawn(node, "sup_client", node:self(), { { "gs_stop", sup } })
-    waiting(node, client)
+    local client = blocked(node, { "gs_stop", sup })
     node:send(gate[2], { "go", "ok" })
     assert.is_true(G.ok(G.results(node, client)[1]))
     assert.equal("normal", H.down(node, ref))
@@ -342,10 +324,10 @@ describe("node shutdown, reviewed", function()
   local C = require "helpers.cli"
   before_each(function() S.require_supervisor() end)
 
-  -- Start sup_again.lua in `mode`, wait for "ready", send SIGTERM.
+  -- Start sup_tree.lua in `mode`, wait for "ready", send SIGTERM.
   local function started(mode)
-    local h = C.start { "-P", C.modules, C.script "sup_again.lua", mode }
-    assert.is_true(C.wait_output(h, "ready\n"), "sup_again.lua never printed ready")
+    local h = C.start { "-P", C.modules, C.script "sup_tree.lua", mode }
+    assert.is_true(C.wait_output(h, "ready\n"), "sup_tree.lua never printed ready")
     C.signal(h, "TERM")
     return h
   end

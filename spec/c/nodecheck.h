@@ -63,8 +63,10 @@ static inline int check_run_script(const char *src, int schedulers) {
 }
 
 /* Run src as the first process of a quiet node of that many schedulers whose
- * path is a temp dir holding one module, name.lua = module_src: its status. */
-static inline int check_run_with_module(const char *name, const char *module_src, const char *src, int schedulers) {
+ * path is a temp dir holding one module, name.lua = module_src: its status.
+ * max_message: the node's message limit (0: the default). */
+static inline int check_run_with_module_limit(const char *name, const char *module_src, const char *src,
+                                              int schedulers, size_t max_message) {
   char dir[] = "/tmp/mb_test_module_XXXXXX";
   CHECK(mkdtemp(dir) != NULL);
   char mod[128], path[128];
@@ -78,11 +80,16 @@ static inline int check_run_with_module(const char *name, const char *module_src
   o.schedulers = schedulers;
   o.log_level = "none";
   o.path = path;
+  o.max_message = max_message;
   mb_node *n = mb_node_new(&o);
   CHECK(n != NULL);
   int status = check_run_on(n, src);
   check_remove_dir(dir);
   return status;
+}
+
+static inline int check_run_with_module(const char *name, const char *module_src, const char *src, int schedulers) {
+  return check_run_with_module_limit(name, module_src, src, schedulers, 0);
 }
 
 #endif

@@ -97,14 +97,7 @@ TEST(teardown_during_restarts_leaves_nothing) {
  * written whole: before, start_link took it (its buffer had no limit) and
  * start_child raised from the call that carried it. */
 TEST(specs_over_the_message_limit_are_refused) {
-  char dir[64], mod[128];
-  mb_node *n = check_node_in_tempdir(dir, sizeof dir, "mb_test_sup", 4096);
-  snprintf(mod, sizeof mod, "%s/sup_big_w.lua", dir);
-  FILE *f = fopen(mod, "w");
-  CHECK(f != NULL);
-  fputs(worker, f);
-  fclose(f);
-  int status = check_run_on(n,
+  CHECK_EQ_INT(check_run_with_module_limit("sup_big_w", worker,
     "local mb = require 'moonbeam'; local sup = require 'moonbeam.supervisor'\n"
     "local kids = {}\n"
     "for i = 1, 8 do kids[i] = { id = i, module = 'sup_big_w', args = string.rep('x', 1000) } end\n"
@@ -115,9 +108,7 @@ TEST(specs_over_the_message_limit_are_refused) {
     "  name = string.rep('n', 2000) })\n"
     "if not ok or p or why ~= 'invalid child spec: message too large' then\n"
     "  print('start_child:', ok, p, why); mb.halt(1) end\n"
-    "mb.halt(0)\n");
-  check_remove_dir(dir);
-  CHECK_EQ_INT(status, 0);
+    "mb.halt(0)\n", 1, 4096), 0);
 }
 
 /* ---- past races, widened by a pause at their point (testhook.h) ---- */
