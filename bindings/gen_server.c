@@ -53,6 +53,8 @@ int mb_l_call_fail(lua_State *L, int first, int stop, const char *why) {
 }
 
 void mb_l_call_start(lua_State *L, mb_node *n, mb_proc *self, int first, int stop, mb_call *c, uint64_t *deadline) {
+  int trusted = stop & MB_L_CALL_TRUSTED;
+  stop &= 1;
   mb_pid pid = server_at(L, n, first);
   *deadline = deadline_at(L, first + 2, stop ? HUGE_VAL : CALL_TIMEOUT_MS);
   if (!pid) { mb_l_call_fail(L, first, stop, "noproc"); return; }
@@ -61,6 +63,7 @@ void mb_l_call_start(lua_State *L, mb_node *n, mb_proc *self, int first, int sto
   mb_sig *req = mb_l_encode(L, n, self, -1, stop ? "stop" : "call", stop ? "reason" : "request", MB_SIG_CALL);
   lua_pop(L, 1);
   if (stop) req->flags = MB_SIGF_SYSTEM;
+  if (trusted) req->flags |= MB_SIGF_TRUSTED;
   static const char *const why[] = { [MB_CALL_NOPROC] = "noproc", [MB_CALL_SELF] = "calling self",
                                      [MB_CALL_DEADLOCK] = "deadlock", [MB_CALL_NOMEM] = "not enough memory" };
   int rc = mb_call_begin(self, pid, req, c);
@@ -129,26 +132,28 @@ static int resume_call(lua_State *L, mb_proc *p, mb_call *c, uint64_t *deadline,
   return WAIT;
 }
 
-static int call_k(lua_State *L, int status, lua_KContext stop) {
+static int call_k(lua_State *L, int status, lua_KContext how) {
   (void)status;
+  int stop = (int)(how & 1);
   mb_proc *p = mb_proc_of(L);
   mb_call c;
   uint64_t deadline;
   mb_sig *got;
   int st = resume_call(L, p, &c, &deadline, &got);
   if (st == DOOMED) return mb_wait_doomed(L, p);
-  if (st == GOT) return mb_l_call_result(L, p, &c, got, 1, (int)stop);
+  if (st == GOT) return mb_l_call_result(L, p, &c, got, 1, stop);
   if (st == TIMED_OUT) {
     mb_call_end(p, &c, NULL);
-    return mb_l_call_fail(L, 1, (int)stop, "timeout");
+    return mb_l_call_fail(L, 1, stop, "timeout");
   }
   p->deadline = deadline;
   const char *why = mb_wait_prepare(L, p);
-  if (why) { mb_call_end(p, &c, NULL); return mb_l_call_fail(L, 1, (int)stop, why); }
-  return mb_wait_yield(L, stop, call_k);
+  if (why) { mb_call_end(p, &c, NULL); return mb_l_call_fail(L, 1, stop, why); }
+  return mb_wait_yield(L, how, call_k);
 }
 
-static int call_or_stop(lua_State *L, int stop) {
+static int call_or_stop(lua_State *L, int how) {
+  int stop = how & 1;
   mb_proc *p = self_proc(L);
   lua_settop(L, 3);
   if (!mb_proc_can_yield(L, p) || !mb_sched_self())
@@ -156,13 +161,14 @@ static int call_or_stop(lua_State *L, int stop) {
   if (p->selecting) return mb_l_call_fail(L, 1, stop, "cannot be called from a match function");
   mb_call c;
   uint64_t deadline;
-  mb_l_call_start(L, p->node, p, 1, stop, &c, &deadline);
+  mb_l_call_start(L, p->node, p, 1, how, &c, &deadline);
   save_call(L, &c, deadline);
   mb_sched_disarm_wait(p);
-  return call_k(L, LUA_OK, stop);
+  return call_k(L, LUA_OK, how);
 }
 
 int mb_l_gen_call(lua_State *L) { return call_or_stop(L, 0); }
+int mb_l_gen_call_trusted(lua_State *L) { return call_or_stop(L, MB_L_CALL_TRUSTED); }
 #define l_call mb_l_gen_call
 static int l_stop(lua_State *L) { return call_or_stop(L, 1); }
 

@@ -22,14 +22,16 @@ mb_sig *mb_l_encode(lua_State *L, mb_node *n, mb_proc *self, int idx, const char
  * cannot start. result: the reply pushed (1), or raises the DOWN's reason; stop:
  * true when the server ended with the reason asked. fail raises "<op> <server>: why". */
 typedef struct mb_call mb_call;
+#define MB_L_CALL_TRUSTED 2   /* or'd into stop (0): the request goes as MB_SIGF_TRUSTED */
 void mb_l_call_start(lua_State *L, mb_node *n, mb_proc *self, int first, int stop, mb_call *c, uint64_t *deadline);
 int mb_l_call_result(lua_State *L, mb_proc *self, mb_call *c, mb_sig *got, int first, int stop);
 int mb_l_call_fail(lua_State *L, int first, int stop, const char *why);
 /* cast(server, msg) at first; pushes true. */
 int mb_l_cast(lua_State *L, mb_node *n, mb_proc *self, int first);
 int luaopen_moonbeam_gen_server(lua_State *L);
-/* gen_server.call itself (the supervisor module calls through it). */
+/* gen_server.call itself; the supervisor module calls through the trusted one. */
 int mb_l_gen_call(lua_State *L);
+int mb_l_gen_call_trusted(lua_State *L);
 /* Wait for the start answer of c->server (a gen_server or a supervisor spawned
  * with c->ref as its start's call; c->mark taken before), then return as
  * gen_server.start does: pid, or nil, reason [, pid]. The stack above 3 is used;

@@ -2,7 +2,7 @@
  * is checked and written in its normal form here (bindings/supspec.c); the
  * supervisor itself is a native process (core/supervisor.c). start_link waits
  * like gen_server.start_link; the other functions are calls to the supervisor
- * (through gen_server.call, no timeout) whose replies are turned into SPEC's
+ * (gen_server.call's, flagged MB_SIGF_TRUSTED; no timeout) whose replies are turned into SPEC's
  * return shapes by a continuation. */
 #include <lauxlib.h>
 #include <math.h>
@@ -28,7 +28,7 @@ static int l_start_link(lua_State *L) {
     return luaL_error(L, "start_link: cannot block here (attempt to yield across a C-call boundary)");
   mb_buf b;
   char err[512];
-  if (mb_buf_init(&b, 0, 0) != 0) return luaL_error(L, "start_link: not enough memory");
+  if (mb_buf_init(&b, 0, n->max_message) != 0) return luaL_error(L, "start_link: not enough memory");
   if (mb_l_sup_spec(L, n, 1, &b, err, sizeof err) != 0) {
     mb_buf_free(&b);
     lua_pushnil(L);
@@ -72,7 +72,7 @@ static int reply_k(lua_State *L, int status, lua_KContext how) {
 /* Call the supervisor at 1 with the request table on top. */
 static int sup_call(lua_State *L, int how) {
   int req = lua_gettop(L);
-  lua_pushcfunction(L, mb_l_gen_call);
+  lua_pushcfunction(L, mb_l_gen_call_trusted);   /* a start_child gen_server.call cannot make */
   lua_pushvalue(L, 1);
   lua_pushvalue(L, req);
   lua_pushnumber(L, HUGE_VAL);
@@ -103,7 +103,7 @@ static int l_start_child(lua_State *L) {
   check_sup(L);
   mb_buf b;
   char err[512];
-  if (mb_buf_init(&b, 0, 0) != 0) return luaL_error(L, "start_child: not enough memory");
+  if (mb_buf_init(&b, 0, p->node->max_message) != 0) return luaL_error(L, "start_child: not enough memory");
   if (mb_l_child_spec(L, p->node, 2, &b, err, sizeof err) != 0) {
     mb_buf_free(&b);
     lua_pushnil(L);

@@ -139,7 +139,7 @@ void mb_node_exit_all(mb_node *n, const char *reason) {
   if (r) mb_sig_free(r);
 }
 
-int mb_node_shutdown_trees(mb_node *n, int signal) {
+int mb_node_shutdown_trees(mb_node *n, int first) {
   size_t k;
   int left = 0;
   mb_pid *pids = list_pids(n, &k);
@@ -148,15 +148,20 @@ int mb_node_shutdown_trees(mb_node *n, int signal) {
     if (!p) continue;
     if (atomic_load(&p->tree_root) && mb_proc_alive(p)) {
       left++;
-      /* gen_server.stop's request, from no process: it stops its children, last
+      /* each root is asked once (1 -> 2), also one started since the first call:
+       * gen_server.stop's request, from no process: it stops its children, last
        * started first, each within its shutdown, then ends */
-      mb_sig *s = signal ? mb_sig_string(MB_SIG_CALL, 0, mb_node_make_ref(n), "shutdown") : NULL;
-      if (s) { s->flags = MB_SIGF_SYSTEM; mb_send_sig_to(p, s); }
+      uint8_t unasked = 1;
+      if (atomic_compare_exchange_strong(&p->tree_root, &unasked, 2)) {
+        mb_sig *s = mb_sig_string(MB_SIG_CALL, 0, mb_node_make_ref(n), "shutdown");
+        if (s) { s->flags = MB_SIGF_SYSTEM; mb_send_sig_to(p, s); }
+        else atomic_store(&p->tree_root, 1);   /* no memory: asked at the next poll */
+      }
     }
     mb_proc_unref(p);
   }
   free(pids);
-  if (signal && left)
+  if (first && left)
     mb_log(n, MB_LOG_INFO, 0, "shutdown: stopping %d supervision tree%s top-down", left, left == 1 ? "" : "s");
   return left;
 }

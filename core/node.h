@@ -91,9 +91,10 @@ void mb_node_exit_all(mb_node *n, const char *reason);
 /* The shutdown policy (SIGINT/SIGTERM): hard = 0 sends exit "shutdown" to every
  * process, hard = 1 "kill"; either also reaches processes spawned afterwards. */
 void mb_node_shutdown(mb_node *n, int hard);
-/* Supervision trees first: with signal set, ask every tree's root supervisor to
- * stop (top-down, children last started first). Returns how many roots live. */
-int mb_node_shutdown_trees(mb_node *n, int signal);
+/* Supervision trees first: ask every tree's root supervisor not asked yet to stop
+ * (top-down, children last started first) — at the first call (first set: logged)
+ * and at each poll, for roots started since. Returns how many roots live. */
+int mb_node_shutdown_trees(mb_node *n, int first);
 /* A process just published: if a shutdown is under way, it gets its signal too. */
 void mb_node_spawned(mb_node *n, mb_proc *p);
 

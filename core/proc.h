@@ -41,6 +41,8 @@ enum {
 #define MB_SIGF_STATIC 4   /* a node-independent constant reason (mb_sig_static): never freed */
 #define MB_SIGF_UNMONITORED 8  /* a REPLY whose sender dropped the call's monitor (call.c) */
 #define MB_SIGF_SYSTEM 16  /* a CALL that is gen_server.stop: payload = the stop reason */
+#define MB_SIGF_TRUSTED 32 /* a CALL made by moonbeam.supervisor, never by gen_server.call:
+                            * its request may carry encodings that Lua code must not forge */
 
 /* A signal's payload is inline (data) or another signal's: an exit reason goes
  * to every link and monitor as header-only signals sharing one payload, so no
@@ -98,7 +100,8 @@ struct mb_proc {
   _Atomic int state;
   _Atomic uint8_t dying;        /* a fatal exit signal is on its way: is_alive says false */
   _Atomic uint8_t over_heap;    /* queued messages crossed max_heap: it must end */
-  _Atomic uint8_t tree_root;    /* a supervisor no supervisor started: a shutdown stops it first */
+  _Atomic uint8_t tree_root;    /* a supervisor no supervisor started: a shutdown stops it first
+                                 * (1; 2 once asked to, mb_node_shutdown_trees) */
   int kind;
   mb_node *node;
   mb_mpsc mq;                   /* incoming signals, any thread pushes */

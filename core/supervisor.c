@@ -26,12 +26,15 @@
 #include "registry.h"
 #include "scheduler.h"
 #include "spawn.h"
+#include "testhook.h"
+#include "wait.h"
 
 #define START_TIMEOUT_MS 5000   /* a gen_server child's init, as gen_server.start_link's default */
 
 typedef struct kid {
   mb_child_spec cs;
   mb_pid pid;                  /* 0: not running */
+  int restarting;              /* its restart failed: tried again later (retry_later) */
   struct kid *prev, *next;     /* start order */
   struct kid *by_pid, *by_id;  /* hash chains */
 } kid;
@@ -107,6 +110,7 @@ static void set_pid(sup *s, kid *k, mb_pid pid) {
   unhash_pid(s, k);
   k->pid = pid;
   if (!pid) return;
+  k->restarting = 0;
   kid **q = pid_slot(s, pid);
   k->by_pid = *q;
   *q = k;
@@ -157,6 +161,11 @@ static void remove_kid(sup *s, kid *k) {
   s->nkids--;
   mb_child_spec_clear(&k->cs);
   free(k);
+}
+
+/* k's id as the writer's next value. */
+static void write_id(mb_tw *w, const kid *k) {
+  if (k->cs.id_is_int) mb_tw_int(w, k->cs.id_int); else mb_tw_lstring(w, k->cs.id, k->cs.id_len);
 }
 
 /* ---- logging ---- */
@@ -272,7 +281,7 @@ static mb_sig *failed_to_start(kid *k, const mb_sig *reason) {
   mb_tw_begin(&w, &b);
   mb_tw_table(&w, 3);
   mb_tw_string(&w, "failed_to_start_child");
-  if (k->cs.id_is_int) mb_tw_int(&w, k->cs.id_int); else mb_tw_lstring(&w, k->cs.id, k->cs.id_len);
+  write_id(&w, k);
   mb_tw_encoded(&w, mb_sig_payload(reason), reason->len);
   mb_tw_end(&w);
   if (mb_tw_finish(&w) != 0) { mb_buf_free(&b); return static_reason("failed_to_start_child"); }
@@ -283,7 +292,8 @@ static mb_sig *failed_to_start(kid *k, const mb_sig *reason) {
 
 /* Count a restart now: 0, or -1 when that makes more than intensity within period. */
 static int count_restart(sup *s) {
-  uint64_t now = mb_now_ns(), span = (uint64_t)(s->spec->period * 1e9);
+  /* a period past the clock's range (math.huge) keeps every restart: it must not wrap to 0 */
+  uint64_t now = mb_now_ns(), span = s->spec->period * 1e9 < 0x1p64 ? (uint64_t)(s->spec->period * 1e9) : UINT64_MAX;
   while (s->ntimes && now - s->times[s->head] > span) {   /* out of the period */
     s->head = (s->head + 1) % s->captimes;
     s->ntimes--;
@@ -337,6 +347,20 @@ static void plan_restart(sup *s, kid *k) {
 
 /* ---- steps ---- */
 
+/* While a step waits on child pid, our call_to names it (call.h): a call the child
+ * makes to us meanwhile closes a cycle and fails at once with "deadlock". */
+static void wait_on(mb_proc *p, uint64_t ref, mb_pid pid) {
+  atomic_store(&p->call_ref, ref);
+  atomic_store(&p->call_to, pid);
+}
+
+/* The deadline ms from now, 0 (none) when that is past the clock's range: a huge
+ * shutdown (math.maxinteger) must not wrap to a deadline already gone. */
+static uint64_t deadline_in(int64_t ms) {
+  uint64_t d = mb_deadline_after((lua_Number)ms);
+  return d == MB_NEVER ? 0 : d;
+}
+
 /* A signal whose payload is a's alen bytes, then b's blen. NULL without memory. */
 static mb_sig *sig_concat(int kind, const void *a, size_t alen, const void *b, size_t blen) {
   mb_buf buf;
@@ -367,9 +391,8 @@ static int start_kid(mb_proc *p, sup *s, kid *k) {
     set_pid(s, k, pid);
     s->waiting = STEP_START;
     s->wait_ref = ref;
-    s->deadline = k->cs.type == MB_TYPE_SUPERVISOR ? 0 : mb_now_ns() + (uint64_t)START_TIMEOUT_MS * 1000000u;
-    atomic_store(&p->call_ref, ref);   /* a deadlock if the child calls us from its init */
-    atomic_store(&p->call_to, pid);
+    s->deadline = k->cs.type == MB_TYPE_SUPERVISOR ? 0 : deadline_in(START_TIMEOUT_MS);
+    wait_on(p, ref, pid);   /* a deadlock if the child calls us from its init */
     return 1;
   }
   /* a plain process: its module's body, spawned linked with the args as its one argument */
@@ -386,11 +409,14 @@ static int start_kid(mb_proc *p, sup *s, kid *k) {
   r.link = p;
   rc = mb_spawn_proc(n, &r, &pid);
   if (rc != 0) goto failed;
-  if (k->cs.name && mb_registry_add(n, k->cs.name, k->cs.name_len, pid) != 0) {
+  mb_test_point("supervisor_named_spawn");   /* it runs, and may end, before it has its name */
+  /* one that has already ended (MB_ENOPROC) did start: its EXIT is on the way */
+  rc = k->cs.name ? mb_registry_add(n, k->cs.name, k->cs.name_len, pid) : 0;
+  if (rc != 0 && rc != MB_ENOPROC) {
     mb_proc_unlink(p, pid);
     mb_sig *kill = mb_sig_string(MB_SIG_EXIT, 0, 0, "kill");
     if (kill) mb_proc_exit_signal(p, pid, kill);
-    s->reason = static_reason("already_started");
+    s->reason = static_reason(rc == MB_EINVAL ? "already_started" : mb_strerror(rc));
     return -1;
   }
   set_pid(s, k, pid);
@@ -417,8 +443,9 @@ static int stop_kid(mb_proc *p, sup *s, kid *k) {
   if (e) mb_proc_exit_signal(p, pid, e);
   s->waiting = STEP_STOP;
   s->wait_ref = ref;
+  wait_on(p, ref, pid);   /* and from its terminate: else infinity would hang us both */
   s->killed = brutal;
-  s->deadline = brutal || k->cs.shutdown == MB_SHUTDOWN_INFINITY ? 0 : mb_now_ns() + (uint64_t)k->cs.shutdown * 1000000u;
+  s->deadline = brutal || k->cs.shutdown == MB_SHUTDOWN_INFINITY ? 0 : deadline_in(k->cs.shutdown);
   return 1;
 }
 
@@ -499,7 +526,7 @@ static int poll_step(mb_proc *p, sup *s, int *failed) {
     }
   }
   mb_sched_disarm_wait(p);
-  if (s->waiting == STEP_START) atomic_store(&p->call_to, 0);
+  atomic_store(&p->call_to, 0);
   s->waiting = 0;
   return 1;
 }
@@ -507,6 +534,22 @@ static int poll_step(mb_proc *p, sup *s, int *failed) {
 /* ---- running a job ---- */
 
 static void finish_job(mb_proc *p, sup *s);
+
+/* k's restart failed: try it again once what is queued now has been handled (as
+ * OTP's try_again_restart), so that calls, the parent's exit and a node shutdown
+ * get through between attempts. A message to itself names k (see retry). -1
+ * without memory. */
+static int retry_later(mb_proc *p, kid *k) {
+  mb_buf b;
+  mb_tw w;
+  if (reply_begin(&b, &w) != 0) return -1;
+  write_id(&w, k);
+  if (mb_tw_finish(&w) != 0) { mb_buf_free(&b); return -1; }
+  mb_pid self = atomic_load(&p->pid);
+  if (mb_send_sig(p->node, self, mb_sig_from_buf(&b, MB_SIG_MSG, self, 0)) != 0) return -1;
+  k->restarting = 1;
+  return 0;
+}
 
 /* A start in the job failed (s->reason, s->failed). */
 static void start_failed(mb_proc *p, sup *s, kid *k) {
@@ -517,8 +560,9 @@ static void start_failed(mb_proc *p, sup *s, kid *k) {
     s->reason = NULL;
     s->failed = NULL;
     if (count_restart(s) != 0) give_up(p, s, k, 0, why);
+    else if (retry_later(p, k) == 0) s->at = s->nsteps;   /* the rest waits for the retry */
     mb_sig_free(why);
-    return;   /* else s->at stays: the same start is tried again */
+    return;   /* else s->at stays: the same start is tried again at once */
   }
   if (s->end == J_BOOT) {   /* stop what started, then fail */
     mb_sig *why = failed_to_start(k, s->reason);
@@ -576,6 +620,7 @@ static void finish_job(mb_proc *p, sup *s) {
     }
     break;
   case J_TERMINATE:
+    if (k) k->restarting = 0;   /* its retry is called off */
     if (k && k->cs.restart == MB_RESTART_TEMPORARY) remove_kid(s, k);
     reply_result(p, s, 1, NULL, NULL, 0);
     break;
@@ -626,7 +671,7 @@ static void which_children(mb_proc *p, sup *s) {
   for (kid *k = s->first; k; k = k->next) {
     mb_tw_table(&w, 0);
     mb_tw_string(&w, "id");
-    if (k->cs.id_is_int) mb_tw_int(&w, k->cs.id_int); else mb_tw_lstring(&w, k->cs.id, k->cs.id_len);
+    write_id(&w, k);
     if (k->pid) { mb_tw_string(&w, "pid"); mb_tw_pid(&w, k->pid); }
     mb_tw_string(&w, "type");
     mb_tw_string(&w, k->cs.type == MB_TYPE_SUPERVISOR ? "supervisor" : "worker");
@@ -660,7 +705,11 @@ static void start_child(mb_proc *p, sup *s, const char *spec, size_t len) {
   mb_child_spec cs;
   char err[256];
   if (mb_child_spec_parse(spec, len, &cs, err, sizeof err) != 0) { reply_result(p, s, 0, NULL, err, 0); return; }
-  if (!cs.id_is_int && !cs.id) { cs.id_is_int = 1; cs.id_int = ++s->next_id; }
+  if (!cs.id_is_int && !cs.id) {   /* the next id above every integer id so far */
+    if (s->next_id == INT64_MAX) { mb_child_spec_clear(&cs); reply_result(p, s, 0, NULL, "no free child id", 0); return; }
+    cs.id_is_int = 1;
+    cs.id_int = ++s->next_id;
+  }
   kid *old = by_id(s, &cs);
   if (old) {
     mb_child_spec_clear(&cs);
@@ -694,7 +743,7 @@ static void on_call(mb_proc *p, sup *s, mb_sig *m) {
   size_t oplen;
   char op[32];
   if (mb_tr_open(&r, mb_sig_payload(m), m->len) != 0 || mb_tr_enter(&r, &narr, &nh) != 0 ||
-      mb_tr_string(&r, &name, &oplen) != 0 || oplen >= sizeof op) {
+      mb_tr_string(&r, &name, &oplen) != 0 || oplen >= sizeof op || memchr(name, '\0', oplen)) {
     reply_result(p, s, 0, NULL, "bad request", 0);
     mb_tr_close(&r);
     return;
@@ -717,7 +766,10 @@ static void on_call(mb_proc *p, sup *s, mb_sig *m) {
   } else if (strcmp(op, "start_child") == 0) {
     const char *spec;
     size_t len;
-    if (mb_tr_string(&r, &spec, &len) != 0) reply_result(p, s, 0, NULL, "bad request", 0);
+    /* the child decodes the normal form's args as they are: only moonbeam.supervisor
+     * sends one, never gen_server.call (a hand-made encoding could forge refs) */
+    if (!(m->flags & MB_SIGF_TRUSTED) || mb_tr_string(&r, &spec, &len) != 0)
+      reply_result(p, s, 0, NULL, "bad request", 0);
     else start_child(p, s, spec, len);
   } else if (strcmp(op, "terminate_child") == 0) {
     job_begin(s, J_TERMINATE);
@@ -725,15 +777,29 @@ static void on_call(mb_proc *p, sup *s, mb_sig *m) {
     job_add(s, STEP_STOP, k);
     run_job(p, s);
   } else if (strcmp(op, "restart_child") == 0) {
-    if (k->pid) { reply_result(p, s, 0, NULL, "running", 0); }
+    if (k->pid || k->restarting) { reply_result(p, s, 0, NULL, k->pid ? "running" : "restarting", 0); }
     else { job_begin(s, J_RESTART_CHILD); s->target = k; job_add(s, STEP_START, k); run_job(p, s); }
   } else if (strcmp(op, "delete_child") == 0) {
-    if (k->pid) reply_result(p, s, 0, NULL, "running", 0);
+    if (k->pid || k->restarting) reply_result(p, s, 0, NULL, k->pid ? "running" : "restarting", 0);
     else { remove_kid(s, k); reply_result(p, s, 1, NULL, NULL, 0); }
   } else {
     reply_result(p, s, 0, NULL, "bad request", 0);
   }
   mb_tr_close(&r);
+}
+
+/* The retry of a failed restart (retry_later), unless the child was started or
+ * stopped meanwhile (a strategy's restart, terminate_child). */
+static void retry(mb_proc *p, sup *s, const mb_sig *m) {
+  mb_tr r;
+  mb_child_spec id;
+  if (mb_tr_open(&r, mb_sig_payload(m), m->len) != 0) return;
+  kid *k = read_id(&r, &id) == 0 ? by_id(s, &id) : NULL;
+  mb_tr_close(&r);
+  if (!k || !k->restarting || k->pid) return;
+  k->restarting = 0;
+  plan_restart(s, k);
+  run_job(p, s);
 }
 
 static void on_signal(mb_proc *p, sup *s, mb_sig *m) {
@@ -750,7 +816,9 @@ static void on_signal(mb_proc *p, sup *s, mb_sig *m) {
       add_stop_all(s);
       run_job(p, s);
     }   /* others: ignored */
-  }   /* messages, casts, DOWNs of nothing we wait for: dropped */
+  } else if (m->kind == MB_SIG_MSG && m->from == atomic_load(&p->pid)) {
+    retry(p, s, m);
+  }   /* other messages, casts, DOWNs of nothing we wait for: dropped */
   mb_sig_free(m);
 }
 

@@ -152,27 +152,13 @@ describe("intensity and period", function()
   end)
 end)
 
--- Start a supervisor whose child "a" has a gated init (sup_worker cfg.init = "gate"), letting its
--- first start through; returns the supervisor, its owner (trapping) and a's pid.
-local function gated_sup(node, intensity)
-  local owner = S.owner(node, { trap = true })
-  node:send(owner, { "ops", { { "start_link", { intensity = intensity, period = 60, children = {
-    S.worker(node, "a", { init = "gate", reason = "gate raised" }) } } } } })
-  local gate = S.event(node, "gate a")
-  node:send(gate[2], { "go", "ok" })
-  local sup = G.ok(G.results(node, owner)[1])
-  assert(sup, "start_link failed")
-  assert.equal(gate[2], S.pid(node, sup, "a"))
-  return sup, owner, gate[2]
-end
-
 describe("a restart that fails", function()
   local node
   before_each(function() node = S.node() end)
   after_each(function() S.stop(node); node = nil end)
 
   it("is retried, counts toward the intensity, and never crashes the supervisor", function()
-    local sup, owner, a = gated_sup(node, 5)
+    local sup, owner, a = S.gated_sup(node, 5, { reason = "gate raised" })
     local ref = S.monitor(node, owner, sup)
     S.kill(node, a)                                  -- restart 1
     local pids = {}
@@ -193,7 +179,7 @@ describe("a restart that fails", function()
   end)
 
   it("holds a call made meanwhile until the child has started, and the call sees the new pid", function()
-    local sup, _, a = gated_sup(node, 5)
+    local sup, _, a = S.gated_sup(node, 5, { reason = "gate raised" })
     S.kill(node, a)
     local gate = S.event(node, "gate a")             -- the supervisor is inside the restart
     local client = G.spawn(node, "sup_client", node:self(), { { "which_children", sup } })

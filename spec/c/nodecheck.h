@@ -64,9 +64,11 @@ static inline int check_run_script(const char *src, int schedulers) {
 
 /* Run src as the first process of a quiet node of that many schedulers whose
  * path is a temp dir holding one module, name.lua = module_src: its status. A C
- * module `preload` (opened by open) is preloaded when preload is not NULL. */
-static inline int check_run_with_modules(const char *name, const char *module_src, const char *src, int schedulers,
-                                         const char *preload, mb_lua_CFunction open) {
+ * module `preload` (opened by open) is preloaded when preload is not NULL;
+ * max_message: the node's message limit (0: the default). */
+static inline int check_run_with_modules_limit(const char *name, const char *module_src, const char *src,
+                                               int schedulers, const char *preload, mb_lua_CFunction open,
+                                               size_t max_message) {
   char dir[] = "/tmp/mb_test_module_XXXXXX";
   CHECK(mkdtemp(dir) != NULL);
   char mod[128], path[128];
@@ -80,6 +82,7 @@ static inline int check_run_with_modules(const char *name, const char *module_sr
   o.schedulers = schedulers;
   o.log_level = "none";
   o.path = path;
+  o.max_message = max_message;
   mb_node *n = mb_node_new(&o);
   CHECK(n != NULL);
   if (preload) CHECK_EQ_INT(mb_node_preload(n, preload, open), 0);
@@ -89,7 +92,17 @@ static inline int check_run_with_modules(const char *name, const char *module_sr
 }
 
 static inline int check_run_with_module(const char *name, const char *module_src, const char *src, int schedulers) {
-  return check_run_with_modules(name, module_src, src, schedulers, NULL, NULL);
+  return check_run_with_modules_limit(name, module_src, src, schedulers, NULL, NULL, 0);
+}
+
+static inline int check_run_with_modules(const char *name, const char *module_src, const char *src, int schedulers,
+                                         const char *preload, mb_lua_CFunction open) {
+  return check_run_with_modules_limit(name, module_src, src, schedulers, preload, open, 0);
+}
+
+static inline int check_run_with_module_limit(const char *name, const char *module_src, const char *src,
+                                              int schedulers, size_t max_message) {
+  return check_run_with_modules_limit(name, module_src, src, schedulers, NULL, NULL, max_message);
 }
 
 #endif

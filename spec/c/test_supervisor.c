@@ -3,8 +3,12 @@
  * and add and remove children; a tree torn down while it restarts. Each test runs
  * a script as the first process of a 2-scheduler node whose path holds the worker
  * module; the script halts 0 when the tree ended up as it should. */
+#include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
+#include <time.h>
 #include "nodecheck.h"
+#include "testhook.h"
 
 static const char worker[] =
   "local M = {}\n"
@@ -88,5 +92,50 @@ TEST(teardown_during_restarts_leaves_nothing) {
     "mb.halt(0)\n"), 0);
 }
 
+/* A spec whose normal form is over the node's message limit (4096 bytes here) is
+ * refused like any bad spec, by start_link and by start_child, before it is
+ * written whole: before, start_link took it (its buffer had no limit) and
+ * start_child raised from the call that carried it. */
+TEST(specs_over_the_message_limit_are_refused) {
+  CHECK_EQ_INT(check_run_with_module_limit("sup_big_w", worker,
+    "local mb = require 'moonbeam'; local sup = require 'moonbeam.supervisor'\n"
+    "local kids = {}\n"
+    "for i = 1, 8 do kids[i] = { id = i, module = 'sup_big_w', args = string.rep('x', 1000) } end\n"
+    "local s, why = sup.start_link { children = kids }\n"
+    "if s or why ~= 'invalid spec: message too large' then print('start_link:', s, why); mb.halt(1) end\n"
+    "s = assert(sup.start_link { children = {} })\n"
+    "local ok, p, why = pcall(sup.start_child, s, { module = 'sup_big_w', args = string.rep('x', 3000),\n"
+    "  name = string.rep('n', 2000) })\n"
+    "if not ok or p or why ~= 'invalid child spec: message too large' then\n"
+    "  print('start_child:', ok, p, why); mb.halt(1) end\n"
+    "mb.halt(0)\n", 1, 4096), 0);
+}
+
+/* ---- past races, widened by a pause at their point (testhook.h) ---- */
+
+static void pause_after_named_spawn(const char *where) {
+  if (strcmp(where, "supervisor_named_spawn") != 0) return;
+  struct timespec ts = { 0, 200 * 1000000L };
+  nanosleep(&ts, NULL);
+}
+
+/* A named process child that ends at once, held 200 ms between its spawn and its
+ * name: it ended before it could be registered. It did start (its EXIT tells the
+ * rest); before, the start failed as "already_started" and start_link with it. */
+TEST(named_process_child_that_ends_before_its_name_has_started) {
+  atomic_store(&mb_test_pause, pause_after_named_spawn);
+  int status = check_run_with_module("sup_ends_at_once", "return function() error('at once', 0) end\n",
+    "local mb = require 'moonbeam'; local sup = require 'moonbeam.supervisor'\n"
+    "local s, why = sup.start_link { children = { { id = 'c', module = 'sup_ends_at_once', kind = 'process',\n"
+    "  restart = 'temporary', name = 'doomed' } } }\n"
+    "if not s then print('start_link: ' .. tostring(type(why) == 'table' and why[3] or why)); mb.halt(1) end\n"
+    "for _ = 1, 1000 do if #sup.which_children(s) == 0 then mb.halt(0) end; mb.sleep(1) end\n"
+    "print('the temporary child was not forgotten'); mb.halt(1)\n", 2);
+  atomic_store(&mb_test_pause, (mb_test_pause_fn)NULL);
+  CHECK_EQ_INT(status, 0);
+}
+
 TEST_MAIN(CHECK_CASE(kills_race_calls_and_the_dynamic_api),
-          CHECK_CASE(teardown_during_restarts_leaves_nothing))
+          CHECK_CASE(teardown_during_restarts_leaves_nothing),
+          CHECK_CASE(specs_over_the_message_limit_are_refused),
+          CHECK_CASE(named_process_child_that_ends_before_its_name_has_started))

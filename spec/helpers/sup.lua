@@ -87,6 +87,11 @@ function S.calls(node, ...)
   return G.results(node, client), client
 end
 
+-- One op run in a new sup_client: the table.pack of its pcall.
+function S.op(node, ...)
+  return S.calls(node, { ... })[1]
+end
+
 -- Start a supervisor from a new owner (trapping exits if opts.trap); returns its pid and the
 -- owner's. Fails the spec when start_link does not return a pid.
 function S.start_link(node, spec, opts)
@@ -95,6 +100,21 @@ function S.start_link(node, spec, opts)
   local sup, reason = G.ok(r[1])
   assert(sup, "supervisor.start_link failed: " .. tostring(reason))
   return sup, owner
+end
+
+-- Start a supervisor (intensity as given, period 60) from a trapping owner; its one child "a" has
+-- a gated init (sup_worker cfg.init = "gate", cfg adds to its args), whose first start is let
+-- through. Returns the supervisor, its owner and a's pid.
+function S.gated_sup(node, intensity, cfg)
+  local owner = S.owner(node, { trap = true })
+  node:send(owner, { "ops", { { "start_link", { intensity = intensity, period = 60, children = {
+    S.worker(node, "a", merge({ init = "gate" }, cfg)) } } } } })
+  local gate = S.event(node, "gate a")
+  node:send(gate[2], { "go", "ok" })
+  local sup = G.ok(G.results(node, owner)[1])
+  assert(sup, "start_link failed")
+  assert(S.pid(node, sup, "a") == gate[2], "a is not the child that passed the gate")
+  return sup, owner, gate[2]
 end
 
 -- start_link's results from a new owner: pid or nil, reason; and the owner.
