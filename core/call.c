@@ -51,13 +51,14 @@ static void warn_cycle(mb_node *n, mb_pid me, const mb_pid *path, int hops) {
          (unsigned long long)path[0], (int)len, buf);
 }
 
-/* Does the chain of waits from server lead back to me? */
-static int closes_cycle(mb_node *n, mb_pid me, mb_pid server) {
+/* Does the chain of waits from server (referenced by the caller: its first hop
+ * needs no lookup, the common call stops there) lead back to me? */
+static int closes_cycle(mb_node *n, mb_pid me, mb_proc *s, mb_pid server) {
   mb_pid path[CYCLE_SHOWN];
   mb_pid cur = server;
   for (int hops = 0; hops < WALK_MAX; hops++) {
     if (hops < CYCLE_SHOWN) path[hops] = cur;
-    mb_pid next = waits_on(n, cur);
+    mb_pid next = hops == 0 ? atomic_load(&s->call_to) : waits_on(n, cur);
     if (next == me) { warn_cycle(n, me, path, hops + 1); return 1; }
     if (next == 0 || next == server) return 0;
     cur = next;
@@ -83,7 +84,7 @@ int mb_call_begin(mb_proc *self, mb_pid server, mb_sig *req, mb_call *c) {
   if (mb_call_ref_add_server(self, c->ref, server) < 0) { mb_proc_unref(s); mb_sig_free(req); return MB_CALL_NOMEM; }
   atomic_store(&self->call_ref, c->ref);
   atomic_store(&self->call_to, server);   /* seq_cst, before the walk reads others' edges */
-  if (closes_cycle(n, me, server)) {
+  if (closes_cycle(n, me, s, server)) {
     atomic_store(&self->call_to, 0);
     mb_call_ref_del(self, c->ref);
     mb_proc_unref(s);
