@@ -172,46 +172,54 @@ describe("tcp active mode", function()
   describe("backpressure", function()
     local TOTAL_CHUNKS, CHUNK = 512, 65536   -- 32 MiB: more than loopback's buffers plus the marks
 
-    it("send suspends while the peer does not read, resumes when it does, and loses nothing", function()
-      local blocked, early, ok, sent = T.run(node, function(host, chunks, size)
-        require("tcp_kit").main(host, function()
-          local K = require "tcp_kit"
-          local mb = K.mb
-          local _, c, s = K.pair()
-          local me = mb.self()
-          local sender = mb.spawn(function(parent, conn, n, sz)
-            local mb2 = require "moonbeam"
-            for i = 1, n do
-              local ok, err = conn:send(string.pack(">I4", i) .. string.char(i % 251):rep(sz - 4))
-              if not ok then mb2.send(parent, { "sent_all", false, err }) return end
+    -- primed: the reader has called recv once, so its socket reads ahead (at most 64 KiB)
+    for _, primed in ipairs { false, true } do
+      it("send suspends while the peer does not read" .. (primed and " (after one recv)" or "") ..
+         ", resumes when it does, and loses nothing", function()
+        local blocked, early, ok, sent = T.run(node, function(host, chunks, size, prime)
+          require("tcp_kit").main(host, function()
+            local K = require "tcp_kit"
+            local mb = K.mb
+            local _, c, s = K.pair()
+            if prime then
+              assert(c:send("p"))
+              assert(s:recv(K.T) == "p")
             end
-            mb2.send(parent, { "sent_all", true })
-          end, me, c, chunks, size)
-          K.until_waiting(sender)   -- blocked in send: nobody reads s
-          local early = mb.receive(K.is("sent_all"), 300) ~= nil
-          local blocked = mb.info(sender) ~= nil and mb.info(sender).status == "waiting"
-          -- read it all back, chunk by chunk, in order
-          local pending, i, good = "", 0, true
-          while i < chunks do
-            local d, err = s:recv(K.T)
-            if not d then error("recv: " .. err .. " after chunk " .. i) end
-            pending = pending .. d
-            while #pending >= size do
-              i = i + 1
-              local want = string.pack(">I4", i) .. string.char(i % 251):rep(size - 4)
-              good = good and pending:sub(1, size) == want
-              pending = pending:sub(size + 1)
+            local me = mb.self()
+            local sender = mb.spawn(function(parent, conn, n, sz)
+              local mb2 = require "moonbeam"
+              for i = 1, n do
+                local ok, err = conn:send(string.pack(">I4", i) .. string.char(i % 251):rep(sz - 4))
+                if not ok then mb2.send(parent, { "sent_all", false, err }) return end
+              end
+              mb2.send(parent, { "sent_all", true })
+            end, me, c, chunks, size)
+            K.until_waiting(sender)   -- blocked in send: nobody reads s
+            local early = mb.receive(K.is("sent_all"), 300) ~= nil
+            local blocked = mb.info(sender) ~= nil and mb.info(sender).status == "waiting"
+            -- read it all back, chunk by chunk, in order
+            local pending, i, good = "", 0, true
+            while i < chunks do
+              local d, err = s:recv(K.T)
+              if not d then error("recv: " .. err .. " after chunk " .. i) end
+              pending = pending .. d
+              while #pending >= size do
+                i = i + 1
+                local want = string.pack(">I4", i) .. string.char(i % 251):rep(size - 4)
+                good = good and pending:sub(1, size) == want
+                pending = pending:sub(size + 1)
+              end
             end
-          end
-          local done = K.await(K.is("sent_all"), "sender's end")
-          return blocked, early, good and pending == "", done[2]
-        end)
-      end, TOTAL_CHUNKS, CHUNK)
-      assert.is_true(blocked)
-      assert.is_false(early)
-      assert.is_true(ok)
-      assert.is_true(sent)
-    end)
+            local done = K.await(K.is("sent_all"), "sender's end")
+            return blocked, early, good and pending == "", done[2]
+          end)
+        end, TOTAL_CHUNKS, CHUNK, primed)
+        assert.is_true(blocked)
+        assert.is_false(early)
+        assert.is_true(ok)
+        assert.is_true(sent)
+      end)
+    end
 
     it("an active-true socket stops reading while its owner's queue is over the bound, then delivers it all in order", function()
       local peak, stuck, early, ok = T.run(node, function(host, chunks, size)
