@@ -8,7 +8,7 @@ describe("tcp active mode", function()
   after_each(function() node:stop() end)
 
   it("true: every frame as {'tcp', conn, data} with the owner's own conn value, then {'tcp_closed', conn}", function()
-    local msgs, same, recv_err = T.run(node, function(host)
+    local msgs, recv_err = T.run(node, function(host)
       require("tcp_kit").main(host, function()
         local K = require "tcp_kit"
         local _, c, s = K.pair({ packet = "line" }, { packet = "raw" })
@@ -17,19 +17,11 @@ describe("tcp active mode", function()
         assert(c:send("a\nb\r\n"))
         assert(c:send("\nlast"))
         assert(c:close())
-        local msgs, same = {}, true
-        repeat
-          local m = K.active_msg(s)
-          same = same and rawequal(m[2], s)
-          m[2] = "conn"
-          msgs[#msgs + 1] = m
-        until m[1] ~= "tcp"
-        return msgs, same, recv_err
+        return K.until_closed(s), recv_err
       end)
     end)
     assert.same({ { "tcp", "conn", "a" }, { "tcp", "conn", "b\r" }, { "tcp", "conn", "" }, { "tcp", "conn", "last" },
       { "tcp_closed", "conn" } }, msgs)
-    assert.is_true(same)
     assert.equal("active", recv_err)
   end)
 
@@ -132,13 +124,7 @@ describe("tcp active mode", function()
             local _, raw, s = K.pair(opts, { packet = "raw" })
             assert(s:set_active(true))
             assert(raw:send(bytes))
-            local msgs = {}
-            repeat
-              local m = K.active_msg(s)
-              assert(rawequal(m[2], s))
-              m[2] = "conn"
-              msgs[#msgs + 1] = m
-            until m[1] == "tcp_closed"
+            local msgs = K.until_closed(s)
             local _, peer_err = raw:recv(K.T)
             return msgs, peer_err
           end)
@@ -158,10 +144,7 @@ describe("tcp active mode", function()
           assert(raw:send(K.be32(3) .. "abc" .. K.be32(1000) .. ("h"):rep(500)))
           assert(raw:close())
           local msgs = {}
-          repeat
-            local m = K.active_msg(s)
-            msgs[#msgs + 1] = m[1] .. ":" .. tostring(m[3])
-          until m[1] == "tcp_closed"
+          for i, m in ipairs(K.until_closed(s)) do msgs[i] = m[1] .. ":" .. tostring(m[3]) end
           return msgs
         end)
       end)

@@ -106,7 +106,7 @@ describe("tcp", function()
           local K = require "tcp_kit"
           local l, c, s = K.pair()
           local out = { c:close(), c:close(), l:close(), l:close() }
-          local function push(...) local t = table.pack(...); out[#out + 1] = t[1] == nil and t[2] or t[1] end
+          local function push(...) out[#out + 1] = K.outcome(...) end
           push(c:recv(10)); push(c:send("x")); push(c:peer()); push(c:port()); push(c:set_active(true))
           push(c:set_owner(K.mb.self())); push(l:accept(10)); push(l:port()); push(l:set_owner(K.mb.self()))
           local _, err = s:recv(K.T)

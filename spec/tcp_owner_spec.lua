@@ -17,7 +17,7 @@ describe("tcp ownership", function()
         local _, c, s = K.pair({ packet = "line" })
         local other = mb.spawn(function(parent, conn, T)
           local mb2 = require "moonbeam"
-          local function e(...) local t = table.pack(...); return t[1] == nil and t[2] or t[1] end
+          local e = require("tcp_kit").outcome
           local port = conn:port()
           mb2.send(parent, { "tried", { e(conn:recv(10)), e(conn:set_active(true)), e(conn:set_owner(mb2.self())),
             e(conn:close()), e(conn:send("from other\n")), (conn:peer()), type(port) } })
@@ -52,7 +52,7 @@ describe("tcp ownership", function()
         end, mb.self(), K.T)
         assert(s:set_owner(heir) == true)
         local out = {}
-        local function e(...) local t = table.pack(...); out[#out + 1] = t[1] == nil and t[2] or t[1] end
+        local function e(...) out[#out + 1] = K.outcome(...) end
         e(s:recv(10)); e(s:set_active("once")); e(s:set_owner(mb.self())); e(s:close())
         mb.send(heir, s)
         mb.send(heir, s)   -- twice: the same value over there
@@ -104,7 +104,7 @@ describe("tcp ownership", function()
         local dead = mb.spawn(function() end)
         K.until_dead(dead)
         local out = {}
-        local function e(...) local t = table.pack(...); out[#out + 1] = t[1] == nil and t[2] or t[1] end
+        local function e(...) out[#out + 1] = K.outcome(...) end
         e(s:set_owner(dead)); e(l:set_owner(dead))
         assert(c:send("kept"))
         e(K.recv_n(s, 4))

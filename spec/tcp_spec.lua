@@ -92,11 +92,9 @@ describe("tcp", function()
           local batch = {}
           for i = 1, 500 do batch[i] = "line" .. i .. "\n" end
           assert(c:send(table.concat(batch)))
-          for i = 1, 500 do
-            local d, err = s:recv(K.T)
-            if d ~= "line" .. i then return first, ("line %d: %s %s"):format(i, tostring(d), tostring(err)) end
-          end
-          return first == line, true
+          local want = {}
+          for i = 1, 500 do want[i] = "line" .. i end
+          return first == line, K.expect_frames(s, want) or true
         end)
       end)
       assert.is_true(one)
@@ -134,8 +132,8 @@ describe("tcp", function()
             assert(raw:send(frame:sub(1, cut)))
             mb.sleep(2)   -- widens the window for the I/O thread to read the part alone
             assert(raw:send(frame:sub(cut + 1)))
-            local d, err = s:recv(K.T)
-            if d ~= "hello" then return ("cut %d: %s %s"):format(cut, tostring(d), tostring(err)) end
+            local bad = K.expect_frames(s, { "hello" })
+            if bad then return "cut " .. cut .. ": " .. bad end
           end
           return false
         end)
@@ -154,11 +152,7 @@ describe("tcp", function()
             sent[i] = string.char(64 + i):rep(n - 1) .. "!"
             assert(c:send(sent[i]))
           end
-          for i = 1, #sizes do
-            local d, err = s:recv(K.T)
-            if d ~= sent[i] then return ("frame %d: %s %s"):format(i, d and #d or "nil", tostring(err)) end
-          end
-          return true
+          return K.expect_frames(s, sent) or true
         end)
       end)
       assert.is_true(ok)
@@ -172,11 +166,9 @@ describe("tcp", function()
           local parts = {}
           for i = 1, 300 do parts[i] = K.be32(#tostring(i)) .. tostring(i) end
           assert(raw:send(table.concat(parts)))
-          for i = 1, 300 do
-            local d, err = s:recv(K.T)
-            if d ~= tostring(i) then return ("frame %d: %s %s"):format(i, tostring(d), tostring(err)) end
-          end
-          return true
+          local want = {}
+          for i = 1, 300 do want[i] = tostring(i) end
+          return K.expect_frames(s, want) or true
         end)
       end)
       assert.is_true(ok)
