@@ -15,7 +15,7 @@
 #include "term.h"
 #include "wait.h"
 
-#define LISTEN_BACKLOG 511
+#define LISTEN_BACKLOG 4096   /* the kernel caps it at net.core.somaxconn */
 
 static mb_proc *self_proc(lua_State *L) {
   mb_proc *p = mb_proc_of(L);

@@ -90,6 +90,7 @@ const char *mb_tcp_strerror(int err, char *buf) {
   case MB_TCP_ENOTOWNER: return "not_owner";
   case MB_TCP_ENOMEM: case UV_ENOMEM: return "enomem";
   case MB_TCP_ETIMEOUT: return "timeout";
+  case MB_TCP_ENOPROC: return "noproc";
   }
   const char *name = uv_err_name(err);
   size_t i = 0;
@@ -409,7 +410,7 @@ static void open_done(open_req *r, int err) {
     if (!p) {
       mb_tcp_release(s);
       io_close(r->io, s);
-      err = MB_ENOPROC;
+      err = MB_TCP_ENOPROC;
     } else {
       err = mb_handle_new(n, s->kind, &s->res, r->owner, &id) == 0 ? 0 : MB_TCP_ENOMEM;
       if (!err) {
@@ -419,7 +420,7 @@ static void open_done(open_req *r, int err) {
         pthread_mutex_unlock(&s->lock);
         if (mb_proc_add_resource(p, &s->res) != 0) {
           mb_handle_close(n, id);
-          err = MB_ENOPROC;
+          err = MB_TCP_ENOPROC;
         }
       }
       if (err) { mb_tcp_release(s); io_close(r->io, s); }
@@ -852,7 +853,7 @@ int mb_tcp_set_owner(mb_node *n, mb_sock *s, mb_proc *self, mb_pid to) {
   int rc = mb_handle_set_owner(n, s->id, self, to);
   if (rc == MB_EINVAL) return MB_TCP_ENOTOWNER;
   if (rc == MB_ENOTFOUND) return MB_TCP_ECLOSED;
-  if (rc != 0) return rc;
+  if (rc != 0) return MB_TCP_ENOPROC;
   pthread_mutex_lock(&s->lock);
   if (s->owner == me) s->owner = to;
   pthread_mutex_unlock(&s->lock);

@@ -39,6 +39,7 @@ typedef struct mb_tcp_opts {
 #define MB_TCP_ENOTOWNER (-200004)  /* "not_owner" */
 #define MB_TCP_ENOMEM   (-200005)   /* "enomem" */
 #define MB_TCP_ETIMEOUT (-200006)   /* "timeout" */
+#define MB_TCP_ENOPROC  (-200007)   /* "noproc": set_owner to a process that is not alive */
 
 /* The stable name of an error: "closed", "timeout", "econnrefused", ... (libuv's
  * name in lower case). buf (32 bytes) may be used. */
