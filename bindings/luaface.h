@@ -46,5 +46,8 @@ int mb_l_processes(lua_State *L, mb_node *n);
 int mb_l_whereis(lua_State *L, mb_node *n, int idx);
 
 int luaopen_moonbeam(lua_State *L);
+/* moonbeam.tcp (bindings/tcp.c); register gives its handles their methods. */
+int luaopen_moonbeam_tcp(lua_State *L);
+void mb_l_tcp_register(void);
 
 #endif

@@ -110,6 +110,12 @@ void mb_tw_string(mb_tw *w, const char *s) { mb_tw_lstring(w, s, strlen(s)); }
 void mb_tw_pid(mb_tw *w, mb_pid pid) { tw_tagvar(w, T_PID, pid, 0); }
 void mb_tw_ref(mb_tw *w, uint64_t ref) { tw_tagvar(w, T_REF, ref, 0); }
 
+void mb_tw_handle(mb_tw *w, int kind, uint64_t id) {
+  unsigned char k = (unsigned char)kind;
+  tw_tagvar(w, T_HANDLE, id, 0);
+  tw_bytes(w, &k, 1);
+}
+
 void mb_tw_encoded(mb_tw *w, const char *p, size_t len) {
   if (len < 2 || (unsigned char)p[0] != HDR_VERSION) {   /* back-references: numbered for that encoding only */
     char *t = mb_reason_render(p, len, 4096);

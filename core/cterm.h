@@ -39,6 +39,7 @@ void mb_tw_lstring(mb_tw *w, const char *s, size_t len);
 void mb_tw_string(mb_tw *w, const char *s);
 void mb_tw_pid(mb_tw *w, mb_pid pid);
 void mb_tw_ref(mb_tw *w, uint64_t ref);
+void mb_tw_handle(mb_tw *w, int kind, uint64_t id);   /* an I/O handle (handle.h) */
 /* One whole encoding (a value mb_encode or a writer made, header included) as the
  * next value; one with back-references is written as its rendering (a string). */
 void mb_tw_encoded(mb_tw *w, const char *p, size_t len);

@@ -161,7 +161,7 @@ static entry *lookup(mb_htab *t, uint64_t id, uint32_t *slot) {
   return id ? slot_entry(t, *slot) : NULL;
 }
 
-int mb_handle_get(mb_node *n, uint64_t id, mb_handle_info *out) {
+static int get(mb_node *n, uint64_t id, mb_handle_info *out, int hold) {
   mb_htab *t = n->handles;
   uint32_t slot;
   entry *e = lookup(t, id, &slot);
@@ -173,10 +173,14 @@ int mb_handle_get(mb_node *n, uint64_t id, mb_handle_info *out) {
     out->kind = e->kind;
     out->owner = e->owner;
     out->res = e->res;
+    if (hold && e->res && e->res->hold) e->res->hold(e->res);
   }
   pthread_mutex_unlock(stripe_of(t, slot));
   return ok ? 0 : MB_ENOTFOUND;
 }
+
+int mb_handle_get(mb_node *n, uint64_t id, mb_handle_info *out) { return get(n, id, out, 0); }
+int mb_handle_hold(mb_node *n, uint64_t id, mb_handle_info *out) { return get(n, id, out, 1); }
 
 int mb_handle_set_owner(mb_node *n, uint64_t id, mb_proc *self, mb_pid to) {
   mb_htab *t = n->handles;

@@ -30,6 +30,10 @@ typedef struct mb_proc mb_proc;
 typedef struct mb_resource mb_resource;
 struct mb_resource {
   void (*close)(mb_resource *r);
+  /* Optional: take a reference to r for a process that is not its owner
+   * (mb_handle_hold calls it under the entry's lock, so r cannot be closed
+   * and freed in between). */
+  void (*hold)(mb_resource *r);
   mb_resource *next, *prev;   /* [owner's meta lock] */
   mb_proc *proc;              /* the process whose list holds it, NULL when on none */
 };
@@ -70,6 +74,9 @@ typedef struct mb_handle_info {
 int mb_handle_new(mb_node *n, int kind, mb_resource *r, mb_pid owner, uint64_t *id);
 /* The open entry for id: 0 and *out filled, or MB_ENOTFOUND (closed, stale or never made). */
 int mb_handle_get(mb_node *n, uint64_t id, mb_handle_info *out);
+/* mb_handle_get, then the entry's resource's hold (if any) before the entry can
+ * close: the caller may use res on any thread until it drops that reference. */
+int mb_handle_hold(mb_node *n, uint64_t id, mb_handle_info *out);
 /* Hand the handle on from `self` (its owner, running on its thread) to `to`: r moves
  * from self's resource list to to's, then the entry names `to`. 0, MB_ENOTFOUND
  * (closed or unknown), MB_EINVAL (self is not the owner) or MB_ENOPROC (to is not

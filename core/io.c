@@ -9,6 +9,7 @@
 #include <uv.h>
 #include "io.h"
 #include "log.h"
+#include "tcp.h"
 
 #define KILL_AFTER_MS 5000
 #define TREES_POLL_MS 10
@@ -28,7 +29,12 @@ struct mb_io {
   req *head, *tail;
   int closing;
   uv_thread_t thread;
+  void *tcp;                /* tcp.c's state on this loop (mb_io_tcp) */
 };
+
+uv_loop_t *mb_io_loop(mb_io *io) { return &io->loop; }
+mb_node *mb_io_node(mb_io *io) { return io->node; }
+void **mb_io_tcp(mb_io *io) { return &io->tcp; }
 
 static void run_requests(uv_async_t *a) {
   mb_io *io = a->data;
@@ -44,6 +50,7 @@ static void run_requests(uv_async_t *a) {
     r = next;
   }
   if (closing) {
+    mb_tcp_io_close_all(io);
     uv_close((uv_handle_t *)&io->async, NULL);
     if (io->handle_signals) {
       uv_close((uv_handle_t *)&io->sigint, NULL);
@@ -142,5 +149,6 @@ void mb_io_stop(mb_io *io) {
   uv_thread_join(&io->thread);
   uv_loop_close(&io->loop);
   pthread_mutex_destroy(&io->lock);
+  free(io->tcp);
   free(io);
 }

@@ -8,6 +8,12 @@
 
 typedef void (*mb_io_fn)(mb_io *io, void *arg);
 
+typedef struct uv_loop_s uv_loop_t;
+/* [io] The loop, the node, and a slot for tcp.c's own state on this loop. */
+uv_loop_t *mb_io_loop(mb_io *io);
+mb_node *mb_io_node(mb_io *io);
+void **mb_io_tcp(mb_io *io);
+
 /* Start the loop thread. handle_signals: SIGINT/SIGTERM shut the node down. */
 mb_io *mb_io_start(mb_node *n, int handle_signals);
 /* Stop the loop and join its thread. */

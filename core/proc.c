@@ -51,6 +51,15 @@ mb_sig *mb_sig_new(int kind, mb_pid from, uint64_t ref) {
   return s;
 }
 
+mb_sig *mb_sig_raw(int kind, mb_pid from, uint64_t ref, const void *p, size_t len) {
+  mb_sig *s = malloc(MB_SIG_HDR + len);
+  if (!s) return NULL;
+  sig_init(s, kind, from, ref);
+  memcpy(s->data, p, len);
+  s->len = len;
+  return s;
+}
+
 mb_sig *mb_sig_from_buf(mb_buf *b, int kind, mb_pid from, uint64_t ref) {
   mb_sig *s = (mb_sig *)b->data;
   sig_init(s, kind, from, ref);

@@ -191,6 +191,9 @@ void mb_proc_unref(mb_proc *p);
 
 /* Signals. mb_sig_new returns a signal with an empty payload. */
 mb_sig *mb_sig_new(int kind, mb_pid from, uint64_t ref);
+/* A payload that is not an encoding: only C code that knows the signal reads it
+ * (an I/O thread's answer taken by a C select, core/tcp.c). */
+mb_sig *mb_sig_raw(int kind, mb_pid from, uint64_t ref, const void *p, size_t len);
 mb_sig *mb_sig_from_buf(mb_buf *b, int kind, mb_pid from, uint64_t ref); /* takes the buffer */
 mb_sig *mb_sig_string(int kind, mb_pid from, uint64_t ref, const char *s);  /* payload = encoded s */
 mb_sig *mb_sig_copy(const mb_sig *s, int kind, mb_pid from, uint64_t ref);

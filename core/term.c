@@ -5,6 +5,7 @@
 #include <lauxlib.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <string.h>
 #include "term.h"
 #include "handle.h"
@@ -15,6 +16,8 @@ typedef struct { box b; uint64_t kind; } hbox;   /* a handle */
 /* registry keys: the addresses of these */
 static const char pid_key, ref_key;
 static const char handle_key;
+static const char methods_key[MB_HANDLE_KINDS];   /* a kind's method table */
+static _Atomic(lua_CFunction) methods_open[MB_HANDLE_KINDS];
 
 static void *test_box(lua_State *L, int idx, const char *key, size_t size, uint64_t *out);
 
@@ -29,6 +32,29 @@ static int ref_tostring(lua_State *L) {
   uint64_t id = 0;
   if (!test_box(L, 1, &ref_key, sizeof(box), &id)) return luaL_typeerror(L, 1, "ref");
   lua_pushfstring(L, "#Ref<0.%I>", (lua_Integer)id);
+  return 1;
+}
+
+void mb_handle_methods(int kind, lua_CFunction open) {
+  if (kind > 0 && kind < MB_HANDLE_KINDS) atomic_store(&methods_open[kind], open);
+}
+
+/* __index of handles: the method of the handle's kind, or nil. */
+static int handle_index(lua_State *L) {
+  int kind = 0;
+  if (!mb_test_handle(L, 1, &kind, NULL)) return 0;
+  lua_CFunction open = atomic_load(&methods_open[kind]);
+  if (!open) return 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &methods_key[kind]) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, open);
+    lua_call(L, 0, 1);
+    if (!lua_istable(L, -1)) return 0;
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &methods_key[kind]);
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
   return 1;
 }
 
@@ -53,6 +79,10 @@ static __attribute__((noinline)) void make_meta(lua_State *L, const char *key, c
   lua_setfield(L, -2, "__name");
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
+  if (key == &handle_key) {
+    lua_pushcfunction(L, handle_index);
+    lua_setfield(L, -2, "__index");
+  }
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "v");
   lua_setfield(L, -2, "__mode");

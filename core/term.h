@@ -33,5 +33,10 @@ uint64_t mb_check_ref(lua_State *L, int idx);
  * with another kind (only a forged encoding can ask for that). */
 int mb_push_handle(lua_State *L, int kind, uint64_t id);
 int mb_test_handle(lua_State *L, int idx, int *kind, uint64_t *id);
+/* The methods of a kind of handle (`conn:recv()`): open pushes the kind's method
+ * table, made once per state the first time a method is looked up. Register
+ * before any node runs; any state holding such a handle then finds them, whether
+ * or not it required the module. */
+void mb_handle_methods(int kind, lua_CFunction open);
 
 #endif
