@@ -220,6 +220,11 @@ end
 -- Send one command line and return the reply line (or nil, err).
 function Client:ask(line) return self:raw(line .. "\n") end
 
+-- Send each {line, reply}'s line and check the reply.
+local function exchange(c, script)
+  for _, x in ipairs(script) do assert.equal(x[2], c:ask(x[1]), x[1]) end
+end
+
 function Client:send(bytes) self.node:send(self.pid, { "ask", bytes, false }) end
 function Client:close() self.node:send(self.pid, { "close" }) end
 
@@ -297,34 +302,36 @@ describe("kv over TCP", function()
   end)
 
   it("answers each command", function()
-    local c = connect(node, app.port)
-    assert.equal("NIL", c:ask("GET greeting"))
-    assert.equal("OK", c:ask("SET greeting hello, world"))
-    assert.equal("VALUE hello, world", c:ask("GET greeting"))
-    assert.equal("OK", c:ask("SET greeting  two  spaces "))
-    assert.equal("VALUE  two  spaces ", c:ask("GET greeting"))
-    assert.equal("OK", c:ask("SET empty "))
-    assert.equal("VALUE ", c:ask("GET empty"))
-    assert.equal("KEYS empty greeting", c:ask("KEYS"))
-    assert.equal("OK", c:ask("DEL greeting"))
-    assert.equal("OK", c:ask("DEL greeting"))
-    assert.equal("NIL", c:ask("GET greeting"))
-    assert.equal("OK", c:ask("del empty"))
-    assert.equal("KEYS", c:ask("KEYS"))
-    assert.equal("OK", c:ask("set crlf yes\r"))      -- telnet, nc -C
-    assert.equal("VALUE yes", c:ask("get crlf\r"))
+    exchange(connect(node, app.port), {
+      { "GET greeting", "NIL" },
+      { "SET greeting hello, world", "OK" },
+      { "GET greeting", "VALUE hello, world" },
+      { "SET greeting  two  spaces ", "OK" },
+      { "GET greeting", "VALUE  two  spaces " },
+      { "SET empty ", "OK" },
+      { "GET empty", "VALUE " },
+      { "KEYS", "KEYS empty greeting" },
+      { "DEL greeting", "OK" },
+      { "DEL greeting", "OK" },
+      { "GET greeting", "NIL" },
+      { "del empty", "OK" },
+      { "KEYS", "KEYS" },
+      { "set crlf yes\r", "OK" },      -- telnet, nc -C
+      { "get crlf\r", "VALUE yes" },
+    })
   end)
 
   it("answers malformed lines and binary garbage with ERR and keeps the connection", function()
-    local c = connect(node, app.port)
-    assert.equal("ERR empty line", c:ask(""))
-    assert.equal("ERR unknown command 'FETCH'", c:ask("FETCH k"))
-    assert.equal("ERR usage: SET key value", c:ask("SET k"))
-    assert.equal("ERR usage: GET key", c:ask("GET a b"))
-    assert.equal("ERR usage: KEYS", c:ask("KEYS please"))
-    assert.equal("ERR unknown command '????'", c:ask("\0\1\2\255 garbage"))
-    assert.equal("OK", c:ask("SET k v"))
-    assert.equal("VALUE v", c:ask("GET k"))
+    exchange(connect(node, app.port), {
+      { "", "ERR empty line" },
+      { "FETCH k", "ERR unknown command 'FETCH'" },
+      { "SET k", "ERR usage: SET key value" },
+      { "GET a b", "ERR usage: GET key" },
+      { "KEYS please", "ERR usage: KEYS" },
+      { "\0\1\2\255 garbage", "ERR unknown command '????'" },
+      { "SET k v", "OK" },
+      { "GET k", "VALUE v" },
+    })
   end)
 
   it("answers lines that arrive together, and one that arrives in pieces, in order", function()
@@ -407,6 +414,25 @@ describe("kv over TCP", function()
     assert.truthy(H.poll(node, function() return #conns(node) == 2 end))   -- b's and the last one
   end)
 
+  it("acceptors that crash are restarted and the listening socket stays open", function()
+    local a = connect(node, app.port)
+    assert.equal("OK", a:ask("SET a 1"))
+    local listener = node:whereis("kv_listener")
+    G.spawn(node, function(host)
+      local mb = require "moonbeam"
+      local supervisor = require "moonbeam.supervisor"
+      local old = supervisor.which_children("kv_acceptors")
+      for _, c in ipairs(old) do mb.exit(c.pid, "kill") end
+      mb.send(host, { "kv_acceptors_killed", #old })
+    end, node:self())
+    assert.equal(4, G.wait(node, "kv_acceptors_killed")[2])
+    for i = 1, 6 do
+      assert.equal("VALUE 1", connect(node, app.port):ask("GET a"), "client " .. i)
+    end
+    assert.equal(listener, node:whereis("kv_listener"))
+    assert.equal("VALUE 1", a:ask("GET a"))
+  end)
+
   it("a client that vanishes mid-line affects only its own connection process", function()
     local a, b = connect(node, app.port), connect(node, app.port)
     assert.equal("OK", b:ask("SET b 2"))
@@ -417,6 +443,17 @@ describe("kv over TCP", function()
     end))
     assert.equal("VALUE 2", b:ask("GET b"))
     assert.equal("NIL", b:ask("GET half"))
+  end)
+
+  it("a line over 1 MiB closes its own connection and nothing else", function()
+    local a, b = connect(node, app.port), connect(node, app.port)
+    assert.equal("OK", b:ask("SET b 2"))
+    local line, err = a:ask("SET big " .. ("x"):rep(1024 * 1024 + 1))
+    assert.is_nil(line)
+    -- the server may close while the client is still sending: then the send fails with a reset
+    assert.truthy(err == "closed" or err == "econnreset" or err == "epipe", err)
+    assert.equal("VALUE 2", b:ask("GET b"))
+    assert.equal("KEYS b", connect(node, app.port):ask("KEYS"))
   end)
 
   it("replays the log across a full restart of the application", function()
