@@ -16,11 +16,13 @@
  * (mb_tcp_hold). The last one frees the socket. */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <uv.h>
 #include "tcp.h"
 #include "cterm.h"
@@ -43,6 +45,7 @@ struct mb_sock {
   mb_tcp_opts opts;
   char peer_host[INET6_ADDRSTRLEN], local_host[INET6_ADDRSTRLEN];
   int peer_port, local_port;
+  int fd;                   /* a connection's fd (-1: none), for writes from the sender's thread */
 
   /* [io] */
   uv_tcp_t tcp;
@@ -130,6 +133,7 @@ static mb_sock *sock_new(mb_node *n, int kind, const mb_tcp_opts *o) {
   pthread_mutex_init(&s->lock, NULL);
   s->tcp.data = s;
   s->pause.data = s;
+  s->fd = -1;
   return s;
 }
 
@@ -359,6 +363,8 @@ static void name_addr(const struct sockaddr_storage *a, char *host, int *port) {
 }
 
 static void fill_names(mb_sock *s, int peer) {
+  uv_os_fd_t fd;
+  if (peer && uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0) s->fd = fd;
   struct sockaddr_storage a;
   int len = sizeof a;
   memset(&a, 0, sizeof a);
@@ -806,28 +812,49 @@ static int over_water(mb_sock *s, mb_pid me, uint64_t ref) {
   return add_waiter(&s->writers, me, ref) == 0 ? 0 : 1;
 }
 
+/* [lock] Write what the kernel takes now, from this thread: only when nothing
+ * is queued (order), and under the lock, so the I/O thread cannot close the fd
+ * meanwhile (io_close marks the socket dead under it first). The bytes written,
+ * or a (negative) error. */
+static ssize_t write_now(mb_sock *s, const char *pre, size_t npre, const char *data, size_t len) {
+  if (s->fd < 0 || s->unsent) return 0;
+  struct iovec iov[2] = { { (void *)pre, npre }, { (void *)data, len } };
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_iov = npre ? iov : iov + 1;
+  m.msg_iovlen = npre ? 2 : 1;
+  ssize_t k;
+  do k = sendmsg(s->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT); while (k < 0 && errno == EINTR);
+  if (k >= 0) return k;
+  return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+}
+
 int mb_tcp_send(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, const char *data, size_t len) {
   int prefix = s->opts.packet == MB_PACKET_4;
   if (prefix && len > 0xffffffffu) return MB_TCP_ETOOBIG;
-  size_t total = len + (prefix ? 4 : 0);
+  unsigned char pre[4] = { (unsigned char)(len >> 24), (unsigned char)(len >> 16), (unsigned char)(len >> 8),
+                           (unsigned char)len };
+  size_t npre = prefix ? 4 : 0, total = len + npre;
   pthread_mutex_lock(&s->lock);
   int err = s->wr_err ? s->wr_err : s->dead || s->closed ? MB_TCP_ECLOSED : 0;
-  if (!err) s->unsent += total;
+  ssize_t done = err ? 0 : write_now(s, (const char *)pre, npre, data, len);
+  if (done < 0) err = s->wr_err = (int)done;
+  if (!err && (size_t)done < total) s->unsent += total - (size_t)done;
   pthread_mutex_unlock(&s->lock);
   if (err) return err;
-  write_req *r = malloc(sizeof *r + total);
-  if (!r) { write_done(s, total, 0); return MB_TCP_ENOMEM; }
+  if ((size_t)done == total) return 1;
+  /* the rest goes through the I/O thread, in order after anything queued */
+  size_t rest = total - (size_t)done;
+  write_req *r = malloc(sizeof *r + rest);
+  if (!r) { write_done(s, rest, 0); return MB_TCP_ENOMEM; }
   r->s = s;
-  r->len = total;
-  char *o = r->data;
-  if (prefix) {
-    o[0] = (char)(len >> 24); o[1] = (char)(len >> 16); o[2] = (char)(len >> 8); o[3] = (char)len;
-    o += 4;
-  }
-  memcpy(o, data, len);
+  r->len = rest;
+  size_t from_pre = (size_t)done < npre ? npre - (size_t)done : 0;
+  memcpy(r->data, pre + (npre - from_pre), from_pre);
+  memcpy(r->data + from_pre, data + (len - (rest - from_pre)), rest - from_pre);
   atomic_fetch_add(&s->refs, 1);
   if (!n->io || mb_io_call(n->io, io_write, r) != 0) {
-    write_done(s, total, 0);
+    write_done(s, rest, 0);
     mb_tcp_release(s);
     free(r);
     return MB_TCP_ECLOSED;
