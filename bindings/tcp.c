@@ -244,7 +244,12 @@ static int op_k(lua_State *L, int status, lua_KContext op) {
     mb_tcp_release(s);
     return mb_wait_doomed(L, p);
   }
-  if (!w.ref) {   /* woken, or the first look: look (again) */
+  if (!w.ref) {   /* woken, or the first look: look (again), then look registered */
+    if (try_op(L, p, s, (int)op, &w, &nres)) {
+      mb_tcp_release(s);
+      mb_sched_disarm_wait(p);
+      return nres;
+    }
     if (arm(p, &w) != 0) { mb_tcp_release(s); return fail(L, MB_TCP_ENOMEM); }
     if (try_op(L, p, s, (int)op, &w, &nres)) {
       disarm(p, &w);
@@ -310,7 +315,7 @@ static int c_send(lua_State *L) {
   mb_tcp_release(s);
   if (rc != 0) disarm(p, &w);
   if (rc < 0) return fail(L, rc);
-  if (rc == 1) { lua_pushboolean(L, 1); return 1; }
+  if (rc == 1 || !blockable) { lua_pushboolean(L, 1); return 1; }
   /* queued, over the mark: wait until it drains */
   mb_sched_disarm_wait(p);
   return block(L, p, &w, OP_SEND, op_k);

@@ -807,9 +807,12 @@ static void io_write(mb_io *io, void *arg) {
   if (rc) on_write(&r->w, rc == UV_EPIPE && !s->io_open ? MB_TCP_ECLOSED : rc);
 }
 
+/* 1: below the mark (or failed: the next send says so); 0: over it, (me, ref)
+ * registered unless ref is 0. */
 static int over_water(mb_sock *s, mb_pid me, uint64_t ref) {
-  if (s->wr_err || s->dead || s->unsent <= MB_TCP_HIGH_WATER || !ref) return 1;
-  return add_waiter(&s->writers, me, ref) == 0 ? 0 : 1;
+  if (s->wr_err || s->dead || s->unsent <= MB_TCP_HIGH_WATER) return 1;
+  if (ref && add_waiter(&s->writers, me, ref) != 0) return 1;
+  return 0;
 }
 
 /* [lock] Write what the kernel takes now, from this thread: only when nothing

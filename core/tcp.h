@@ -77,10 +77,11 @@ int mb_tcp_recv(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, char **data, si
 int mb_tcp_accept(mb_node *n, mb_sock *l, mb_proc *self, uint64_t ref, uint64_t *id);
 /* Queue len bytes (with a 4-byte length first in packet 4 mode) for writing:
  * 1 (queued), 0 (queued, but the unsent bytes are over the high-water mark:
- * (me, ref) is registered and will be woken when they drain), or an error. */
+ * (me, ref) is registered, unless ref is 0, and will be woken when they
+ * drain), or an error. */
 int mb_tcp_send(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, const char *data, size_t len);
 /* After a wake: 1 if the unsent bytes are below the mark (or the socket failed),
- * else 0 after registering (me, ref) again. */
+ * else 0 after registering (me, ref) again (ref 0: registering nothing). */
 int mb_tcp_send_drained(mb_sock *s, mb_pid me, uint64_t ref);
 /* Forget (me, ref) as a waiter (a timeout, an ending process). */
 void mb_tcp_unwait(mb_sock *s, mb_pid me, uint64_t ref);
