@@ -647,7 +647,12 @@ int mb_tcp_recv(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, char **data, si
     }
     goto out;
   }
-  if (f < 0) { rc = MB_TCP_ETOOBIG; goto out; }
+  if (f < 0) {   /* found here (the I/O thread checks only the first frame): the connection closes */
+    if (!s->err || s->err == MB_TCP_ECLOSED) s->err = MB_TCP_ETOOBIG;
+    pthread_mutex_unlock(&s->lock);
+    post(n, io_do_close, s);
+    return MB_TCP_ETOOBIG;
+  }
   if (s->err) { rc = s->err; goto out; }
   rc = 0;
   if (!ref) goto out;
