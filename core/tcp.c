@@ -34,7 +34,10 @@
 #define READ_CHUNK (64u << 10)
 #define PAUSE_POLL_MS 2
 
-typedef struct waiter { mb_pid pid; uint64_t ref; struct waiter *next; } waiter;
+/* A waiter is the REPLY that will wake it, made by the waiting process (the I/O
+ * thread allocates nothing to wake it): `from` holds the pid to wake until it
+ * is sent, `next` links the socket's list. */
+typedef mb_sig waiter;
 
 struct mb_sock {
   mb_resource res;          /* first: the handle table's resource is the socket */
@@ -105,8 +108,8 @@ const char *mb_tcp_strerror(int err, char *buf) {
 /* ---- references ---- */
 
 static void sock_free(mb_sock *s) {
-  for (waiter *w = s->readers, *next; w; w = next) { next = w->next; free(w); }
-  for (waiter *w = s->writers, *next; w; w = next) { next = w->next; free(w); }
+  for (waiter *w = s->readers, *next; w; w = next) { next = w->next; mb_sig_free(w); }
+  for (waiter *w = s->writers, *next; w; w = next) { next = w->next; mb_sig_free(w); }
   free(s->in);
   pthread_mutex_destroy(&s->lock);
   free(s);
@@ -159,10 +162,8 @@ void mb_tcp_local(mb_sock *s, const char **host, int *port) { *host = s->local_h
 /* ---- waiters ---- */
 
 static int add_waiter(waiter **list, mb_pid pid, uint64_t ref) {
-  waiter *w = malloc(sizeof *w);
+  waiter *w = mb_sig_new(MB_SIG_REPLY, pid, ref);
   if (!w) return -1;
-  w->pid = pid;
-  w->ref = ref;
   w->next = *list;
   *list = w;
   return 0;
@@ -170,10 +171,10 @@ static int add_waiter(waiter **list, mb_pid pid, uint64_t ref) {
 
 static void drop_waiter(waiter **list, mb_pid pid, uint64_t ref) {
   for (waiter **pp = list; *pp; pp = &(*pp)->next)
-    if ((*pp)->pid == pid && (*pp)->ref == ref) {
+    if ((*pp)->from == pid && (*pp)->ref == ref) {
       waiter *w = *pp;
       *pp = w->next;
-      free(w);
+      mb_sig_free(w);
       return;
     }
 }
@@ -189,9 +190,10 @@ void mb_tcp_unwait(mb_sock *s, mb_pid me, uint64_t ref) {
 static void wake(mb_node *n, waiter *w) {
   while (w) {
     waiter *next = w->next;
-    mb_sig *s = mb_sig_new(MB_SIG_REPLY, 0, w->ref);
-    if (s) mb_send_sig(n, w->pid, s);
-    free(w);
+    mb_pid to = w->from;
+    w->from = 0;
+    w->next = NULL;
+    mb_send_sig(n, to, w);
     w = next;
   }
 }
@@ -275,17 +277,30 @@ static int frame(mb_sock *s, size_t *at, size_t *flen, size_t *used) {
   }
 }
 
-/* Take the frame out: *data malloc'd (NULL for an empty one). -1: no memory. */
-static int take(mb_sock *s, size_t at, size_t flen, size_t used, char **data) {
+/* Small frames are copied here rather than into a block of their own: the
+ * caller pushes them before it takes another (one per thread). */
+#define SCRATCH 4096
+static __thread char scratch[SCRATCH];
+
+/* Take the frame out: *data is this thread's scratch (*owned 0), or malloc'd
+ * (*owned 1; for a frame that is the whole buffer, the buffer itself); NULL for
+ * an empty one. -1: no memory. */
+static int take(mb_sock *s, size_t at, size_t flen, size_t used, char **data, int *owned) {
+  *owned = 0;
   if (flen == 0) {
     *data = NULL;
+  } else if (flen <= SCRATCH) {
+    *data = scratch;
+    memcpy(scratch, s->in + s->in_off + at, flen);
   } else if (s->in_off == 0 && at == 0 && flen == s->in_len) {
     *data = s->in;   /* the whole buffer: hand it over */
+    *owned = 1;
     s->in = NULL;
     s->in_cap = 0;
   } else {
     *data = malloc(flen);
     if (!*data) return -1;
+    *owned = 1;
     memcpy(*data, s->in + s->in_off + at, flen);
   }
   s->in_off += used;
@@ -623,7 +638,7 @@ static void io_start_read(mb_io *io, void *arg) {
   mb_tcp_release(s);
 }
 
-int mb_tcp_recv(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, char **data, size_t *len) {
+int mb_tcp_recv(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, char **data, size_t *len, int *owned) {
   pthread_mutex_lock(&s->lock);
   int rc;
   size_t at, flen, used;
@@ -632,7 +647,7 @@ int mb_tcp_recv(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, char **data, si
   if (s->active) { rc = MB_TCP_EACTIVE; goto out; }
   f = frame(s, &at, &flen, &used);
   if (f > 0) {
-    if (take(s, at, flen, used, data) != 0) { rc = MB_TCP_ENOMEM; goto out; }
+    if (take(s, at, flen, used, data, owned) != 0) { rc = MB_TCP_ENOMEM; goto out; }
     *len = flen;
     rc = 1;
     if (!s->reading && !s->err && s->in_len < READ_AHEAD) {
@@ -726,13 +741,14 @@ static void deliver_active(mb_io *io, mb_sock *s) {
     }
     size_t at, flen, used;
     char *data = NULL;
+    int owned = 0;
     int f = frame(s, &at, &flen, &used);
-    if (f > 0 && take(s, at, flen, used, &data) != 0) f = -2;
+    if (f > 0 && take(s, at, flen, used, &data, &owned) != 0) f = -2;
     if (f > 0) {
       if (s->active == MB_ACTIVE_ONCE) s->active = MB_ACTIVE_OFF;
       pthread_mutex_unlock(&s->lock);
       mb_sig *m = active_msg(s, "tcp", data, flen, 1);
-      free(data);
+      if (owned) free(data);
       if (m) mb_send_sig(s->node, owner, m);
       continue;
     }

@@ -67,11 +67,12 @@ void mb_tcp_release(mb_sock *s);
 mb_pid mb_tcp_owner(mb_sock *s);
 uint64_t mb_tcp_id(mb_sock *s);
 
-/* The next frame for its owner `me`: 1 and *data (malloc'd, the caller frees;
- * may be NULL for an empty frame) and *len; or, when none is ready, 0 after
+/* The next frame for its owner `me`: 1 and *data and *len (*data is NULL for an
+ * empty frame; with *owned the caller frees it, else it is this thread's
+ * scratch, good until the next call); or, when none is ready, 0 after
  * registering (me, ref) to be woken (ref 0: register nothing); or an error
  * (closed or failed socket, MB_TCP_EACTIVE, MB_TCP_ENOTOWNER). */
-int mb_tcp_recv(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, char **data, size_t *len);
+int mb_tcp_recv(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, char **data, size_t *len, int *owned);
 /* A connection accepted by listener l for `self`: 1 and *id (it is self's, on
  * its list); 0 after registering (self, ref) as a waiter; or an error. */
 int mb_tcp_accept(mb_node *n, mb_sock *l, mb_proc *self, uint64_t ref, uint64_t *id);
