@@ -14,7 +14,7 @@
 #include <pthread.h>
 #include <stddef.h>
 
-#define MB_ALLOC_SMALL 256
+#define MB_ALLOC_SMALL 2048
 #define MB_ALLOC_CLASSES (MB_ALLOC_SMALL / 16)
 
 typedef struct mb_acache {
