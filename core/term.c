@@ -48,21 +48,22 @@ static int handle_tostring(lua_State *L) {
 
 /* Per kind, the registry holds its metatable under the address of a static key
  * (a light userdata: no string hashing on the hot path). The metatable is also the
- * kind's intern table (id -> userdata): its own metatable makes its values weak,
- * and its string fields are never collected. One table per kind and state; made
+ * kind's intern table (id -> userdata): its own metatable (its __mode makes its
+ * values weak; one table less to build per kind and state), and its string fields
+ * are never collected. One table per kind and state; made
  * (replacing the non-table on top) the first time, out of the hot path. */
 static __attribute__((noinline)) void make_meta(lua_State *L, const char *key, const char *mt, lua_CFunction tostr) {
   lua_pop(L, 1);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 5);
   lua_pushcfunction(L, tostr);
   lua_setfield(L, -2, "__tostring");
   lua_pushstring(L, mt);
   lua_setfield(L, -2, "__name");
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "v");
+  lua_pushliteral(L, "v");   /* for the table as its own metatable; a userdata ignores it */
   lua_setfield(L, -2, "__mode");
+  lua_pushvalue(L, -1);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
