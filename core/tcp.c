@@ -860,7 +860,7 @@ int mb_tcp_send(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, const char *dat
                            (unsigned char)len };
   size_t npre = prefix ? 4 : 0, total = len + npre;
   pthread_mutex_lock(&s->lock);
-  int err = s->wr_err ? s->wr_err : s->dead || s->closed ? MB_TCP_ECLOSED : 0;
+  int err = s->dead || s->closed ? MB_TCP_ECLOSED : s->wr_err;
   ssize_t done = err ? 0 : write_now(s, (const char *)pre, npre, data, len);
   if (done < 0) err = s->wr_err = (int)done;
   if (!err && (size_t)done < total) s->unsent += total - (size_t)done;
@@ -891,7 +891,8 @@ int mb_tcp_send(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, const char *dat
 
 int mb_tcp_send_drained(mb_sock *s, mb_pid me, uint64_t ref) {
   pthread_mutex_lock(&s->lock);
-  int rc = over_water(s, me, ref);
+  /* closed or failed while the sender waited: its bytes may not all be out */
+  int rc = s->dead || s->closed ? MB_TCP_ECLOSED : s->wr_err ? s->wr_err : over_water(s, me, ref);
   pthread_mutex_unlock(&s->lock);
   return rc;
 }

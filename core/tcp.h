@@ -81,8 +81,9 @@ int mb_tcp_accept(mb_node *n, mb_sock *l, mb_proc *self, uint64_t ref, uint64_t 
  * (me, ref) is registered, unless ref is 0, and will be woken when they
  * drain), or an error. */
 int mb_tcp_send(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, const char *data, size_t len);
-/* After a wake: 1 if the unsent bytes are below the mark (or the socket failed),
- * else 0 after registering (me, ref) again (ref 0: registering nothing). */
+/* After a wake: 1 if the unsent bytes are below the mark, an error if the
+ * socket closed or failed meanwhile, else 0 after registering (me, ref) again
+ * (ref 0: registering nothing). */
 int mb_tcp_send_drained(mb_sock *s, mb_pid me, uint64_t ref);
 /* Forget (me, ref) as a waiter (a timeout, an ending process). */
 void mb_tcp_unwait(mb_sock *s, mb_pid me, uint64_t ref);
