@@ -15,7 +15,7 @@
 #include "term.h"
 #include "wait.h"
 
-#define LISTEN_BACKLOG 511
+#define LISTEN_BACKLOG 4096   /* the kernel caps it at net.core.somaxconn */
 
 static mb_proc *self_proc(lua_State *L) {
   mb_proc *p = mb_proc_of(L);
@@ -32,12 +32,10 @@ static int fail(lua_State *L, int err) {
 
 /* The socket of the handle at 1, held; raises if the value is not a handle of
  * that kind. NULL (and nil, "closed" pushed) once it is closed. */
+static void check_kind(lua_State *L, int kind);
 static mb_sock *sock_at(lua_State *L, mb_node *n, int kind) {
-  int k;
-  uint64_t id;
-  if (!mb_test_handle(L, 1, &k, &id) || k != kind)
-    luaL_typeerror(L, 1, kind == MB_HK_TCP_CONN ? "tcp connection" : "tcp listener");
-  return mb_tcp_hold(n, id, kind);
+  check_kind(L, kind);
+  return mb_tcp_hold(n, mb_handle_id_at(L, 1), kind);
 }
 
 /* ---- waiting for the I/O thread ----
@@ -190,7 +188,8 @@ static int scratch_gc(lua_State *L) {
   return 0;
 }
 
-static int push_frame(lua_State *L, char *data, size_t len) {
+static int push_frame(lua_State *L, char *data, size_t len, int owned) {
+  if (!owned) { lua_pushlstring(L, data ? data : "", len); return 1; }
   scratch *b = lua_touserdata(L, lua_upvalueindex(1));
   free(b->p);
   b->p = data;
@@ -207,8 +206,9 @@ static int try_op(lua_State *L, mb_proc *p, mb_sock *s, int op, owait *w, int *n
   if (op == OP_RECV) {
     char *data = NULL;
     size_t len = 0;
-    rc = mb_tcp_recv(p->node, s, me, w->ref, &data, &len);
-    if (rc == 1) { *nres = push_frame(L, data, len); return 1; }
+    int owned = 0;
+    rc = mb_tcp_recv(p->node, s, me, w->ref, &data, &len, &owned);
+    if (rc == 1) { *nres = push_frame(L, data, len, owned); return 1; }
   } else if (op == OP_ACCEPT) {
     uint64_t id;
     rc = mb_tcp_accept(p->node, s, p, w->ref, &id);
@@ -232,9 +232,8 @@ static int op_k(lua_State *L, int status, lua_KContext op) {
   load(L, &w);
   mb_sig *got = woken(p, &w);
   if (got) mb_sig_free(got);
-  uint64_t id;
-  mb_test_handle(L, 1, NULL, &id);
-  mb_sock *s = mb_tcp_hold(p->node, id, op == OP_ACCEPT ? MB_HK_TCP_LISTENER : MB_HK_TCP_CONN);
+  /* the handle at 1 was checked when the operation began */
+  mb_sock *s = mb_tcp_hold(p->node, mb_handle_id_at(L, 1), op == OP_ACCEPT ? MB_HK_TCP_LISTENER : MB_HK_TCP_CONN);
   int nres = 0;
   if (!s) { disarm(p, &w); mb_sched_disarm_wait(p); return fail(L, MB_TCP_ECLOSED); }
   mb_pid me = atomic_load(&p->pid);
@@ -244,7 +243,12 @@ static int op_k(lua_State *L, int status, lua_KContext op) {
     mb_tcp_release(s);
     return mb_wait_doomed(L, p);
   }
-  if (!w.ref) {   /* woken, or the first look: look (again) */
+  if (!w.ref) {   /* woken, or the first look: look (again), then look registered */
+    if (try_op(L, p, s, (int)op, &w, &nres)) {
+      mb_tcp_release(s);
+      mb_sched_disarm_wait(p);
+      return nres;
+    }
     if (arm(p, &w) != 0) { mb_tcp_release(s); return fail(L, MB_TCP_ENOMEM); }
     if (try_op(L, p, s, (int)op, &w, &nres)) {
       disarm(p, &w);
@@ -280,19 +284,19 @@ static int start_op(lua_State *L, int op, int timeout_idx) {
   return op_k(L, LUA_OK, op);
 }
 
+static void check_kind(lua_State *L, int kind) {
+  int k;
+  if (!mb_test_handle(L, 1, &k, NULL) || k != kind)
+    luaL_typeerror(L, 1, kind == MB_HK_TCP_CONN ? "tcp connection" : "tcp listener");
+}
+
 static int c_recv(lua_State *L) {
-  mb_node *n = self_proc(L)->node;
-  mb_sock *s = sock_at(L, n, MB_HK_TCP_CONN);
-  if (!s) return fail(L, MB_TCP_ECLOSED);
-  mb_tcp_release(s);
+  check_kind(L, MB_HK_TCP_CONN);
   return start_op(L, OP_RECV, 2);
 }
 
 static int l_accept(lua_State *L) {
-  mb_node *n = self_proc(L)->node;
-  mb_sock *s = sock_at(L, n, MB_HK_TCP_LISTENER);
-  if (!s) return fail(L, MB_TCP_ECLOSED);
-  mb_tcp_release(s);
+  check_kind(L, MB_HK_TCP_LISTENER);
   return start_op(L, OP_ACCEPT, 2);
 }
 
@@ -310,7 +314,7 @@ static int c_send(lua_State *L) {
   mb_tcp_release(s);
   if (rc != 0) disarm(p, &w);
   if (rc < 0) return fail(L, rc);
-  if (rc == 1) { lua_pushboolean(L, 1); return 1; }
+  if (rc == 1 || !blockable) { lua_pushboolean(L, 1); return 1; }
   /* queued, over the mark: wait until it drains */
   mb_sched_disarm_wait(p);
   return block(L, p, &w, OP_SEND, op_k);

@@ -94,8 +94,8 @@ void *mb_arena_realloc(mb_arena *a, mb_acache *c, void *ptr, size_t old, size_t 
 
 /* ---- the lua_Alloc of a process state: counting its bytes, enforcing max_heap ---- */
 
-void *mb_proc_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  mb_proc *p = ud;
+/* Everything but the two common cases below: growing, limits, large blocks, no cache. */
+static __attribute__((noinline)) void *proc_alloc_slow(mb_proc *p, void *ptr, size_t osize, size_t nsize) {
   size_t old = ptr ? osize : 0;
   int64_t heap = atomic_load_explicit(&p->heap_bytes, memory_order_relaxed);
   mb_node *n = p->node;
@@ -122,4 +122,27 @@ void *mb_proc_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   atomic_store_explicit(&p->heap_bytes, heap + (int64_t)nsize - (int64_t)old, memory_order_relaxed);
   return np;
+}
+
+/* The common cases inline, nothing saved on the stack: a small block freed, and a
+ * new small block (no limit to check) from this thread's cache. */
+void *mb_proc_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  mb_proc *p = ud;
+  if (nsize == 0) {
+    if (mb_arena_free_fast(p->acache, ptr, osize)) {
+      atomic_store_explicit(&p->heap_bytes,
+                            atomic_load_explicit(&p->heap_bytes, memory_order_relaxed) - (int64_t)osize,
+                            memory_order_relaxed);
+      return NULL;
+    }
+  } else if (!ptr && !p->max_heap && !p->oom) {
+    void *np = mb_arena_alloc_fast(p->acache, nsize);
+    if (np) {
+      atomic_store_explicit(&p->heap_bytes,
+                            atomic_load_explicit(&p->heap_bytes, memory_order_relaxed) + (int64_t)nsize,
+                            memory_order_relaxed);
+      return np;
+    }
+  }
+  return proc_alloc_slow(p, ptr, osize, nsize);
 }

@@ -16,11 +16,13 @@
  * (mb_tcp_hold). The last one frees the socket. */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <uv.h>
 #include "tcp.h"
 #include "cterm.h"
@@ -32,7 +34,10 @@
 #define READ_CHUNK (64u << 10)
 #define PAUSE_POLL_MS 2
 
-typedef struct waiter { mb_pid pid; uint64_t ref; struct waiter *next; } waiter;
+/* A waiter is the REPLY that will wake it, made by the waiting process (the I/O
+ * thread allocates nothing to wake it): `from` holds the pid to wake until it
+ * is sent, `next` links the socket's list. */
+typedef mb_sig waiter;
 
 struct mb_sock {
   mb_resource res;          /* first: the handle table's resource is the socket */
@@ -43,6 +48,7 @@ struct mb_sock {
   mb_tcp_opts opts;
   char peer_host[INET6_ADDRSTRLEN], local_host[INET6_ADDRSTRLEN];
   int peer_port, local_port;
+  int fd;                   /* a connection's fd (-1: none), for writes from the sender's thread */
 
   /* [io] */
   uv_tcp_t tcp;
@@ -90,6 +96,7 @@ const char *mb_tcp_strerror(int err, char *buf) {
   case MB_TCP_ENOTOWNER: return "not_owner";
   case MB_TCP_ENOMEM: case UV_ENOMEM: return "enomem";
   case MB_TCP_ETIMEOUT: return "timeout";
+  case MB_TCP_ENOPROC: return "noproc";
   }
   const char *name = uv_err_name(err);
   size_t i = 0;
@@ -101,8 +108,8 @@ const char *mb_tcp_strerror(int err, char *buf) {
 /* ---- references ---- */
 
 static void sock_free(mb_sock *s) {
-  for (waiter *w = s->readers, *next; w; w = next) { next = w->next; free(w); }
-  for (waiter *w = s->writers, *next; w; w = next) { next = w->next; free(w); }
+  for (waiter *w = s->readers, *next; w; w = next) { next = w->next; mb_sig_free(w); }
+  for (waiter *w = s->writers, *next; w; w = next) { next = w->next; mb_sig_free(w); }
   free(s->in);
   pthread_mutex_destroy(&s->lock);
   free(s);
@@ -129,6 +136,7 @@ static mb_sock *sock_new(mb_node *n, int kind, const mb_tcp_opts *o) {
   pthread_mutex_init(&s->lock, NULL);
   s->tcp.data = s;
   s->pause.data = s;
+  s->fd = -1;
   return s;
 }
 
@@ -154,10 +162,8 @@ void mb_tcp_local(mb_sock *s, const char **host, int *port) { *host = s->local_h
 /* ---- waiters ---- */
 
 static int add_waiter(waiter **list, mb_pid pid, uint64_t ref) {
-  waiter *w = malloc(sizeof *w);
+  waiter *w = mb_sig_new(MB_SIG_REPLY, pid, ref);
   if (!w) return -1;
-  w->pid = pid;
-  w->ref = ref;
   w->next = *list;
   *list = w;
   return 0;
@@ -165,10 +171,10 @@ static int add_waiter(waiter **list, mb_pid pid, uint64_t ref) {
 
 static void drop_waiter(waiter **list, mb_pid pid, uint64_t ref) {
   for (waiter **pp = list; *pp; pp = &(*pp)->next)
-    if ((*pp)->pid == pid && (*pp)->ref == ref) {
+    if ((*pp)->from == pid && (*pp)->ref == ref) {
       waiter *w = *pp;
       *pp = w->next;
-      free(w);
+      mb_sig_free(w);
       return;
     }
 }
@@ -184,9 +190,10 @@ void mb_tcp_unwait(mb_sock *s, mb_pid me, uint64_t ref) {
 static void wake(mb_node *n, waiter *w) {
   while (w) {
     waiter *next = w->next;
-    mb_sig *s = mb_sig_new(MB_SIG_REPLY, 0, w->ref);
-    if (s) mb_send_sig(n, w->pid, s);
-    free(w);
+    mb_pid to = w->from;
+    w->from = 0;
+    w->next = NULL;
+    mb_send_sig(n, to, w);
     w = next;
   }
 }
@@ -270,17 +277,30 @@ static int frame(mb_sock *s, size_t *at, size_t *flen, size_t *used) {
   }
 }
 
-/* Take the frame out: *data malloc'd (NULL for an empty one). -1: no memory. */
-static int take(mb_sock *s, size_t at, size_t flen, size_t used, char **data) {
+/* Small frames are copied here rather than into a block of their own: the
+ * caller pushes them before it takes another (one per thread). */
+#define SCRATCH 4096
+static __thread char scratch[SCRATCH];
+
+/* Take the frame out: *data is this thread's scratch (*owned 0), or malloc'd
+ * (*owned 1; for a frame that is the whole buffer, the buffer itself); NULL for
+ * an empty one. -1: no memory. */
+static int take(mb_sock *s, size_t at, size_t flen, size_t used, char **data, int *owned) {
+  *owned = 0;
   if (flen == 0) {
     *data = NULL;
+  } else if (flen <= SCRATCH) {
+    *data = scratch;
+    memcpy(scratch, s->in + s->in_off + at, flen);
   } else if (s->in_off == 0 && at == 0 && flen == s->in_len) {
     *data = s->in;   /* the whole buffer: hand it over */
+    *owned = 1;
     s->in = NULL;
     s->in_cap = 0;
   } else {
     *data = malloc(flen);
     if (!*data) return -1;
+    *owned = 1;
     memcpy(*data, s->in + s->in_off + at, flen);
   }
   s->in_off += used;
@@ -358,6 +378,8 @@ static void name_addr(const struct sockaddr_storage *a, char *host, int *port) {
 }
 
 static void fill_names(mb_sock *s, int peer) {
+  uv_os_fd_t fd;
+  if (peer && uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0) s->fd = fd;
   struct sockaddr_storage a;
   int len = sizeof a;
   memset(&a, 0, sizeof a);
@@ -409,7 +431,7 @@ static void open_done(open_req *r, int err) {
     if (!p) {
       mb_tcp_release(s);
       io_close(r->io, s);
-      err = MB_ENOPROC;
+      err = MB_TCP_ENOPROC;
     } else {
       err = mb_handle_new(n, s->kind, &s->res, r->owner, &id) == 0 ? 0 : MB_TCP_ENOMEM;
       if (!err) {
@@ -419,7 +441,7 @@ static void open_done(open_req *r, int err) {
         pthread_mutex_unlock(&s->lock);
         if (mb_proc_add_resource(p, &s->res) != 0) {
           mb_handle_close(n, id);
-          err = MB_ENOPROC;
+          err = MB_TCP_ENOPROC;
         }
       }
       if (err) { mb_tcp_release(s); io_close(r->io, s); }
@@ -616,7 +638,7 @@ static void io_start_read(mb_io *io, void *arg) {
   mb_tcp_release(s);
 }
 
-int mb_tcp_recv(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, char **data, size_t *len) {
+int mb_tcp_recv(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, char **data, size_t *len, int *owned) {
   pthread_mutex_lock(&s->lock);
   int rc;
   size_t at, flen, used;
@@ -625,7 +647,7 @@ int mb_tcp_recv(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, char **data, si
   if (s->active) { rc = MB_TCP_EACTIVE; goto out; }
   f = frame(s, &at, &flen, &used);
   if (f > 0) {
-    if (take(s, at, flen, used, data) != 0) { rc = MB_TCP_ENOMEM; goto out; }
+    if (take(s, at, flen, used, data, owned) != 0) { rc = MB_TCP_ENOMEM; goto out; }
     *len = flen;
     rc = 1;
     if (!s->reading && !s->err && s->in_len < READ_AHEAD) {
@@ -640,7 +662,12 @@ int mb_tcp_recv(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, char **data, si
     }
     goto out;
   }
-  if (f < 0) { rc = MB_TCP_ETOOBIG; goto out; }
+  if (f < 0) {   /* found here (the I/O thread checks only the first frame): the connection closes */
+    if (!s->err || s->err == MB_TCP_ECLOSED) s->err = MB_TCP_ETOOBIG;
+    pthread_mutex_unlock(&s->lock);
+    post(n, io_do_close, s);
+    return MB_TCP_ETOOBIG;
+  }
   if (s->err) { rc = s->err; goto out; }
   rc = 0;
   if (!ref) goto out;
@@ -714,13 +741,14 @@ static void deliver_active(mb_io *io, mb_sock *s) {
     }
     size_t at, flen, used;
     char *data = NULL;
+    int owned = 0;
     int f = frame(s, &at, &flen, &used);
-    if (f > 0 && take(s, at, flen, used, &data) != 0) f = -2;
+    if (f > 0 && take(s, at, flen, used, &data, &owned) != 0) f = -2;
     if (f > 0) {
       if (s->active == MB_ACTIVE_ONCE) s->active = MB_ACTIVE_OFF;
       pthread_mutex_unlock(&s->lock);
       mb_sig *m = active_msg(s, "tcp", data, flen, 1);
-      free(data);
+      if (owned) free(data);
       if (m) mb_send_sig(s->node, owner, m);
       continue;
     }
@@ -800,33 +828,57 @@ static void io_write(mb_io *io, void *arg) {
   if (rc) on_write(&r->w, rc == UV_EPIPE && !s->io_open ? MB_TCP_ECLOSED : rc);
 }
 
+/* 1: below the mark (or failed: the next send says so); 0: over it, (me, ref)
+ * registered unless ref is 0. */
 static int over_water(mb_sock *s, mb_pid me, uint64_t ref) {
-  if (s->wr_err || s->dead || s->unsent <= MB_TCP_HIGH_WATER || !ref) return 1;
-  return add_waiter(&s->writers, me, ref) == 0 ? 0 : 1;
+  if (s->wr_err || s->dead || s->unsent <= MB_TCP_HIGH_WATER) return 1;
+  if (ref && add_waiter(&s->writers, me, ref) != 0) return 1;
+  return 0;
+}
+
+/* [lock] Write what the kernel takes now, from this thread: only when nothing
+ * is queued (order), and under the lock, so the I/O thread cannot close the fd
+ * meanwhile (io_close marks the socket dead under it first). The bytes written,
+ * or a (negative) error. */
+static ssize_t write_now(mb_sock *s, const char *pre, size_t npre, const char *data, size_t len) {
+  if (s->fd < 0 || s->unsent) return 0;
+  struct iovec iov[2] = { { (void *)pre, npre }, { (void *)data, len } };
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_iov = npre ? iov : iov + 1;
+  m.msg_iovlen = npre ? 2 : 1;
+  ssize_t k;
+  do k = sendmsg(s->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT); while (k < 0 && errno == EINTR);
+  if (k >= 0) return k;
+  return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
 }
 
 int mb_tcp_send(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, const char *data, size_t len) {
   int prefix = s->opts.packet == MB_PACKET_4;
   if (prefix && len > 0xffffffffu) return MB_TCP_ETOOBIG;
-  size_t total = len + (prefix ? 4 : 0);
+  unsigned char pre[4] = { (unsigned char)(len >> 24), (unsigned char)(len >> 16), (unsigned char)(len >> 8),
+                           (unsigned char)len };
+  size_t npre = prefix ? 4 : 0, total = len + npre;
   pthread_mutex_lock(&s->lock);
-  int err = s->wr_err ? s->wr_err : s->dead || s->closed ? MB_TCP_ECLOSED : 0;
-  if (!err) s->unsent += total;
+  int err = s->dead || s->closed ? MB_TCP_ECLOSED : s->wr_err;
+  ssize_t done = err ? 0 : write_now(s, (const char *)pre, npre, data, len);
+  if (done < 0) err = s->wr_err = (int)done;
+  if (!err && (size_t)done < total) s->unsent += total - (size_t)done;
   pthread_mutex_unlock(&s->lock);
   if (err) return err;
-  write_req *r = malloc(sizeof *r + total);
-  if (!r) { write_done(s, total, 0); return MB_TCP_ENOMEM; }
+  if ((size_t)done == total) return 1;
+  /* the rest goes through the I/O thread, in order after anything queued */
+  size_t rest = total - (size_t)done;
+  write_req *r = malloc(sizeof *r + rest);
+  if (!r) { write_done(s, rest, 0); return MB_TCP_ENOMEM; }
   r->s = s;
-  r->len = total;
-  char *o = r->data;
-  if (prefix) {
-    o[0] = (char)(len >> 24); o[1] = (char)(len >> 16); o[2] = (char)(len >> 8); o[3] = (char)len;
-    o += 4;
-  }
-  memcpy(o, data, len);
+  r->len = rest;
+  size_t from_pre = (size_t)done < npre ? npre - (size_t)done : 0;
+  memcpy(r->data, pre + (npre - from_pre), from_pre);
+  memcpy(r->data + from_pre, data + (len - (rest - from_pre)), rest - from_pre);
   atomic_fetch_add(&s->refs, 1);
   if (!n->io || mb_io_call(n->io, io_write, r) != 0) {
-    write_done(s, total, 0);
+    write_done(s, rest, 0);
     mb_tcp_release(s);
     free(r);
     return MB_TCP_ECLOSED;
@@ -839,7 +891,8 @@ int mb_tcp_send(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, const char *dat
 
 int mb_tcp_send_drained(mb_sock *s, mb_pid me, uint64_t ref) {
   pthread_mutex_lock(&s->lock);
-  int rc = over_water(s, me, ref);
+  /* closed or failed while the sender waited: its bytes may not all be out */
+  int rc = s->dead || s->closed ? MB_TCP_ECLOSED : s->wr_err ? s->wr_err : over_water(s, me, ref);
   pthread_mutex_unlock(&s->lock);
   return rc;
 }
@@ -852,7 +905,7 @@ int mb_tcp_set_owner(mb_node *n, mb_sock *s, mb_proc *self, mb_pid to) {
   int rc = mb_handle_set_owner(n, s->id, self, to);
   if (rc == MB_EINVAL) return MB_TCP_ENOTOWNER;
   if (rc == MB_ENOTFOUND) return MB_TCP_ECLOSED;
-  if (rc != 0) return rc;
+  if (rc != 0) return MB_TCP_ENOPROC;
   pthread_mutex_lock(&s->lock);
   if (s->owner == me) s->owner = to;
   pthread_mutex_unlock(&s->lock);

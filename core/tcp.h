@@ -39,6 +39,7 @@ typedef struct mb_tcp_opts {
 #define MB_TCP_ENOTOWNER (-200004)  /* "not_owner" */
 #define MB_TCP_ENOMEM   (-200005)   /* "enomem" */
 #define MB_TCP_ETIMEOUT (-200006)   /* "timeout" */
+#define MB_TCP_ENOPROC  (-200007)   /* "noproc": set_owner to a process that is not alive */
 
 /* The stable name of an error: "closed", "timeout", "econnrefused", ... (libuv's
  * name in lower case). buf (32 bytes) may be used. */
@@ -66,20 +67,23 @@ void mb_tcp_release(mb_sock *s);
 mb_pid mb_tcp_owner(mb_sock *s);
 uint64_t mb_tcp_id(mb_sock *s);
 
-/* The next frame for its owner `me`: 1 and *data (malloc'd, the caller frees;
- * may be NULL for an empty frame) and *len; or, when none is ready, 0 after
+/* The next frame for its owner `me`: 1 and *data and *len (*data is NULL for an
+ * empty frame; with *owned the caller frees it, else it is this thread's
+ * scratch, good until the next call); or, when none is ready, 0 after
  * registering (me, ref) to be woken (ref 0: register nothing); or an error
  * (closed or failed socket, MB_TCP_EACTIVE, MB_TCP_ENOTOWNER). */
-int mb_tcp_recv(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, char **data, size_t *len);
+int mb_tcp_recv(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, char **data, size_t *len, int *owned);
 /* A connection accepted by listener l for `self`: 1 and *id (it is self's, on
  * its list); 0 after registering (self, ref) as a waiter; or an error. */
 int mb_tcp_accept(mb_node *n, mb_sock *l, mb_proc *self, uint64_t ref, uint64_t *id);
 /* Queue len bytes (with a 4-byte length first in packet 4 mode) for writing:
  * 1 (queued), 0 (queued, but the unsent bytes are over the high-water mark:
- * (me, ref) is registered and will be woken when they drain), or an error. */
+ * (me, ref) is registered, unless ref is 0, and will be woken when they
+ * drain), or an error. */
 int mb_tcp_send(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, const char *data, size_t len);
-/* After a wake: 1 if the unsent bytes are below the mark (or the socket failed),
- * else 0 after registering (me, ref) again. */
+/* After a wake: 1 if the unsent bytes are below the mark, an error if the
+ * socket closed or failed meanwhile, else 0 after registering (me, ref) again
+ * (ref 0: registering nothing). */
 int mb_tcp_send_drained(mb_sock *s, mb_pid me, uint64_t ref);
 /* Forget (me, ref) as a waiter (a timeout, an ending process). */
 void mb_tcp_unwait(mb_sock *s, mb_pid me, uint64_t ref);

@@ -16,7 +16,7 @@ typedef struct { box b; uint64_t kind; } hbox;   /* a handle */
 /* registry keys: the addresses of these */
 static const char pid_key, ref_key;
 static const char handle_key;
-static const char methods_key[MB_HANDLE_KINDS];   /* a kind's method table */
+static const char methods_key[MB_HANDLE_KINDS];   /* a kind's metatable (set_kind_meta) */
 static _Atomic(lua_CFunction) methods_open[MB_HANDLE_KINDS];
 
 static void *test_box(lua_State *L, int idx, const char *key, size_t size, uint64_t *out);
@@ -39,25 +39,6 @@ void mb_handle_methods(int kind, lua_CFunction open) {
   if (kind > 0 && kind < MB_HANDLE_KINDS) atomic_store(&methods_open[kind], open);
 }
 
-/* __index of handles: the method of the handle's kind, or nil. */
-static int handle_index(lua_State *L) {
-  int kind = 0;
-  if (!mb_test_handle(L, 1, &kind, NULL)) return 0;
-  lua_CFunction open = atomic_load(&methods_open[kind]);
-  if (!open) return 0;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &methods_key[kind]) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_pushcfunction(L, open);
-    lua_call(L, 0, 1);
-    if (!lua_istable(L, -1)) return 0;
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &methods_key[kind]);
-  }
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
-  return 1;
-}
-
 static int handle_tostring(lua_State *L) {
   uint64_t id = 0;
   if (!test_box(L, 1, &handle_key, sizeof(hbox), &id)) return luaL_typeerror(L, 1, "handle");
@@ -67,25 +48,22 @@ static int handle_tostring(lua_State *L) {
 
 /* Per kind, the registry holds its metatable under the address of a static key
  * (a light userdata: no string hashing on the hot path). The metatable is also the
- * kind's intern table (id -> userdata): its own metatable makes its values weak,
- * and its string fields are never collected. One table per kind and state; made
+ * kind's intern table (id -> userdata): its own metatable (its __mode makes its
+ * values weak; one table less to build per kind and state), and its string fields
+ * are never collected. One table per kind and state; made
  * (replacing the non-table on top) the first time, out of the hot path. */
 static __attribute__((noinline)) void make_meta(lua_State *L, const char *key, const char *mt, lua_CFunction tostr) {
   lua_pop(L, 1);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 5);
   lua_pushcfunction(L, tostr);
   lua_setfield(L, -2, "__tostring");
   lua_pushstring(L, mt);
   lua_setfield(L, -2, "__name");
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
-  if (key == &handle_key) {
-    lua_pushcfunction(L, handle_index);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "v");
+  lua_pushliteral(L, "v");   /* for the table as its own metatable; a userdata ignores it */
   lua_setfield(L, -2, "__mode");
+  lua_pushvalue(L, -1);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
@@ -134,12 +112,42 @@ int mb_test_from(lua_State *L, int idx, mb_pid *pid, uint64_t *ref) {
   return ok;
 }
 
+/* A new handle's metatable is its kind's (not the intern table): __index is the
+ * kind's method table itself, so `conn:recv` is one table lookup. Made once per
+ * kind and state, the registered open function giving the methods. */
+static __attribute__((noinline)) void set_kind_meta(lua_State *L, int kind) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &methods_key[kind]) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 4);
+    lua_pushcfunction(L, handle_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, MB_HANDLE_MT);
+    lua_setfield(L, -2, "__name");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_CFunction open = atomic_load(&methods_open[kind]);
+    if (open) {
+      lua_pushcfunction(L, open);
+      lua_call(L, 0, 1);
+      lua_setfield(L, -2, "__index");
+    }
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &methods_key[kind]);
+  }
+  lua_setmetatable(L, -2);
+}
+
 int mb_push_handle(lua_State *L, int kind, uint64_t id) {
   if (kind <= 0 || kind >= MB_HANDLE_KINDS || id % MB_HANDLE_CAP == 0) return -1;
   push_box(L, &handle_key, MB_HANDLE_MT, handle_tostring, id, sizeof(hbox));
   hbox *h = lua_touserdata(L, -1);
-  if (!h->kind) h->kind = (uint64_t)kind;   /* new */
-  else if (h->kind != (uint64_t)kind) { lua_pop(L, 1); return -1; }
+  if (!h->kind) {   /* new */
+    h->kind = (uint64_t)kind;
+    set_kind_meta(L, kind);
+  } else if (h->kind != (uint64_t)kind) {
+    lua_pop(L, 1);
+    return -1;
+  }
   return 0;
 }
 
@@ -164,6 +172,8 @@ int mb_test_handle(lua_State *L, int idx, int *kind, uint64_t *id) {
   if (h && kind) *kind = (int)h->kind;
   return h != NULL;
 }
+
+uint64_t mb_handle_id_at(lua_State *L, int idx) { return ((box *)lua_touserdata(L, idx))->id; }
 
 mb_pid mb_check_pid(lua_State *L, int idx) {
   mb_pid p = 0;

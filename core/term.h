@@ -33,6 +33,9 @@ uint64_t mb_check_ref(lua_State *L, int idx);
  * with another kind (only a forged encoding can ask for that). */
 int mb_push_handle(lua_State *L, int kind, uint64_t id);
 int mb_test_handle(lua_State *L, int idx, int *kind, uint64_t *id);
+/* The id of the handle at idx, which the caller has tested already (a value of its
+ * own stack it has not changed since): no checks. */
+uint64_t mb_handle_id_at(lua_State *L, int idx);
 /* The methods of a kind of handle (`conn:recv()`): open pushes the kind's method
  * table, made once per state the first time a method is looked up. Register
  * before any node runs; any state holding such a handle then finds them, whether

@@ -215,16 +215,18 @@ describe("the strategies", function()
   end)
 end)
 
--- init failures of child "c" (after trapping a and b, before d) and the reason start_link gives.
+-- init failures of child "c" (after a and b, before d) and the reason start_link gives. c's init
+-- is gated: it decides (the verdict sent to it) only once b, a plain process started without an
+-- acknowledgement, has reported that it traps exits; otherwise the shutdown could reach b first.
 local start_failures = {
-  { "returns stop", { init = "stop", reason = "no c" }, function(reason)
+  { "returns stop", "no c", {}, function(reason)
     assert.same({ "failed_to_start_child", "c", "no c" }, reason)
   end },
-  { "raises", { init = "raise", reason = "c boom" }, function(reason)
+  { "raises", "raise", { reason = "c boom" }, function(reason)
     assert.same({ "failed_to_start_child", "c" }, { reason[1], reason[2] })
     assert.equal("c boom", H.strip(reason[3]))
   end },
-  { "returns garbage", { init = "bad" }, function(reason)
+  { "returns garbage", "bad", {}, function(reason)
     assert.same({ "failed_to_start_child", "c" }, { reason[1], reason[2] })
     local prefix = "bad return from init: "
     assert.equal(prefix, tostring(reason[3]):sub(1, #prefix))
@@ -239,13 +241,23 @@ describe("supervisor.start_link when a child fails to start", function()
   for _, case in ipairs(start_failures) do
     it("returns nil, {failed_to_start_child, id, reason} when init " .. case[1] ..
       ", after stopping the started children in reverse order", function()
-      local r, owner = S.try_start_link(node, { children = {
-        S.worker(node, "a"), S.proc(node, "b"), S.worker(node, "c", case[2]), S.worker(node, "d") } })
-      local pid, reason = G.ok(r)
+      local cfg = { init = "gate" }
+      for k, v in pairs(case[3]) do cfg[k] = v end
+      local owner = S.owner(node)
+      node:send(owner, { "ops", { { "start_link", { children = {
+        S.worker(node, "a"), S.proc(node, "b"), S.worker(node, "c", cfg), S.worker(node, "d") } } } } })
+      -- a starts first; b's start and c's gate come in either order
+      local started, msgs = S.events(node, 3)
+      assert.equal("start a", started[1])
+      local later = { started[2], started[3] }
+      table.sort(later)
+      assert.same({ "gate c", "start b" }, later)
+      local gate = msgs[2][1] == "gate" and msgs[2] or msgs[3]
+      node:send(gate[2], { "go", case[2] })
+      local pid, reason = G.ok(G.results(node, owner)[1])
       assert.is_nil(pid)
-      case[3](reason)
-      -- c reported its init before failing it
-      assert.same({ "start a", "start b", "start c", "stop b", "stop a" }, S.events(node, 5))
+      case[4](reason)
+      assert.same({ "stop b", "stop a" }, S.events(node, 2))
       assert.is_true(S.no_events(node)) -- d never started
       assert.is_true(S.settles(node, 1))
       assert.is_not_nil(node:info(owner), "start_link's caller did not survive the failed start")
