@@ -819,13 +819,13 @@ static void io_write(mb_io *io, void *arg) {
   (void)io;
   write_req *r = arg;
   mb_sock *s = r->s;
-  int rc = UV_EPIPE;
+  int rc = MB_TCP_ECLOSED;   /* the uv side closed after the send looked */
+  r->w.data = r;
   if (s->io_open) {
     uv_buf_t b = uv_buf_init(r->data, (unsigned)r->len);
-    r->w.data = r;
     rc = uv_write(&r->w, (uv_stream_t *)&s->tcp, &b, 1, on_write);
   }
-  if (rc) on_write(&r->w, rc == UV_EPIPE && !s->io_open ? MB_TCP_ECLOSED : rc);
+  if (rc) on_write(&r->w, rc);
 }
 
 /* 1: below the mark (or failed: the next send says so); 0: over it, (me, ref)
