@@ -93,8 +93,6 @@ describe("tcp ownership", function()
     assert.same({ "to me", "tcp", "to heir", true }, r)
   end)
 
-  -- BUG: core/tcp.c, mb_tcp_set_owner() returns mb_handle_set_owner's MB_ENOPROC (-3) as it is;
-  -- mb_tcp_strerror() then names it as a libuv code, -3 = ESRCH: "esrch" instead of "noproc".
   it("set_owner to a dead process: nil, noproc, and the socket stays the caller's", function()
     local r = T.run(node, function(host)
       require("tcp_kit").main(host, function()
