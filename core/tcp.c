@@ -398,6 +398,7 @@ typedef struct open_req {
   uv_getaddrinfo_t gai;
   uv_connect_t conn;
   mb_sock *s;
+  struct addrinfo *ai, *ai_next;   /* a name's addresses: connect tries each in turn */
   char host[];
 } open_req;
 
@@ -449,6 +450,7 @@ static void open_done(open_req *r, int err) {
     }
   }
   if (r->s) mb_tcp_release(r->s);   /* the request's */
+  if (r->ai) uv_freeaddrinfo(r->ai);
   reply(n, r->owner, r->ref, err, err ? 0 : id);
   free(r);
 }
@@ -478,7 +480,19 @@ static void open_at(open_req *r, const struct sockaddr *addr) {
 static void on_connected(uv_connect_t *c, int status) {
   open_req *r = c->data;
   if (status == 0 && !r->s->io_open) status = UV_ECANCELED;
-  if (status) { io_close(r->io, r->s); open_done(r, status); return; }
+  if (status) {
+    io_close(r->io, r->s);
+    struct addrinfo *next = status != UV_ECANCELED ? r->ai_next : NULL;
+    if (next) {   /* the name's next address */
+      mb_tcp_release(r->s);
+      r->s = NULL;
+      r->ai_next = next->ai_next;
+      open_at(r, next->ai_addr);
+      return;
+    }
+    open_done(r, status);
+    return;
+  }
   uv_tcp_nodelay(&r->s->tcp, 1);
   fill_names(r->s, 1);
   open_done(r, 0);
@@ -487,8 +501,9 @@ static void on_connected(uv_connect_t *c, int status) {
 static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
   open_req *r = g->data;
   if (status || !res) { if (res) uv_freeaddrinfo(res); open_done(r, status ? status : UV_EAI_NONAME); return; }
+  r->ai = res;
+  r->ai_next = res->ai_next;
   open_at(r, res->ai_addr);
-  uv_freeaddrinfo(res);
 }
 
 static void io_open(mb_io *io, void *arg) {
