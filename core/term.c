@@ -52,15 +52,20 @@ static int handle_tostring(lua_State *L) {
  * values weak; one table less to build per kind and state), and its string fields
  * are never collected. One table per kind and state; made
  * (replacing the non-table on top) the first time, out of the hot path. */
-static __attribute__((noinline)) void make_meta(lua_State *L, const char *key, const char *mt, lua_CFunction tostr) {
-  lua_pop(L, 1);
-  lua_createtable(L, 0, 5);
+/* A new metatable on top: __tostring, __name, a hidden __metatable, room for more. */
+static void new_meta(lua_State *L, int size, const char *mt, lua_CFunction tostr) {
+  lua_createtable(L, 0, size);
   lua_pushcfunction(L, tostr);
   lua_setfield(L, -2, "__tostring");
   lua_pushstring(L, mt);
   lua_setfield(L, -2, "__name");
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
+}
+
+static __attribute__((noinline)) void make_meta(lua_State *L, const char *key, const char *mt, lua_CFunction tostr) {
+  lua_pop(L, 1);
+  new_meta(L, 5, mt, tostr);
   lua_pushliteral(L, "v");   /* for the table as its own metatable; a userdata ignores it */
   lua_setfield(L, -2, "__mode");
   lua_pushvalue(L, -1);
@@ -118,13 +123,7 @@ int mb_test_from(lua_State *L, int idx, mb_pid *pid, uint64_t *ref) {
 static __attribute__((noinline)) void set_kind_meta(lua_State *L, int kind) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &methods_key[kind]) != LUA_TTABLE) {
     lua_pop(L, 1);
-    lua_createtable(L, 0, 4);
-    lua_pushcfunction(L, handle_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, MB_HANDLE_MT);
-    lua_setfield(L, -2, "__name");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
+    new_meta(L, 4, MB_HANDLE_MT, handle_tostring);
     lua_CFunction open = atomic_load(&methods_open[kind]);
     if (open) {
       lua_pushcfunction(L, open);
