@@ -5,6 +5,7 @@
  * coroutines), and looks again when the I/O thread's REPLY with that ref wakes
  * it. Errors are nil, name; only misuse (bad arguments) raises. */
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "luaface.h"
@@ -199,30 +200,31 @@ static int push_frame(lua_State *L, char *data, size_t len, int owned) {
   return 1;
 }
 
-/* One look: 1 and results pushed, or 0 (registered under w's ref). */
-static int try_op(lua_State *L, mb_proc *p, mb_sock *s, int op, owait *w, int *nres) {
+/* What a look found, pushed only once the socket is let go: a push can raise
+ * (out of memory) and must not leak the hold. */
+typedef struct outcome { int rc; char *data; size_t len; int owned; uint64_t id; } outcome;
+
+/* One look: 1 and *o filled (o->rc an error, or 1), or 0 (registered under w's
+ * ref, unless it is 0). */
+static int look(mb_proc *p, mb_sock *s, int op, const owait *w, outcome *o) {
   mb_pid me = atomic_load(&p->pid);
-  int rc;
-  if (op == OP_RECV) {
-    char *data = NULL;
-    size_t len = 0;
-    int owned = 0;
-    rc = mb_tcp_recv(p->node, s, me, w->ref, &data, &len, &owned);
-    if (rc == 1) { *nres = push_frame(L, data, len, owned); return 1; }
-  } else if (op == OP_ACCEPT) {
-    uint64_t id;
-    rc = mb_tcp_accept(p->node, s, p, w->ref, &id);
-    if (rc == 1) {
-      if (mb_push_handle(L, MB_HK_TCP_CONN, id) != 0) { *nres = fail(L, MB_TCP_ECLOSED); return 1; }
-      *nres = 1;
-      return 1;
-    }
-  } else {
-    rc = mb_tcp_send_drained(s, me, w->ref);
-    if (rc == 1) { lua_pushboolean(L, 1); *nres = 1; return 1; }
+  memset(o, 0, sizeof *o);
+  if (op == OP_RECV) o->rc = mb_tcp_recv(p->node, s, me, w->ref, &o->data, &o->len, &o->owned);
+  else if (op == OP_ACCEPT) o->rc = mb_tcp_accept(p->node, s, p, w->ref, &o->id);
+  else o->rc = mb_tcp_send_drained(s, me, w->ref);
+  return o->rc != 0;
+}
+
+static int push_outcome(lua_State *L, int op, outcome *o) {
+  if (o->rc < 0) {
+    if (o->owned) free(o->data);
+    return fail(L, o->rc);
   }
-  if (rc < 0) { *nres = fail(L, rc); return 1; }
-  return 0;
+  if (op == OP_RECV) return push_frame(L, o->data, o->len, o->owned);
+  /* an accepted connection is already ours (closed at our end if this raises) */
+  if (op == OP_ACCEPT) return mb_push_handle(L, MB_HK_TCP_CONN, o->id) == 0 ? 1 : fail(L, MB_TCP_ECLOSED);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int op_k(lua_State *L, int status, lua_KContext op) {
@@ -234,7 +236,6 @@ static int op_k(lua_State *L, int status, lua_KContext op) {
   if (got) mb_sig_free(got);
   /* the handle at 1 was checked when the operation began */
   mb_sock *s = mb_tcp_hold(p->node, mb_handle_id_at(L, 1), op == OP_ACCEPT ? MB_HK_TCP_LISTENER : MB_HK_TCP_CONN);
-  int nres = 0;
   if (!s) { disarm(p, &w); mb_sched_disarm_wait(p); return fail(L, MB_TCP_ECLOSED); }
   mb_pid me = atomic_load(&p->pid);
   if (p->doom) {
@@ -243,29 +244,24 @@ static int op_k(lua_State *L, int status, lua_KContext op) {
     mb_tcp_release(s);
     return mb_wait_doomed(L, p);
   }
+  outcome o;
+  int done = 0;
   if (!w.ref) {   /* woken, or the first look: look (again), then look registered */
-    if (try_op(L, p, s, (int)op, &w, &nres)) {
-      mb_tcp_release(s);
-      mb_sched_disarm_wait(p);
-      return nres;
-    }
-    if (arm(p, &w) != 0) { mb_tcp_release(s); return fail(L, MB_TCP_ENOMEM); }
-    if (try_op(L, p, s, (int)op, &w, &nres)) {
-      disarm(p, &w);
-      mb_tcp_release(s);
-      mb_sched_disarm_wait(p);
-      return nres;
-    }
+    done = look(p, s, (int)op, &w, &o);
+    if (!done && arm(p, &w) != 0) { o.rc = MB_TCP_ENOMEM; o.owned = 0; done = 1; }
+    else if (!done && (done = look(p, s, (int)op, &w, &o))) disarm(p, &w);
   }
-  if (timed_out(&w)) {
+  if (!done && timed_out(&w)) {
     mb_tcp_unwait(s, me, w.ref);
     disarm(p, &w);
-    mb_tcp_release(s);
-    mb_sched_disarm_wait(p);
-    return fail(L, MB_TCP_ETIMEOUT);
+    o.rc = MB_TCP_ETIMEOUT;
+    o.owned = 0;
+    done = 1;
   }
   mb_tcp_release(s);
-  return block(L, p, &w, op, op_k);
+  if (!done) return block(L, p, &w, op, op_k);
+  mb_sched_disarm_wait(p);
+  return push_outcome(L, (int)op, &o);
 }
 
 /* Start op on the handle at 1 with the timeout at timeout_idx (0: none). */
@@ -302,9 +298,9 @@ static int l_accept(lua_State *L) {
 
 static int c_send(lua_State *L) {
   mb_proc *p = self_proc(L);
-  mb_sock *s = sock_at(L, p->node, MB_HK_TCP_CONN);
   size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
+  const char *data = luaL_checklstring(L, 2, &len);   /* before the hold: it may raise */
+  mb_sock *s = sock_at(L, p->node, MB_HK_TCP_CONN);
   if (!s) return fail(L, MB_TCP_ECLOSED);
   /* the wait (if over the high-water mark) is registered by the send itself */
   owait w = { 0, 0, 0 };
@@ -370,12 +366,14 @@ static int do_addr(lua_State *L, int kind, int peer) {
   mb_sock *s = sock_at(L, p->node, kind);
   if (!s) return fail(L, MB_TCP_ECLOSED);
   const char *host;
+  char name[64];
   int port;
   if (peer) mb_tcp_peer(s, &host, &port);
   else mb_tcp_local(s, &host, &port);
-  lua_pushstring(L, host);
+  snprintf(name, sizeof name, "%s", host);
+  mb_tcp_release(s);   /* before the pushes: they may raise */
+  lua_pushstring(L, name);
   lua_pushinteger(L, port);
-  mb_tcp_release(s);
   return 2;
 }
 

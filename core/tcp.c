@@ -76,6 +76,7 @@ struct mb_sock {
 
 /* the loop's state (mb_io_tcp) */
 typedef struct tcp_loop {
+  int closing;              /* the loop is stopping: nothing new opens on it */
   mb_sock *live;
   char rd[READ_CHUNK];
 } tcp_loop;
@@ -349,7 +350,7 @@ static void io_close(mb_io *io, mb_sock *s) {
 /* [io] A socket made here, on the loop's list, its uv handle open. */
 static mb_sock *io_sock(mb_io *io, int kind, const mb_tcp_opts *o) {
   tcp_loop *t = loop_state(io);
-  mb_sock *s = t ? sock_new(mb_io_node(io), kind, o) : NULL;
+  mb_sock *s = t && !t->closing ? sock_new(mb_io_node(io), kind, o) : NULL;
   if (!s) return NULL;
   if (uv_tcp_init(mb_io_loop(io), &s->tcp) != 0) { mb_tcp_release(s); return NULL; }
   s->io_handles = 1;
@@ -361,7 +362,8 @@ static mb_sock *io_sock(mb_io *io, int kind, const mb_tcp_opts *o) {
 }
 
 void mb_tcp_io_close_all(mb_io *io) {
-  tcp_loop *t = *mb_io_tcp(io);
+  tcp_loop *t = loop_state(io);
+  if (t) t->closing = 1;   /* a name resolved after this must not open a socket */
   while (t && t->live) io_close(io, t->live);
 }
 
@@ -459,6 +461,8 @@ static void on_connection(uv_stream_t *server, int status);
 static void on_connected(uv_connect_t *c, int status);
 
 static void open_at(open_req *r, const struct sockaddr *addr) {
+  tcp_loop *t = loop_state(r->io);
+  if (t && t->closing) { open_done(r, MB_TCP_ECLOSED); return; }   /* after a halt's close-all */
   mb_sock *s = io_sock(r->io, r->listen ? MB_HK_TCP_LISTENER : MB_HK_TCP_CONN, &r->opts);
   if (!s) { open_done(r, MB_TCP_ENOMEM); return; }
   r->s = s;
