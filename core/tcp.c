@@ -598,7 +598,10 @@ int mb_tcp_accept(mb_node *n, mb_sock *l, mb_proc *self, uint64_t ref, uint64_t 
   pthread_mutex_lock(&c->lock);
   c->owner = me;
   pthread_mutex_unlock(&c->lock);
-  mb_proc_add_resource(self, &c->res);   /* self runs here: it has not ended */
+  if (mb_proc_add_resource(self, &c->res) != 0) {   /* cannot happen to a running process */
+    res_close(&c->res);
+    return MB_TCP_ECLOSED;
+  }
   return 1;
 }
 
@@ -874,35 +877,42 @@ static ssize_t write_now(mb_sock *s, const char *pre, size_t npre, const char *d
 
 int mb_tcp_send(mb_node *n, mb_sock *s, mb_pid me, uint64_t ref, const char *data, size_t len) {
   int prefix = s->opts.packet == MB_PACKET_4;
-  if (prefix && len > 0xffffffffu) return MB_TCP_ETOOBIG;
+  if (len > 0xffffffffu - 4) return MB_TCP_ETOOBIG;   /* a packet-4 length, and one uv_buf */
   unsigned char pre[4] = { (unsigned char)(len >> 24), (unsigned char)(len >> 16), (unsigned char)(len >> 8),
                            (unsigned char)len };
   size_t npre = prefix ? 4 : 0, total = len + npre;
+  /* Everything under the lock, the rest's request posted too: the order in
+   * which senders take the lock is the order of their bytes on the wire, so a
+   * frame written in part is never cut into by another sender's. */
   pthread_mutex_lock(&s->lock);
   int err = s->dead || s->closed ? MB_TCP_ECLOSED : s->wr_err;
   ssize_t done = err ? 0 : write_now(s, (const char *)pre, npre, data, len);
   if (done < 0) err = s->wr_err = (int)done;
-  if (!err && (size_t)done < total) s->unsent += total - (size_t)done;
-  pthread_mutex_unlock(&s->lock);
-  if (err) return err;
-  if ((size_t)done == total) return 1;
-  /* the rest goes through the I/O thread, in order after anything queued */
+  if (err || (size_t)done == total) {
+    pthread_mutex_unlock(&s->lock);
+    return err ? err : 1;
+  }
   size_t rest = total - (size_t)done;
   write_req *r = malloc(sizeof *r + rest);
-  if (!r) { write_done(s, rest, 0); return MB_TCP_ENOMEM; }
+  if (!r) {   /* part of a frame may be out: the stream is broken, say so from now on */
+    if (done) s->wr_err = MB_TCP_ENOMEM;
+    pthread_mutex_unlock(&s->lock);
+    return MB_TCP_ENOMEM;
+  }
   r->s = s;
   r->len = rest;
   size_t from_pre = (size_t)done < npre ? npre - (size_t)done : 0;
   memcpy(r->data, pre + (npre - from_pre), from_pre);
   memcpy(r->data + from_pre, data + (len - (rest - from_pre)), rest - from_pre);
-  atomic_fetch_add(&s->refs, 1);
+  atomic_fetch_add(&s->refs, 1);   /* the request's; the caller's hold keeps it above 0 */
   if (!n->io || mb_io_call(n->io, io_write, r) != 0) {
-    write_done(s, rest, 0);
-    mb_tcp_release(s);
+    atomic_fetch_sub(&s->refs, 1);
+    if (done) s->wr_err = MB_TCP_ECLOSED;
+    pthread_mutex_unlock(&s->lock);
     free(r);
     return MB_TCP_ECLOSED;
   }
-  pthread_mutex_lock(&s->lock);
+  s->unsent += rest;
   int rc = over_water(s, me, ref);
   pthread_mutex_unlock(&s->lock);
   return rc;
@@ -927,8 +937,9 @@ int mb_tcp_set_owner(mb_node *n, mb_sock *s, mb_proc *self, mb_pid to) {
   if (rc != 0) return MB_TCP_ENOPROC;
   pthread_mutex_lock(&s->lock);
   if (s->owner == me) s->owner = to;
+  int active = s->active;
   pthread_mutex_unlock(&s->lock);
-  if (s->kind == MB_HK_TCP_CONN && s->active) post(n, io_start_active, s);
+  if (s->kind == MB_HK_TCP_CONN && active) post(n, io_start_active, s);
   return 0;
 }
 
