@@ -1,4 +1,4 @@
--- Failing tests for moonbeam.tcp bugs found in review (see each BUG comment).
+-- Regression tests for moonbeam.tcp bugs found in review (each fixed; see its comment).
 local T = require "helpers.tcp"
 
 describe("tcp review", function()
@@ -6,7 +6,7 @@ describe("tcp review", function()
   before_each(function() node = T.start() end)
   after_each(function() node:stop() end)
 
-  -- BUG: core/tcp.c, mb_tcp_send: a send whose direct sendmsg (write_now) took only
+  -- Fixed: core/tcp.c, mb_tcp_send: a send whose direct sendmsg (write_now) took only
   -- part of its bytes adds the rest to `unsent` and drops the lock, then mallocs and
   -- copies the rest (up to the whole frame) before mb_io_call queues it. Another
   -- process's send in that window sees unsent > 0, skips write_now and queues its

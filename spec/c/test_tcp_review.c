@@ -23,7 +23,7 @@ static int outside_listener(void) {
   return ntohs(a.sin_port);
 }
 
-/* BUG: bindings/tcp.c, c_send: sock_at takes a hold on the socket (mb_tcp_hold)
+/* Regression (fixed): bindings/tcp.c, c_send: sock_at took a hold on the socket (mb_tcp_hold)
  * before luaL_checklstring(L, 2) checks the data; a non-string raises past the
  * mb_tcp_release, so every such call leaks one reference and the mb_sock (with
  * its buffers) is never freed. Check the arguments before the hold. */
@@ -48,7 +48,7 @@ static const char heap_module[] =
   "  conn:recv(5000)\n"
   "end\n";
 
-/* BUG: bindings/tcp.c, op_k: it holds the socket (mb_tcp_hold, line 236) and
+/* Regression (fixed): bindings/tcp.c, op_k: it held the socket (mb_tcp_hold, line 236) and
  * calls try_op, whose push_frame (lua_pushlstring) or fail (lua_pushstring)
  * raises a memory error when the frame does not fit the process's max_heap: the
  * hold is never released, so the mb_sock leaks after the owner's end closed it.
@@ -100,7 +100,7 @@ static int halt_while_resolving(int listen) {
   return check_run_script(src, 2);
 }
 
-/* BUG: core/tcp.c, io_open/on_resolved/open_at: a name (not an address
+/* Regression (fixed): core/tcp.c, io_open/on_resolved/open_at: a name (not an address
  * literal) is resolved on libuv's thread pool. When the node halts meanwhile,
  * run_requests has already run mb_tcp_io_close_all and closed the async handle,
  * but the resolution still completes and on_resolved -> open_at makes a new
@@ -113,7 +113,7 @@ TEST(halt_while_listen_resolves_a_name) {
   check_no_leaks();
 }
 
-/* BUG: as above, for connect: the connection made after the close-all is an
+/* Regression (fixed): as above, for connect: the connection made after the close-all is an
  * inactive handle, so uv_run returns with it open: its mb_sock (the I/O
  * thread's reference) and its fd leak. */
 TEST(halt_while_connect_resolves_a_name) {
