@@ -64,7 +64,8 @@ TEST(recv_over_max_heap_leaks_no_socket) {
     "local pid, mon = mb.spawn_monitor({ module = 'heap', max_heap = 1 << 20 }, mb.self(), s)\n"
     "assert(s:set_owner(pid))\n"
     "assert(mb.receive(function(m) return m == 'ready' end, 5000))\n"
-    "assert(c:send(('x'):rep(4 << 20)))\n"
+    "local ok, e = c:send(('x'):rep(4 << 20))\n"   /* a send that had to wait sees the receiver's end */
+    "assert(ok or e == 'closed' or e == 'econnreset' or e == 'epipe', e)\n"
     "local down = mb.receive(function(m) return type(m) == 'table' and m[1] == 'DOWN' end, 10000)\n"
     "assert(down, 'the receiver never ended')\n"
     "assert(c:close() and l:close())\n", 2), 0);
@@ -89,7 +90,10 @@ static int halt_while_resolving(int listen) {
     "mb.spawn(function(parent, bad, good_port, listen)\n"
     "  local mb = require 'moonbeam'\n"
     "  local tcp = require 'moonbeam.tcp'\n"
-    "  local function ask(port) assert(select(2, tcp.connect('localhost', port, { timeout = 0 })) == 'timeout') end\n"
+    "  local function ask(port)\n"
+    "    local e = select(2, tcp.connect('localhost', port, { timeout = 0 }))\n"
+    "    assert(e == 'timeout' or e == 'econnrefused', e)\n"   /* refused: answered before it looked */
+    "  end\n"
     "  for _ = 1, 2000 do ask(bad) end\n"
     "  mb.send(parent, 'asking')\n"
     "  if listen then tcp.listen('localhost', 0) else tcp.connect('localhost', good_port) end\n"
