@@ -33,6 +33,9 @@
 #define READ_AHEAD (64u << 10)
 #define READ_CHUNK (64u << 10)
 #define PAUSE_POLL_MS 2
+/* A connection's first input buffer: small, since most hold a few short frames
+ * (and 10 000 idle ones hold one each); it doubles as needed. */
+#define IN_FIRST 512
 
 /* A waiter is the REPLY that will wake it, made by the waiting process (the I/O
  * thread allocates nothing to wake it): `from` holds the pid to wake until it
@@ -222,7 +225,7 @@ static int in_append(mb_sock *s, const char *p, size_t n) {
     if (s->in_off && s->in_len + n <= s->in_cap) {
       memmove(s->in, s->in + s->in_off, s->in_len);
     } else {
-      size_t cap = s->in_cap ? s->in_cap : 4096;
+      size_t cap = s->in_cap ? s->in_cap : IN_FIRST;
       while (cap < s->in_len + n) cap *= 2;
       char *q = malloc(cap);
       if (!q) return -1;
