@@ -44,6 +44,7 @@ TEST(send_with_a_bad_argument_leaks_no_socket) {
 static const char heap_module[] =
   "local mb = require 'moonbeam'\n"
   "return function(parent, conn)\n"
+  "  mb.receive(function(m) return m == 'yours' end)\n"   /* set_owner is done */
   "  mb.send(parent, 'ready')\n"
   "  conn:recv(5000)\n"
   "end\n";
@@ -63,6 +64,7 @@ TEST(recv_over_max_heap_leaks_no_socket) {
     "local s = assert(l:accept(5000))\n"
     "local pid, mon = mb.spawn_monitor({ module = 'heap', max_heap = 1 << 20 }, mb.self(), s)\n"
     "assert(s:set_owner(pid))\n"
+    "mb.send(pid, 'yours')\n"
     "assert(mb.receive(function(m) return m == 'ready' end, 5000))\n"
     "local ok, e = c:send(('x'):rep(4 << 20))\n"   /* a send that had to wait sees the receiver's end */
     "assert(ok or e == 'closed' or e == 'econnreset' or e == 'epipe', e)\n"
