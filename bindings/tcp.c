@@ -80,6 +80,30 @@ static void disarm(mb_proc *p, owait *w) {
   w->ref = 0;
 }
 
+/* Waits on a socket (recv, accept, a send over the mark) are numbered per
+ * process: the socket's waiter is a WAKE signal carrying the number, and
+ * draining it sets io_woken only if that is still the current wait. No live
+ * ref, no receive mark, nothing queued: a late wake is dropped at drain. */
+static void io_arm(mb_proc *p, owait *w) {
+  w->ref = p->io_wait = ++p->io_waits;
+  p->io_woken = 0;
+}
+
+static int io_woken(mb_proc *p, owait *w) {
+  if (!w->ref) return 0;
+  mb_proc_drain(p);
+  if (!p->io_woken || p->io_wait != w->ref) return 0;
+  p->io_woken = 0;
+  p->io_wait = w->ref = 0;
+  return 1;
+}
+
+static void io_disarm(mb_proc *p, owait *w) {
+  if (w->ref && p->io_wait == w->ref) p->io_wait = 0;
+  p->io_woken = 0;
+  w->ref = 0;
+}
+
 /* Yield until a signal or the deadline, then k runs. */
 static int block(lua_State *L, mb_proc *p, owait *w, lua_KContext ctx, lua_KFunction k) {
   save(L, w);
@@ -232,15 +256,14 @@ static int op_k(lua_State *L, int status, lua_KContext op) {
   mb_proc *p = mb_proc_of(L);
   owait w;
   load(L, &w);
-  mb_sig *got = woken(p, &w);
-  if (got) mb_sig_free(got);
+  io_woken(p, &w);   /* woken (ref now 0: look again), or still waiting */
   /* the handle at 1 was checked when the operation began */
   mb_sock *s = mb_tcp_hold(p->node, mb_handle_id_at(L, 1), op == OP_ACCEPT ? MB_HK_TCP_LISTENER : MB_HK_TCP_CONN);
-  if (!s) { disarm(p, &w); mb_sched_disarm_wait(p); return fail(L, MB_TCP_ECLOSED); }
+  if (!s) { io_disarm(p, &w); mb_sched_disarm_wait(p); return fail(L, MB_TCP_ECLOSED); }
   mb_pid me = atomic_load(&p->pid);
   if (p->doom) {
     if (w.ref) mb_tcp_unwait(s, me, w.ref);
-    disarm(p, &w);
+    io_disarm(p, &w);
     mb_tcp_release(s);
     return mb_wait_doomed(L, p);
   }
@@ -248,12 +271,14 @@ static int op_k(lua_State *L, int status, lua_KContext op) {
   int done = 0;
   if (!w.ref) {   /* woken, or the first look: look (again), then look registered */
     done = look(p, s, (int)op, &w, &o);
-    if (!done && arm(p, &w) != 0) { o.rc = MB_TCP_ENOMEM; o.owned = 0; done = 1; }
-    else if (!done && (done = look(p, s, (int)op, &w, &o))) disarm(p, &w);
+    if (!done) {
+      io_arm(p, &w);
+      if ((done = look(p, s, (int)op, &w, &o))) io_disarm(p, &w);
+    }
   }
   if (!done && timed_out(&w)) {
     mb_tcp_unwait(s, me, w.ref);
-    disarm(p, &w);
+    io_disarm(p, &w);
     o.rc = MB_TCP_ETIMEOUT;
     o.owned = 0;
     done = 1;
@@ -305,10 +330,10 @@ static int c_send(lua_State *L) {
   /* the wait (if over the high-water mark) is registered by the send itself */
   owait w = { 0, 0, 0 };
   int blockable = mb_proc_can_yield(L, p) && mb_sched_self() && !p->selecting;
-  if (blockable && arm(p, &w) != 0) { mb_tcp_release(s); return fail(L, MB_TCP_ENOMEM); }
+  if (blockable) io_arm(p, &w);
   int rc = mb_tcp_send(p->node, s, atomic_load(&p->pid), w.ref, data, len);
   mb_tcp_release(s);
-  if (rc != 0) disarm(p, &w);
+  if (rc != 0) io_disarm(p, &w);
   if (rc < 0) return fail(L, rc);
   if (rc == 1 || !blockable) { lua_pushboolean(L, 1); return 1; }
   /* queued, over the mark: wait until it drains */

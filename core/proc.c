@@ -566,6 +566,10 @@ void mb_proc_drain(mb_proc *p) {
       pthread_mutex_unlock(&p->meta);
       mb_sig_free(s);
       break;
+    case MB_SIG_WAKE:
+      if (s->ref && s->ref == p->io_wait) p->io_woken = 1;
+      mb_sig_free(s);
+      break;
     default:
       mb_sig_free(s);
     }

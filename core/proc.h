@@ -35,6 +35,8 @@ enum {
   MB_SIG_CALL,       /* ref: the call's ref, from: the caller; payload: the encoded request.
                       * Draining it makes the caller a monitor of this process (call.c) */
   MB_SIG_CAST,       /* payload: the encoded message (gen_server.cast) */
+  MB_SIG_WAKE,       /* ref: an I/O wait's number. Never queued: draining it ends that wait
+                      * if it is the process's current one (io_wait), else it is dropped */
 };
 #define MB_SIGF_LINK   1   /* an EXIT that comes from a link (the sender ended) */
 #define MB_SIGF_FATAL  2   /* an EXIT the sender found fatal (see mb_proc_exit_signal) */
@@ -144,6 +146,8 @@ struct mb_proc {
   mb_sig *mark_pos;              /* ... and the last inbox message before it (NULL: none) */
   int inbox_replies;             /* REPLY signals in the inbox */
   mb_monset calls;               /* live call refs -> the server monitored for it, or 0: a REPLY to another is dropped */
+  uint64_t io_wait, io_waits;    /* the current I/O wait's number (0: none), and the last one given */
+  int io_woken;                  /* a WAKE for io_wait was drained */
   mb_sig *exit_reason;           /* set at its end: signals that reach it later get this reason */
   mb_proc *rq_next;              /* the run queue or inject list it is on (RUNNABLE) */
   /* a call in progress (call.c): the server it waits on, for deadlock detection, and

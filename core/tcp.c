@@ -37,7 +37,7 @@
  * (and 10 000 idle ones hold one each); it doubles as needed. */
 #define IN_FIRST 512
 
-/* A waiter is the REPLY that will wake it, made by the waiting process (the I/O
+/* A waiter is the WAKE that will wake it, made by the waiting process (the I/O
  * thread allocates nothing to wake it): `from` holds the pid to wake until it
  * is sent, `next` links the socket's list. */
 typedef mb_sig waiter;
@@ -166,7 +166,7 @@ void mb_tcp_local(mb_sock *s, const char **host, int *port) { *host = s->local_h
 /* ---- waiters ---- */
 
 static int add_waiter(waiter **list, mb_pid pid, uint64_t ref) {
-  waiter *w = mb_sig_new(MB_SIG_REPLY, pid, ref);
+  waiter *w = mb_sig_new(MB_SIG_WAKE, pid, ref);
   if (!w) return -1;
   w->next = *list;
   *list = w;
