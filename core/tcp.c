@@ -158,7 +158,6 @@ mb_pid mb_tcp_owner(mb_sock *s) {
   return o;
 }
 
-uint64_t mb_tcp_id(mb_sock *s) { return s->id; }
 
 void mb_tcp_peer(mb_sock *s, const char **host, int *port) { *host = s->peer_host; *port = s->peer_port; }
 void mb_tcp_local(mb_sock *s, const char **host, int *port) { *host = s->local_host; *port = s->local_port; }

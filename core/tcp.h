@@ -65,7 +65,6 @@ int mb_tcp_answer(const mb_sig *reply, uint64_t *id);
 mb_sock *mb_tcp_hold(mb_node *n, uint64_t id, int kind);
 void mb_tcp_release(mb_sock *s);
 mb_pid mb_tcp_owner(mb_sock *s);
-uint64_t mb_tcp_id(mb_sock *s);
 
 /* The next frame for its owner `me`: 1 and *data and *len (*data is NULL for an
  * empty frame; with *owned the caller frees it, else it is this thread's
