@@ -724,5 +724,6 @@ int mb_gen_server_spawn(mb_proc *self, const char *module, const char *args, siz
   r.monitor = self;
   r.mref = ref;
   r.call_monitor = 1;
+  r.handoff = 1;   /* self waits for its init's answer */
   return mb_spawn_proc(n, &r, pid);
 }

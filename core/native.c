@@ -33,7 +33,7 @@ int mb_native_spawn_call(mb_node *n, const mb_native_ops *ops, void *data, mb_pr
   /* a stop that listed the processes before this one existed must still end it */
   if (atomic_load(&n->state) >= MB_NODE_STOPPING) p->doom = mb_sig_static("killed");
   *out = pid;
-  mb_sched_ready(n, p, 0);
+  mb_sched_ready(n, p, ref != 0);   /* a call's start: link_to waits for it */
   return 0;
 }
 

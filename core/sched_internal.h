@@ -18,6 +18,7 @@ struct mb_sched {
   uint32_t rq_n;
   _Atomic int rq_len;
   mb_proc *next;
+  int running;                   /* [owner] a process (Lua or native) is running here */
   mb_heap timers;
   _Atomic uint64_t slice;        /* bumped when a process starts a fresh time slice */
   _Atomic uint64_t kick_slice;   /* the slice the ticker asked to end */

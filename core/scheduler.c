@@ -120,7 +120,7 @@ static void pull_injected(mb_sched *s) {
 void mb_sched_ready(mb_node *n, mb_proc *p, int woken) {
   mb_sched *s = mb_tls_sched;
   if (!s || s->node != n) { inject(n, p); return; }
-  if (woken && atomic_load_explicit(&s->current, memory_order_relaxed)) {
+  if (woken && s->running) {
     mb_proc *old = s->next;
     s->next = p;
     atomic_store(&s->has_next, 1);   /* seq_cst: pairs with the ticker's park (ticker_wake) */
@@ -373,12 +373,16 @@ static void run_lua(mb_sched *s, mb_proc *p) {
 static void run(mb_sched *s, mb_proc *p) {
   atomic_store(&p->state, MB_PS_RUNNING);
   p->acache = &s->acache;   /* allocations while it runs use this thread's free lists */
+  s->running = 1;           /* what it wakes runs next here (mb_sched_ready) */
   if (mb_kind_of(p)->run) {
     /* a native's: drains, runs the handler, or ends it (then p may be reused at once) */
-    if (mb_kind_of(p)->run(p)) park(s, p);
+    int waits = mb_kind_of(p)->run(p);
+    s->running = 0;
+    if (waits) park(s, p);
     return;
   }
   run_lua(s, p);
+  s->running = 0;
 }
 
 static mb_proc *find_work(mb_sched *s, int *new_slice) {

@@ -14,8 +14,10 @@ void mb_sched_join_all(mb_node *n);
 void mb_sched_free_all(mb_node *n);
 void mb_sched_wake_all(mb_node *n);
 
-/* Make a runnable process run. `woken`: it was woken by the running process (a
- * message), so it takes the `next` slot of this thread's scheduler. */
+/* Make a runnable process run. `woken`: it was woken by the process running on
+ * this thread (a message, a reply; or it was spawned by one that now waits for
+ * its start), so it takes the `next` slot of this thread's scheduler and runs as
+ * soon as that one stops, on this thread. */
 void mb_sched_ready(mb_node *n, mb_proc *p, int woken);
 
 /* Something may now wait for a running process's thread (a signal for it):

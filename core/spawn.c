@@ -57,7 +57,7 @@ int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out) {
   if (atomic_load(&n->state) >= MB_NODE_STOPPING && !r->first) p->doom = mb_sig_static("killed");
   mb_node_spawned(n, p);   /* and so must a shutdown */
   *out = pid;
-  mb_sched_ready(n, p, 0);
+  mb_sched_ready(n, p, r->handoff);
   return 0;
 fail_mem:
   if (r->code) mb_code_unref(r->code);

@@ -18,6 +18,8 @@ typedef struct mb_spawn_req {
   int call_monitor;          /* the monitor is a call's (mref live in its calls, call.h):
                               * only the new process's side is made */
   int first;                 /* the CLI's first process */
+  int handoff;               /* the spawner waits for the new process's start (a
+                              * gen_server's init): it runs next, on this thread */
   int script;                /* run the chunk itself as the body, `...` = arguments */
   /* or a C body (the gen_server loop), called with the process as a light userdata
    * (which Lua code cannot make: the body refuses any other first argument), then
