@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <lauxlib.h>
 #include "node.h"
+#include "statepool.h"
 #include "ptab.h"
 #include "registry.h"
 #include "code.h"
@@ -64,6 +65,7 @@ mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state) {
   n->timers = mb_timers_new();
   n->open_state = open_state;
   mb_arena_init(&n->arena);
+  n->statepool = mb_statepool_new();   /* none (no memory): every spawn makes its state */
   atomic_store(&n->next_ref, 1);
   pthread_mutex_init(&n->inject_lock, NULL);
   pthread_mutex_init(&n->life_lock, NULL);
@@ -281,6 +283,7 @@ void mb_node_free(mb_node *n) {
   if (n->ptab) reap(n);
   mb_sched_free_all(n);
   if (n->io) mb_io_stop(n->io);
+  mb_statepool_free(n->statepool);   /* before the arena its states live in */
   mb_timers_free(n->timers);
   mb_htab_free(n->handles);
   mb_codecache_free(n->codes);

@@ -18,6 +18,7 @@
 #include "native.h"
 #include "registry.h"
 #include "log.h"
+#include "statepool.h"
 
 #define SPIN_ROUNDS 2000
 
@@ -74,6 +75,13 @@ static void notify(mb_node *n, int force) {
     }
     pthread_mutex_unlock(&s->lock);
   }
+}
+
+void mb_sched_want_idle(mb_node *n) { notify(n, 1); }
+
+mb_acache *mb_sched_acache(mb_node *n) {
+  mb_sched *s = mb_tls_sched;
+  return s && s->node == n ? &s->acache : NULL;
 }
 
 void mb_sched_wake_all(mb_node *n) {
@@ -403,14 +411,24 @@ static int node_done(mb_node *n) {
   return atomic_load(&n->halting) || atomic_load(&n->quit);
 }
 
+static int idle_stop(void *arg) {
+  mb_sched *s = arg;
+  return work_visible(s) || node_done(s->node);
+}
+
 static void idle(mb_sched *s) {
   mb_node *n = s->node;
+  /* first the work an idle scheduler does for the busy ones: states for spawns */
+  int pool = mb_statepool_fill(n, idle_stop, s) == 0;   /* watch the pool, unless it failed */
   atomic_fetch_add(&n->nspinning, 1);
   for (int i = 0; i < SPIN_ROUNDS; i++) {
     if (work_visible(s) || node_done(n)) { atomic_fetch_sub(&n->nspinning, 1); return; }
     if ((i & 63) == 63) {
       mb_timer *t = mb_heap_top(&s->timers);
-      if (t && t->deadline <= mb_now_ns()) { atomic_fetch_sub(&n->nspinning, 1); return; }
+      if ((t && t->deadline <= mb_now_ns()) || (pool && mb_statepool_low(n))) {
+        atomic_fetch_sub(&n->nspinning, 1);
+        return;
+      }
     }
     __builtin_ia32_pause();
   }
@@ -418,7 +436,7 @@ static void idle(mb_sched *s) {
   pthread_mutex_lock(&s->lock);
   s->sleeping = 1;
   atomic_fetch_add(&n->nsleeping, 1);
-  if (!s->wakeup && !work_visible(s) && !node_done(n)) {
+  if (!s->wakeup && !work_visible(s) && !node_done(n) && !(pool && mb_statepool_low(n))) {
     mb_timer *t = mb_heap_top(&s->timers);
     if (t) {
       struct timespec ts = mb_timespec_at(t->deadline);

@@ -24,6 +24,13 @@ void mb_sched_ready(mb_node *n, mb_proc *p, int woken);
  * make sure the preemption ticker looks. */
 void mb_sched_poke(mb_node *n);
 
+/* This thread's allocation cache if it is one of n's schedulers, else NULL. */
+struct mb_acache *mb_sched_acache(mb_node *n);
+
+/* Wake a sleeping scheduler, if one sleeps, for work it does when idle (the state
+ * pool's filling). */
+void mb_sched_want_idle(mb_node *n);
+
 /* The scheduler running on this thread, or NULL. */
 mb_sched *mb_sched_self(void);
 

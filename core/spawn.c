@@ -6,6 +6,7 @@
 #include "scheduler.h"
 #include "log.h"
 #include "cterm.h"
+#include "statepool.h"
 
 /* ---- creation ---- */
 
@@ -154,17 +155,25 @@ static int on_panic(lua_State *L) {
 
 #define FIRST_GC_CREDIT_KB 11   /* a bare state is ~5 KB */
 
-void mb_spawn_start(mb_proc *p) {
-  p->started = 1;
-  lua_State *L = lua_newstate(mb_proc_lua_alloc, p);
-  if (!L) { p->doom = mb_sig_static("out of memory"); return; }
+void mb_spawn_prepare(lua_State *L) {
   lua_atpanic(L, on_panic);
   /* Lua starts a state with no GC credit, so its first allocations run a whole
    * cycle over a heap with no garbage in it yet. Start instead as a cycle would
    * leave a started process (~8 KB live, the default pause of 200%): the first
    * cycle when the heap passes ~16 KB. A negative step only sets the debt. */
   lua_gc(L, LUA_GCSTEP, -FIRST_GC_CREDIT_KB);
-  *(mb_proc **)lua_getextraspace(L) = p;
+}
+
+void mb_spawn_start(mb_proc *p) {
+  p->started = 1;
+  /* one an idle scheduler made, else a new one */
+  lua_State *L = mb_statepool_take(p->node, p);
+  if (!L) {
+    L = lua_newstate(mb_proc_lua_alloc, p);
+    if (!L) { p->doom = mb_sig_static("out of memory"); return; }
+    mb_spawn_prepare(L);
+    *(mb_proc **)lua_getextraspace(L) = p;
+  }
   p->L = L;
   lua_pushcfunction(L, start_protected);
   lua_pushlightuserdata(L, p);

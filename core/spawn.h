@@ -33,6 +33,10 @@ typedef struct mb_spawn_req {
  * and args are released. */
 int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out);
 
+/* Set up a new Lua state as every process state starts (its panic handler, its
+ * first GC credit); the state pool's are made with it too. */
+void mb_spawn_prepare(lua_State *L);
+
 /* [owner] First run: build the state, load the code, decode the arguments onto the
  * body coroutine. On failure sets p->doom. */
 void mb_spawn_start(mb_proc *p);

@@ -243,6 +243,48 @@ TEST(send_from_c_reaches_processes) {
   unlink(path);
 }
 
+/* Spawn bursts on two schedulers: each burst takes the states an idle scheduler made
+ * ahead (core/statepool.c) while the other scheduler may be making more, then new
+ * ones once those are gone. Every child counts the same bytes either way (its
+ * heap as Lua counts it, and as mb.info counts it once it waits), none is lost. */
+TEST(spawn_bursts_take_pooled_and_new_states_alike) {
+  CHECK_EQ_INT(check_run_script(
+    "local mb = require 'moonbeam'\n"
+    "local function spawner(top)\n"
+    "  local function child(parent)\n"
+    "    local gc = collectgarbage\n"
+    "    local mb = require 'moonbeam'\n"
+    "    mb.send(parent, gc('count') * 1024)\n"
+    "    mb.receive()\n"
+    "  end\n"
+    "  local mb = require 'moonbeam'\n"
+    "  local me, lua_bytes, info_bytes = mb.self(), nil, nil\n"
+    "  for round = 1, 25 do\n"
+    "    local kids = {}\n"
+    "    for i = 1, 40 do kids[i] = mb.spawn_link(child, me) end\n"
+    "    for i = 1, 40 do\n"
+    "      local b = mb.receive(1000)\n"
+    "      assert(b, 'a child did not report')\n"
+    "      lua_bytes = lua_bytes or b\n"
+    "      assert(b == lua_bytes, ('child counted %s bytes, another %s'):format(b, lua_bytes))\n"
+    "    end\n"
+    "    for i = 1, 40 do\n"
+    "      local m = mb.info(kids[i]).memory\n"
+    "      info_bytes = info_bytes or m\n"
+    "      assert(m == info_bytes, ('mb.info says %s bytes, for another %s'):format(m, info_bytes))\n"
+    "      mb.unlink(kids[i])\n"
+    "      mb.exit(kids[i], 'kill')\n"
+    "    end\n"
+    "    mb.sleep(round % 3)\n"
+    "  end\n"
+    "  mb.send(top, 'done')\n"
+    "end\n"
+    "local me = mb.self()\n"
+    "mb.link(mb.spawn(spawner, me))\n"
+    "mb.link(mb.spawn(spawner, me))\n"
+    "for _ = 1, 2 do assert(mb.receive(20000) == 'done') end\n", 2), 0);
+}
+
 TEST_MAIN(CHECK_CASE(script_ending_normally_gives_status_0), CHECK_CASE(script_raising_gives_status_1),
           CHECK_CASE(halt_gives_its_code), CHECK_CASE(os_exit_is_halt),
           CHECK_CASE(many_processes_report_to_parent), CHECK_CASE(hammer_producers_keep_order),
@@ -253,4 +295,5 @@ TEST_MAIN(CHECK_CASE(script_ending_normally_gives_status_0), CHECK_CASE(script_r
           CHECK_CASE(stop_while_another_thread_waits_on_a_script_process),
           CHECK_CASE(stop_of_a_never_started_node_returns_and_free_works),
           CHECK_CASE(stop_of_a_never_started_node_with_a_process_returns_and_free_works),
-          CHECK_CASE(send_from_c_reaches_processes))
+          CHECK_CASE(send_from_c_reaches_processes),
+          CHECK_CASE(spawn_bursts_take_pooled_and_new_states_alike))
