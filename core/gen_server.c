@@ -662,38 +662,69 @@ static int drive(lua_State *L, int kind, int status) {
 
 static int drive_k(lua_State *L, int status, lua_KContext ctx) { return drive(L, (int)ctx, status); }
 
+/* The start arguments mb_gen_server_spawn wrote, read in C: no Lua value is made
+ * of the parent's pid and the ref (a fresh state would build their metatables for
+ * them) nor of the keys. The strings point into the arguments. 0, or -1. */
+typedef struct gs_start {
+  mb_pid parent;
+  uint64_t ref;
+  const char *module, *args, *name;
+  size_t module_len, args_len, name_len;
+} gs_start;
+
+static int read_start(const mb_sig *a, gs_start *st) {
+  mb_tr r;
+  uint64_t narr;
+  uint32_t nh;
+  int ok = 0, seen = 0;
+  memset(st, 0, sizeof *st);
+  if (!a || mb_tr_open(&r, mb_sig_payload(a), a->len) != 0) return -1;
+  if (mb_tr_enter(&r, &narr, &nh) != 0 || narr != 0) goto done;
+  for (uint32_t i = 0; i < nh; i++) {
+    if (mb_tr_is_string(&r, "module")) { if (mb_tr_string(&r, &st->module, &st->module_len)) goto done; seen |= 1; }
+    else if (mb_tr_is_string(&r, "args")) { if (mb_tr_string(&r, &st->args, &st->args_len)) goto done; }
+    else if (mb_tr_is_string(&r, "name")) { if (mb_tr_string(&r, &st->name, &st->name_len)) goto done; }
+    else if (mb_tr_is_string(&r, "parent")) { if (mb_tr_pid(&r, &st->parent)) goto done; seen |= 2; }
+    else if (mb_tr_is_string(&r, "ref")) { if (mb_tr_ref(&r, &st->ref)) goto done; seen |= 4; }
+    else goto done;
+  }
+  ok = seen == 7 && mb_tr_leave(&r) == 0;
+done:
+  mb_tr_close(&r);
+  return ok ? 0 : -1;
+}
+
 int mb_gen_server_body(lua_State *L) {
   mb_proc *p = lua_touserdata(L, 1);
   if (lua_type(L, 1) != LUA_TLIGHTUSERDATA || p != mb_proc_of(L) || p->body != mb_gen_server_body)
     return luaL_error(L, "not for scripts");
   p->body = NULL;   /* once */
-  /* 2: {module =, args = its encoding, name =, parent =, ref =} (mb_gen_server_spawn) */
-  lua_settop(L, 2);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  gs *g = lua_newuserdatauv(L, sizeof *g, 0);   /* 3 */
+  /* p->args: {module =, args = its encoding, name =, parent =, ref =} (mb_gen_server_spawn) */
+  gs_start st;
+  int bad = read_start(p->args, &st);
+  lua_settop(L, 0);
+  gs *g = lua_newuserdatauv(L, sizeof *g, 0);   /* 1, and the first slot */
   memset(g, 0, sizeof *g);
-  lua_getfield(L, 2, "parent");                 /* 4 */
-  lua_getfield(L, 2, "ref");                    /* 5 */
-  if (!mb_test_pid(L, 4, &g->parent) || !mb_test_ref(L, 5, &g->ack_ref) ||
-      lua_getfield(L, 2, "module") != LUA_TSTRING)   /* 6 */
-    return luaL_error(L, "gen_server: bad start");
-  lua_pushvalue(L, 3);                          /* the slots, from 7: gs */
-  lua_pushnil(L);
-  lua_pushcclosure(L, msgh, 1);                 /* message handler */
-  lua_pushnil(L);                               /* module */
-  lua_pushnil(L);                               /* state */
-  lua_pushnil(L);                               /* message */
-  lua_pushnil(L);                               /* reason */
-  lua_pushvalue(L, 6);                          /* module name */
-  size_t len;
-  const char *args = NULL;
-  if (lua_getfield(L, 2, "args") == LUA_TSTRING) args = lua_tolstring(L, -1, &len);
-  if (!args) lua_pushnil(L);                    /* init's argument */
-  else if (mb_decode(L, args, len) != 0) return luaL_error(L, "gen_server: bad start");
-  lua_remove(L, -2);
-  lua_getfield(L, 2, "name");                   /* the name to register */
-  lua_rotate(L, 1, -6);                         /* the first six to the top ... */
-  lua_settop(L, lua_gettop(L) - 6);             /* ... and gone: gs at 1 */
+  g->parent = st.parent;
+  g->ack_ref = st.ref;
+  if (!bad) {
+    lua_pushnil(L);
+    lua_pushcclosure(L, msgh, 1);                 /* message handler */
+    lua_pushnil(L);                               /* module */
+    lua_pushnil(L);                               /* state */
+    lua_pushnil(L);                               /* message */
+    lua_pushnil(L);                               /* reason */
+    lua_pushlstring(L, st.module, st.module_len); /* module name */
+    if (!st.args) lua_pushnil(L);                 /* init's argument */
+    else if (mb_decode(L, st.args, st.args_len) != 0) bad = 1;
+  }
+  if (!bad) {
+    if (st.name) lua_pushlstring(L, st.name, st.name_len);   /* the name to register */
+    else lua_pushnil(L);
+  }
+  mb_sig_free(p->args);   /* the strings above pointed into it */
+  p->args = NULL;
+  if (bad) return luaL_error(L, "gen_server: bad start");
   return drive(L, K_BOOT, LUA_OK);
 }
 

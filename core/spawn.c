@@ -124,10 +124,7 @@ static int start_protected(lua_State *L) {
     if (luaL_loadbufferx(co, p->fn_code, p->fn_len, "=spawned function", "b") != LUA_OK)
       return lua_error(co);
   }
-  if (p->args && p->body) {   /* a C body gets one value, made by the core */
-    if (mb_decode(co, p->args->data, p->args->len) != 0) return luaL_error(L, "spawn: corrupt arguments");
-    nargs++;
-  } else if (p->args) {
+  if (p->args && !p->body) {   /* a C body reads its own (made by the core) from p->args */
     int k = mb_decode_values(co, p->args->data, p->args->len);
     if (k < 0) return luaL_error(L, "spawn: corrupt arguments");
     nargs += k;
@@ -187,7 +184,7 @@ void mb_spawn_start(mb_proc *p) {
     lua_settop(L, 0);
   }
   free(p->fn_code); p->fn_code = NULL; p->fn_len = 0;
-  if (p->args) { mb_sig_free(p->args); p->args = NULL; }
+  if (p->args && !p->body) { mb_sig_free(p->args); p->args = NULL; }
 }
 
 /* ---- the end ---- */

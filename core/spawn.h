@@ -22,8 +22,9 @@ typedef struct mb_spawn_req {
                               * gen_server's init): it runs next, on this thread */
   int script;                /* run the chunk itself as the body, `...` = arguments */
   /* or a C body (the gen_server loop), called with the process as a light userdata
-   * (which Lua code cannot make: the body refuses any other first argument), then
-   * the one value `args` encodes (mb_encode's form, not a list); `module` is what
+   * (which Lua code cannot make: the body refuses any other first argument); it
+   * reads `args` (one value in mb_encode's form, not a list) from p->args in C and
+   * frees it, so none of it becomes Lua values it does not need; `module` is what
    * mb.info shows */
   lua_CFunction body;
   const char *module;
