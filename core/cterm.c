@@ -367,13 +367,15 @@ int mb_tr_string(mb_tr *r, const char **s, size_t *len) {
 }
 
 int mb_tr_is_string(mb_tr *r, const char *s) {
-  mb_tr save = *r;   /* only the cursor fields matter: copied back on a miss */
+  /* only the cursor and this level's count move (not the whole reader: 3 KB) */
+  const unsigned char *p = r->p;
+  uint64_t left = r->lv[r->depth].left;
   const char *v;
   size_t n;
   if (mb_tr_string(r, &v, &n)) return 0;
   if (n == strlen(s) && memcmp(v, s, n) == 0) return 1;
-  r->p = save.p;
-  r->lv[r->depth].left = save.lv[save.depth].left;
+  r->p = p;
+  r->lv[r->depth].left = left;
   return 0;
 }
 
