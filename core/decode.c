@@ -124,6 +124,7 @@ typedef struct dec {
   lua_State *L;
   strcache *sc;    /* the state's key cache (see strcache), NULL until made */
   int scx;         /* its stack slot, 0 when there is none (no table to decode) */
+  int sc_looked;   /* the registry was asked for it (strcache_look) */
   rd r;
   int refs;        /* stack index of the decoded tables (by number), 0 = no back-references */
   uint32_t ntabs;
@@ -158,18 +159,27 @@ struct strcache {
 };
 static const char strcache_key = 0;
 
-/* Reserve the cache's stack slot: the userdata, or nil until a key needs it (or
- * when the registry holds something else there: then a new cache replaces it). */
+/* Reserve the cache's stack slot (nil); the cache is looked up there only when
+ * the first string key comes (an array-only message never looks). */
 static void strcache_slot(dec *d) {
+  lua_pushnil(d->L);
+  d->scx = lua_gettop(d->L);
+  d->sc = NULL;
+  d->sc_looked = 0;
+}
+
+/* The state's cache into the slot: the userdata, or nil when there is none yet (or
+ * when the registry holds something else there: then a new cache replaces it). */
+static void strcache_look(dec *d) {
   lua_State *L = d->L;
+  d->sc_looked = 1;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &strcache_key);
-  d->scx = lua_gettop(L);
-  d->sc = lua_touserdata(L, d->scx);
-  if (d->sc && (lua_type(L, d->scx) != LUA_TUSERDATA || lua_rawlen(L, d->scx) != sizeof *d->sc ||
-                d->sc->tag != &strcache_key)) {
-    d->sc = NULL;
-    lua_pushnil(L);
+  strcache *sc = lua_touserdata(L, -1);
+  if (sc && lua_type(L, -1) == LUA_TUSERDATA && lua_rawlen(L, -1) == sizeof *sc && sc->tag == &strcache_key) {
+    d->sc = sc;
     lua_replace(L, d->scx);
+  } else {
+    lua_pop(L, 1);
   }
 }
 
@@ -228,6 +238,7 @@ static void push_key(dec *d, const unsigned char *s, size_t n) {
     lua_pushlstring(L, (const char *)s, n);
     return;
   }
+  if (!sc && !d->sc_looked) { strcache_look(d); sc = d->sc; }
   if (!sc) sc = strcache_make(d);
   if (sc->bypass) {
     sc->bypass--;
@@ -438,6 +449,7 @@ static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
   d->L = L;
   d->sc = NULL;
   d->scx = 0;
+  d->sc_looked = 0;
   d->refs = 0;
   d->ntabs = 0;
   d->depth = 0;
