@@ -10,7 +10,12 @@
 #include "term.h"
 #include "handle.h"
 
-typedef struct { uint64_t id; } box;
+/* `key` is the registry key of its kind (&pid_key, &ref_key, &handle_key), written
+ * by push_box only: Lua code cannot write a userdata's bytes, and no other
+ * userdata of the same size holds one of these addresses there (a file handle's
+ * second word is one of liblua's close functions), so a test is a size and a
+ * compare, with nothing pushed. */
+typedef struct { uint64_t id; const char *key; } box;
 typedef struct { box b; uint64_t kind; } hbox;   /* a handle */
 
 /* registry keys: the addresses of these */
@@ -84,11 +89,10 @@ static inline __attribute__((always_inline)) void push_box(lua_State *L, const c
     return;
   }
   lua_pop(L, 1);
-  box *b = lua_newuserdatauv(L, size, 1);        /* mt ud */
+  box *b = lua_newuserdatauv(L, size, 0);        /* mt ud */
   b->id = id;
+  b->key = key;                                  /* the kind, for a cheap test_box */
   if (size > sizeof(box)) memset(b + 1, 0, size - sizeof(box));
-  lua_pushlightuserdata(L, (void *)key);         /* the kind, for a cheap test_box */
-  lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, -2);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
@@ -153,12 +157,10 @@ int mb_push_handle(lua_State *L, int kind, uint64_t id) {
 /* The kind is the userdata's user value (a light userdata only this file can
  * make): no metatable or registry lookup, so a send's pid test stays cheap. */
 static void *test_box(lua_State *L, int idx, const char *key, size_t size, uint64_t *out) {
-  /* the size too: not another userdata given the mark */
+  /* the size first: the key is read only from a block that has one */
   if (lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != size) return NULL;
-  int ok = lua_getiuservalue(L, idx, 1) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == (void *)key;
-  lua_pop(L, 1);
-  if (!ok) return NULL;
   box *b = lua_touserdata(L, idx);
+  if (b->key != key) return NULL;
   if (out) *out = b->id;
   return b;
 }
