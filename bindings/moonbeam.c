@@ -34,6 +34,14 @@ static mb_sig *encode_sig(lua_State *L, mb_node *n, int idx, const char *op, int
 }
 
 mb_sig *mb_l_encode(lua_State *L, mb_node *n, mb_proc *self, int idx, const char *op, const char *root, int kind) {
+  /* a lone number, boolean or short string: its signal at once, at its size */
+  unsigned char sc[MB_SCALAR_MAX];
+  size_t sl = mb_encode_scalar(L, idx, sc);
+  if (sl && sl <= n->max_message) {
+    mb_sig *s = mb_sig_raw(kind, 0, 0, sc, sl);
+    if (!s) luaL_error(L, "%s: not enough memory", op);
+    return s;
+  }
   mb_buf b;
   char err[512];
   if (mb_buf_init_scratch(&b, MB_SIG_HDR, n->max_message) != 0) luaL_error(L, "%s: not enough memory", op);

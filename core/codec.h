@@ -26,6 +26,14 @@ int mb_encode(lua_State *L, int idx, mb_buf *b, const char *root, char *err, siz
  * Paths in errors are "args[i]..." */
 int mb_encode_values(lua_State *L, int first, int n, mb_buf *b, char *err, size_t errlen);
 
+/* The whole encoding (header included) of the value at idx into out, when it is a
+ * number, a boolean or a string of at most MB_SCALAR_STR bytes: its length, the
+ * same bytes mb_encode writes. 0 for anything else (use mb_encode). For the send
+ * of a lone scalar, which then needs no buffer. Never raises, pushes nothing. */
+#define MB_SCALAR_STR 64
+#define MB_SCALAR_MAX (MB_SCALAR_STR + 3)
+size_t mb_encode_scalar(lua_State *L, int idx, unsigned char out[MB_SCALAR_MAX]);
+
 /* C-side writers for values the core builds itself (exit reasons, DOWN messages). */
 int mb_encode_string(mb_buf *b, const char *s, size_t len);
 

@@ -717,6 +717,36 @@ int mb_encode_values(lua_State *L, int first, int n, mb_buf *b, char *err, size_
   return enc_close(&e, st, top, "args", err, errlen);
 }
 
+size_t mb_encode_scalar(lua_State *L, int idx, unsigned char out[MB_SCALAR_MAX]) {
+  out[0] = HDR_VERSION;
+  switch (lua_type(L, idx)) {
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) {
+      out[1] = T_INT;   /* 1 + at most 10 varint bytes */
+      return 2 + put_varint(out + 2, zigzag(lua_tointegerx(L, idx, NULL)));
+    } else {
+      lua_Number d = lua_tonumberx(L, idx, NULL);
+      out[1] = T_FLOAT;
+      memcpy(out + 2, &d, 8);
+      return 10;
+    }
+  case LUA_TBOOLEAN:
+    out[1] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
+    return 2;
+  case LUA_TSTRING: {
+    size_t len;
+    const char *str = lua_tolstring(L, idx, &len);
+    if (len > MB_SCALAR_STR) return 0;
+    out[1] = T_STR;
+    out[2] = (unsigned char)len;   /* below 0x80: one varint byte */
+    memcpy(out + 3, str, len);
+    return 3 + len;
+  }
+  default:
+    return 0;
+  }
+}
+
 int mb_encode_string(mb_buf *b, const char *s, size_t len) {
   enc e;
   int st = enc_open(&e, NULL, b, 0);

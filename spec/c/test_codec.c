@@ -330,6 +330,47 @@ TEST(small_integers_encode_in_two_bytes) {
   done(L);
 }
 
+
+/* mb_encode_scalar, the send path of a lone scalar, writes exactly mb_encode's bytes,
+ * and declines (0) everything else: nil, tables, userdata, a string over its bound. */
+TEST(scalar_encoding_is_the_encoders_and_declines_the_rest) {
+  lua_State *L = new_state();
+  static const lua_Integer ints[] = { 0, 1, -1, 63, 64, -65, 300, LUA_MAXINTEGER, LUA_MININTEGER };
+  static const double floats[] = { 0.5, -0.0, 1e308, HUGE_VAL };
+  for (int i = 0; i < (int)(sizeof ints / sizeof ints[0]) + (int)(sizeof floats / sizeof floats[0]) + 5; i++) {
+    int ni = (int)(sizeof ints / sizeof ints[0]), nf = (int)(sizeof floats / sizeof floats[0]);
+    if (i < ni) lua_pushinteger(L, ints[i]);
+    else if (i < ni + nf) lua_pushnumber(L, floats[i - ni]);
+    else if (i == ni + nf) lua_pushboolean(L, 1);
+    else if (i == ni + nf + 1) lua_pushboolean(L, 0);
+    else if (i == ni + nf + 2) lua_pushliteral(L, "");
+    else if (i == ni + nf + 3) lua_pushliteral(L, "ping");
+    else { char s[MB_SCALAR_STR]; memset(s, 'x', sizeof s); lua_pushlstring(L, s, sizeof s); }
+    unsigned char out[MB_SCALAR_MAX];
+    size_t n = mb_encode_scalar(L, -1, out);
+    mb_buf b;
+    CHECK_EQ_INT(encode_top(L, &b, 0, NULL, 0), MB_ENC_OK);
+    CHECK_EQ_INT((int)n, (int)(b.len - b.start));
+    CHECK(memcmp(out, b.data + b.start, n) == 0);
+    mb_buf_free(&b);
+    lua_pop(L, 1);
+  }
+  unsigned char out[MB_SCALAR_MAX];
+  lua_pushnil(L);
+  CHECK_EQ_INT((int)mb_encode_scalar(L, -1, out), 0);
+  lua_newtable(L);
+  CHECK_EQ_INT((int)mb_encode_scalar(L, -1, out), 0);
+  lua_newuserdatauv(L, 8, 0);
+  CHECK_EQ_INT((int)mb_encode_scalar(L, -1, out), 0);
+  char s[MB_SCALAR_STR + 1];
+  memset(s, 'y', sizeof s);
+  lua_pushlstring(L, s, sizeof s);
+  CHECK_EQ_INT((int)mb_encode_scalar(L, -1, out), 0);
+  CHECK_EQ_INT(lua_gettop(L), 4);
+  lua_settop(L, 0);
+  done(L);
+}
+
 TEST(round_trips_floats_keeping_the_subtype) {
   const double floats[] = {0.0, -0.0, 1.5, -2.25, 3.0, 0.1, 1e308, -1e-308, DBL_MIN, DBL_MAX,
                            DBL_TRUE_MIN, HUGE_VAL, -HUGE_VAL, 9007199254740993.0};
@@ -1252,6 +1293,7 @@ TEST_MAIN(
   CHECK_CASE(round_trips_nil_and_booleans),
   CHECK_CASE(round_trips_integers),
   CHECK_CASE(small_integers_encode_in_two_bytes),
+  CHECK_CASE(scalar_encoding_is_the_encoders_and_declines_the_rest),
   CHECK_CASE(round_trips_floats_keeping_the_subtype),
   CHECK_CASE(integral_floats_stay_floats_in_every_table_position),
   CHECK_CASE(layout_probe_trusts_this_lua_unless_told_not_to),
