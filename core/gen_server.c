@@ -701,30 +701,26 @@ int mb_gen_server_body(lua_State *L) {
   p->body = NULL;   /* once */
   /* p->args: {module =, args = its encoding, name =, parent =, ref =} (mb_gen_server_spawn) */
   gs_start st;
-  int bad = read_start(p->args, &st);
+  /* on an error p->args stays: it goes with the process */
+  if (read_start(p->args, &st) != 0) return luaL_error(L, "gen_server: bad start");
   lua_settop(L, 0);
   gs *g = lua_newuserdatauv(L, sizeof *g, 0);   /* 1, and the first slot */
   memset(g, 0, sizeof *g);
   g->parent = st.parent;
   g->ack_ref = st.ref;
-  if (!bad) {
-    lua_pushnil(L);
-    lua_pushcclosure(L, msgh, 1);                 /* message handler */
-    lua_pushnil(L);                               /* module */
-    lua_pushnil(L);                               /* state */
-    lua_pushnil(L);                               /* message */
-    lua_pushnil(L);                               /* reason */
-    lua_pushlstring(L, st.module, st.module_len); /* module name */
-    if (!st.args) lua_pushnil(L);                 /* init's argument */
-    else if (mb_decode(L, st.args, st.args_len) != 0) bad = 1;
-  }
-  if (!bad) {
-    if (st.name) lua_pushlstring(L, st.name, st.name_len);   /* the name to register */
-    else lua_pushnil(L);
-  }
+  lua_pushnil(L);
+  lua_pushcclosure(L, msgh, 1);                 /* message handler */
+  lua_pushnil(L);                               /* module */
+  lua_pushnil(L);                               /* state */
+  lua_pushnil(L);                               /* message */
+  lua_pushnil(L);                               /* reason */
+  lua_pushlstring(L, st.module, st.module_len); /* module name */
+  if (!st.args) lua_pushnil(L);                 /* init's argument */
+  else if (mb_decode(L, st.args, st.args_len) != 0) return luaL_error(L, "gen_server: bad start");
+  if (st.name) lua_pushlstring(L, st.name, st.name_len);   /* the name to register */
+  else lua_pushnil(L);
   mb_sig_free(p->args);   /* the strings above pointed into it */
   p->args = NULL;
-  if (bad) return luaL_error(L, "gen_server: bad start");
   return drive(L, K_BOOT, LUA_OK);
 }
 
