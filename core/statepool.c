@@ -59,7 +59,9 @@ lua_State *mb_statepool_take(mb_node *n, mb_proc *p) {
   lua_setallocf(L, mb_proc_lua_alloc, p);
   *(mb_proc **)lua_getextraspace(L) = p;
   atomic_store_explicit(&p->heap_bytes, bytes, memory_order_relaxed);
-  if (k - 1 <= POOL_LOW) mb_sched_want_idle(n);
+  /* once, as it crosses the mark: a scheduler going to sleep or spinning looks
+   * at the count itself, so later takes need not lock the sleepers again */
+  if (k - 1 == POOL_LOW) mb_sched_want_idle(n);
   return L;
 }
 
