@@ -254,7 +254,7 @@ static int co_wrap(lua_State *L) {
 
 static int co_yield(lua_State *L) {
   mb_proc *p = mb_proc_of(L);
-  if (p && L == p->co) return luaL_error(L, "attempt to yield from outside a coroutine");
+  if (p && L == p->L) return luaL_error(L, "attempt to yield from outside a coroutine");
   return lua_yield(L, lua_gettop(L));
 }
 
@@ -262,14 +262,14 @@ static int co_isyieldable(lua_State *L) {
   lua_State *co = lua_isnone(L, 1) ? L : lua_tothread(L, 1);
   luaL_argexpected(L, co, 1, "coroutine");
   mb_proc *p = mb_proc_of(L);
-  lua_pushboolean(L, lua_isyieldable(co) && !(p && co == p->co));
+  lua_pushboolean(L, lua_isyieldable(co) && !(p && co == p->L));
   return 1;
 }
 
 static int co_running(lua_State *L) {
   mb_proc *p = mb_proc_of(L);
   int ismain = lua_pushthread(L);
-  if (p) ismain = L == p->co || L == p->L;
+  if (p) ismain = L == p->L;
   lua_pushboolean(L, ismain);
   return 2;
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <stdio.h>
 #include <lauxlib.h>
+#include "spawn.h"
 #include "node.h"
 #include "statepool.h"
 #include "ptab.h"
@@ -267,7 +268,7 @@ static void reap(mb_node *n) {
     mb_ptab_remove(n->ptab, p);
     atomic_store(&p->state, MB_PS_DEAD);
     mb_resources_close_all(p);
-    if (p->L) { lua_close(p->L); p->L = NULL; }
+    if (p->L) { mb_spawn_close(p->L); p->L = NULL; }
     if (mb_kind_of(p)->reap) mb_kind_of(p)->reap(p);   /* a native's destroy, once */
     mb_proc_unref(p);   /* ours */
     mb_proc_unref(p);   /* the table's */

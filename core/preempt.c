@@ -31,7 +31,7 @@ typedef struct mb_ticker {
 void mb_sched_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   mb_proc *p = mb_proc_of(L);
-  if (p && L != p->L && mb_proc_can_yield(L, p)) {
+  if (p && mb_proc_can_yield(L, p)) {
     lua_sethook(L, NULL, 0, 0);
     p->yield_reason = (p->doom || p->oom) ? MB_Y_DOOM : MB_Y_PREEMPT;
     lua_yield(L, 0);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include <lauxlib.h>
+#include "spawn.h"
 #include "proc.h"
 #include "node.h"
 #include "ptab.h"
@@ -590,7 +591,7 @@ void mb_proc_finish(mb_proc *p, mb_sig *reason) {
   mb_sched_disarm_wait(p);
   mb_sched_drop_timers_to(n, me);   /* after DEAD: a timer set at it now sees it dead */
   mb_resources_close_all(p);        /* its sockets close before any EXIT or DOWN goes out */
-  if (p->L) { lua_close(p->L); p->L = p->co = NULL; p->cur = NULL; }
+  if (p->L) { mb_spawn_close(p->L); p->L = NULL; p->cur = NULL; }
 
   /* The sets no longer change: nothing else runs as this process. Every EXIT and
    * DOWN shares the reason's payload (a header each, nothing copied). */

@@ -117,9 +117,8 @@ struct mb_proc {
   size_t max_heap;              /* 0 = unbounded */
 
   /* [owner] */
-  lua_State *L;                 /* the process state */
+  lua_State *L;                 /* the process state; its main thread runs the body */
   struct mb_acache *acache;     /* the running scheduler's allocation cache, NULL between runs */
-  lua_State *co;                /* the body coroutine */
   lua_State *volatile cur;      /* the thread of L now running (user coroutines included) */
   int yield_reason;
   int nargs;

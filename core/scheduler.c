@@ -348,14 +348,14 @@ static void run_lua(mb_sched *s, mb_proc *p) {
   if (!p->doom && !p->started) mb_spawn_start(p);
   if (p->doom) { mb_spawn_end(p, LUA_OK); return; }
   p->yield_reason = MB_Y_NONE;
-  p->cur = p->co;
+  p->cur = p->L;
   s->hooked = NULL;
   atomic_store(&s->current, p);   /* seq_cst, then the ticker's `parked`: see ticker_wake */
   mb_preempt_wake(p->node);
   /* counted as it starts: a process reading its own reductions has run */
   atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
   int nres = 0;
-  int st = lua_resume(p->co, NULL, p->nargs, &nres);
+  int st = lua_resume(p->L, NULL, p->nargs, &nres);
   atomic_store_explicit(&s->current, NULL, memory_order_relaxed);
   lua_State *last = p->cur;
   p->cur = NULL;

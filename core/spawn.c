@@ -108,30 +108,31 @@ static mb_proc *proc_arg(lua_State *L) {
   return p;
 }
 
+/* Opens the state and returns the body's function and its arguments, which
+ * mb_spawn_start leaves on the main thread's stack for the first resume: the body
+ * runs on the state's main thread (a coroutine more would cost ~0.9 KB a process). */
 static int start_protected(lua_State *L) {
   mb_proc *p = proc_arg(L);
   if (p->node->open_state) p->node->open_state(L, p);
-  lua_State *co = lua_newthread(L);      /* returned: it stays on L's stack, alive */
-  int nargs = 0;
+  int base = lua_gettop(L), nargs = 0;
   if (p->body) {
-    lua_pushcfunction(co, p->body);
-    lua_pushlightuserdata(co, p);   /* proves the call is the core's (see mb_spawn_req) */
+    lua_pushcfunction(L, p->body);
+    lua_pushlightuserdata(L, p);   /* proves the call is the core's (see mb_spawn_req) */
     nargs = 1;
   } else if (p->code) {
-    if (!p->script) { lua_pushcfunction(co, boot); nargs = 1; }
-    if (mb_code_load(co, p->code) != LUA_OK) return lua_error(co);
+    if (!p->script) { lua_pushcfunction(L, boot); nargs = 1; }
+    if (mb_code_load(L, p->code) != LUA_OK) return lua_error(L);
   } else {
-    if (luaL_loadbufferx(co, p->fn_code, p->fn_len, "=spawned function", "b") != LUA_OK)
-      return lua_error(co);
+    if (luaL_loadbufferx(L, p->fn_code, p->fn_len, "=spawned function", "b") != LUA_OK)
+      return lua_error(L);
   }
   if (p->args && !p->body) {   /* a C body reads its own (made by the core) from p->args */
-    int k = mb_decode_values(co, p->args->data, p->args->len);
+    int k = mb_decode_values(L, p->args->data, p->args->len);
     if (k < 0) return luaL_error(L, "spawn: corrupt arguments");
     nargs += k;
   }
   p->nargs = nargs;
-  p->co = co;
-  return 1;
+  return lua_gettop(L) - base;
 }
 
 /* Doom p with the text reason msg (a constant one if even that cannot be had). */
@@ -174,7 +175,7 @@ void mb_spawn_start(mb_proc *p) {
   p->L = L;
   lua_pushcfunction(L, start_protected);
   lua_pushlightuserdata(L, p);
-  int st = lua_pcall(L, 1, 1, 0);
+  int st = lua_pcall(L, 1, LUA_MULTRET, 0);
   if (st != LUA_OK) {
     const char *msg = st == LUA_ERRMEM || p->oom ? "out of memory" : lua_tostring(L, -1);
     doom_text(p, msg ? msg : "spawn failed");
@@ -188,6 +189,26 @@ void mb_spawn_start(mb_proc *p) {
 }
 
 /* ---- the end ---- */
+
+/* Raises at every function entry: a `__close` handler (C or Lua) is refused before
+ * it runs anything. */
+static void refuse_calls(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_pushboolean(L, 0);
+  lua_error(L);
+}
+
+void mb_spawn_close(lua_State *L) {
+  /* lua_close would unwind a suspended or errored main thread and call its
+   * pending `__close` handlers. Reset it first, with every call refused: the
+   * handlers are dropped one by one, and the thread is left as a fresh one (status
+   * OK, base frame), so a finalizer that lua_close runs next finds no suspended
+   * thread to resume. Finalizers run as on any lua_close (Lua runs them unhooked). */
+  lua_sethook(L, refuse_calls, LUA_MASKCALL | LUA_MASKCOUNT, 1);
+  lua_resetthread(L);
+  lua_sethook(L, NULL, 0, 0);
+  lua_close(L);
+}
 
 /* The reason rendered in C (cterm.c), not in a Lua state made for it. Bounded:
  * a long reason still shows whole in a crash report, a huge one is cut. */
@@ -219,7 +240,7 @@ static int crash_text(lua_State *L) {
   mb_proc *p = proc_arg(L);
   size_t len;
   const char *reason = push_reason_text(L, 2, &len);
-  luaL_traceback(L, p->co, NULL, 0);
+  luaL_traceback(L, L, NULL, 1);   /* the errored body's frames, below this one */
   lua_pushfstring(L, "crash report: process <0.%I> (module '%s') ended with reason: %s\n%s",
                   (lua_Integer)atomic_load(&p->pid), p->module ? p->module : "function",
                   reason, lua_tostring(L, -1));
@@ -277,8 +298,8 @@ void mb_spawn_end(mb_proc *p, int status) {
   } else if (p->L && lua_checkstack(p->L, 4)) {
     lua_State *L = p->L;
     p->oom = 0;  /* let the report allocate */
-    /* the error value moves off the errored thread: nothing may run on that one */
-    lua_xmove(p->co, L, 1);
+    /* the error value is on top of the errored main thread, its frames below it for
+     * the traceback; the report runs protected above them */
     int v = lua_gettop(L);
     if (run_on(L, error_reason, p, v)) { reason = lua_touserdata(L, -1); lua_pop(L, 1); }
     if (run_on(L, crash_text, p, v)) {

@@ -38,12 +38,17 @@ int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out);
  * first GC credit); the state pool's are made with it too. */
 void mb_spawn_prepare(lua_State *L);
 
-/* [owner] First run: build the state, load the code, decode the arguments onto the
- * body coroutine. On failure sets p->doom. */
+/* [owner] First run: build the state, load the code, decode the arguments onto its
+ * main thread, which runs the body. On failure sets p->doom. */
 void mb_spawn_start(mb_proc *p);
 /* [owner] The body ended: status LUA_OK (returned, or doomed) or an error status with
- * the error value on top of p->co. Reports crashes and finishes the process. */
+ * the error value on top of p->L. Reports crashes and finishes the process. */
 void mb_spawn_end(mb_proc *p, int status);
+
+/* Close a process state without running any of its code but finalizers: the body
+ * may be suspended (a kill) or errored on the main thread with to-be-closed
+ * variables pending, and a process that has ended runs none of them. */
+void mb_spawn_close(lua_State *L);
 
 /* An exit reason (EXIT-shaped signal) of the Lua value at idx: itself if it can be
  * sent within max_message, else its tostring, cut. NULL without memory; raises

@@ -305,6 +305,77 @@ describe("a new process state", function()
   end)
 end)
 
+describe("the body of a process", function()
+  local node
+  before_each(function() node = H.start() end)
+  after_each(function() node:stop() end)
+
+  it("is the main coroutine: running says so, it cannot yield, a coroutine in it can", function()
+    local msg = H.run(node, function(parent)
+      local mb = require "moonbeam"
+      local main, ismain = coroutine.running()
+      local yielded, err = pcall(coroutine.yield, 1)
+      local co = coroutine.create(function() return coroutine.isyieldable(), coroutine.yield(2) end)
+      local _, two = coroutine.resume(co)
+      mb.send(parent, { ismain, coroutine.isyieldable(), coroutine.status(main), yielded, err, two,
+                        select(2, coroutine.resume(co, "x")) })
+    end)
+    assert.same({ true, false, "running", false, "attempt to yield from outside a coroutine", 2, true, "x" }, msg)
+  end)
+
+  -- A to-be-closed handler sends "closed ..." to the parent. A process ends before
+  -- its EXIT and DOWN go out, so a handler that ran at its end would have sent
+  -- before the DOWN: a receive after the DOWN that finds nothing proves none ran.
+  local child = [[
+    return function(parent, how)
+      local mb = require "moonbeam"
+      local lua <close> = setmetatable({}, { __close = function() mb.send(parent, "closed lua") end })
+      local c <close> = setmetatable({}, { __close = coroutine.wrap(function() mb.send(parent, "closed c") end) })
+      local main = coroutine.running()
+      setmetatable({}, { __gc = function()
+        mb.send(parent, { "gc", coroutine.resume(main) })
+      end })
+      mb.send(parent, "ready")
+      if how == "error" then error("boom") end
+      if how == "wait" then mb.receive() end
+    end
+  ]]
+  local function ending(how)
+    return H.run(node, function(parent, src, how)
+      local mb = require "moonbeam"
+      local pid, ref = mb.spawn_monitor(load(src)(), mb.self(), how)
+      assert(mb.receive(function(m) return m == "ready" end, 5000))
+      if how == "wait" then mb.exit(pid, "kill") end
+      local seen = {}
+      while true do
+        local m = mb.receive(5000)
+        if type(m) == "table" and m[1] == "DOWN" and m[2] == ref then seen[#seen + 1] = "down " .. tostring(m[4]); break end
+        if type(m) == "table" and m[1] == "gc" then m = "gc " .. tostring(m[2]) .. " " .. tostring(m[3]) end
+        seen[#seen + 1] = tostring(m)
+      end
+      seen[#seen + 1] = tostring(mb.receive(0))
+      mb.send(parent, seen)
+    end, child, how)
+  end
+
+  it("runs none of its pending to-be-closed handlers when it is killed", function()
+    assert.same({ "gc false cannot resume non-suspended coroutine", "down killed", "nil" }, ending("wait"))
+  end)
+
+  it("runs none of its pending to-be-closed handlers when it raises", function()
+    local seen = ending("error")
+    assert.equal("gc false cannot resume non-suspended coroutine", seen[1])
+    assert.is_truthy(seen[2]:match("^down .*: boom$"), seen[2])
+    assert.same({ "nil" }, { seen[3] })
+    assert.equal(3, #seen)
+  end)
+
+  it("closes its to-be-closed variables as Lua does when it returns", function()
+    assert.same({ "closed c", "closed lua", "gc false cannot resume non-suspended coroutine", "down normal", "nil" },
+                ending("return"))
+  end)
+end)
+
 describe("mb.spawn_link", function()
   local node
   before_each(function() node = H.start() end)
