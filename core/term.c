@@ -57,20 +57,27 @@ static int handle_tostring(lua_State *L) {
  * values weak; one table less to build per kind and state), and its string fields
  * are never collected. One table per kind and state; made
  * (replacing the non-table on top) the first time, out of the hot path. */
-/* A new metatable on top: __tostring, __name, a hidden __metatable, room for more. */
+/* A new metatable on top: __tostring, __name (unless mt is NULL), a hidden
+ * __metatable, room for more. */
 static void new_meta(lua_State *L, int size, const char *mt, lua_CFunction tostr) {
   lua_createtable(L, 0, size);
   lua_pushcfunction(L, tostr);
   lua_setfield(L, -2, "__tostring");
-  lua_pushstring(L, mt);
-  lua_setfield(L, -2, "__name");
+  if (mt) {
+    lua_pushstring(L, mt);
+    lua_setfield(L, -2, "__name");
+  }
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
 }
 
-static __attribute__((noinline)) void make_meta(lua_State *L, const char *key, const char *mt, lua_CFunction tostr) {
+/* The intern table of pids or refs, its own metatable. No __name: with it and its
+ * name string, an idle process that holds one pid took 164 bytes more (a type
+ * error names the value "userdata" instead). Sized for three fields and one box,
+ * what most processes hold. */
+static __attribute__((noinline)) void make_meta(lua_State *L, const char *key, lua_CFunction tostr) {
   lua_pop(L, 1);
-  new_meta(L, 5, mt, tostr);
+  new_meta(L, 4, NULL, tostr);
   lua_pushliteral(L, "v");   /* for the table as its own metatable; a userdata ignores it */
   lua_setfield(L, -2, "__mode");
   lua_pushvalue(L, -1);
@@ -81,9 +88,9 @@ static __attribute__((noinline)) void make_meta(lua_State *L, const char *key, c
 
 /* Push the interned box for id, or a new one of `size` bytes, zeroed past the id.
  * Inlined: each caller's size is a constant. */
-static inline __attribute__((always_inline)) void push_box(lua_State *L, const char *key, const char *mt,
+static inline __attribute__((always_inline)) void push_box(lua_State *L, const char *key,
                                                            lua_CFunction tostr, uint64_t id, size_t size) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TTABLE) make_meta(L, key, mt, tostr); /* mt */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TTABLE) make_meta(L, key, tostr); /* mt */
   if (lua_rawgeti(L, -1, (lua_Integer)id) != LUA_TNIL) {
     lua_remove(L, -2);
     return;
@@ -100,8 +107,8 @@ static inline __attribute__((always_inline)) void push_box(lua_State *L, const c
   lua_remove(L, -2);
 }
 
-void mb_push_pid(lua_State *L, mb_pid pid) { push_box(L, &pid_key, MB_PID_MT, pid_tostring, pid, sizeof(box)); }
-void mb_push_ref(lua_State *L, uint64_t ref) { push_box(L, &ref_key, MB_REF_MT, ref_tostring, ref, sizeof(box)); }
+void mb_push_pid(lua_State *L, mb_pid pid) { push_box(L, &pid_key, pid_tostring, pid, sizeof(box)); }
+void mb_push_ref(lua_State *L, uint64_t ref) { push_box(L, &ref_key, ref_tostring, ref, sizeof(box)); }
 
 void mb_push_from(lua_State *L, mb_pid pid, uint64_t ref) {
   lua_createtable(L, 2, 0);
@@ -142,7 +149,7 @@ static __attribute__((noinline)) void set_kind_meta(lua_State *L, int kind) {
 
 int mb_push_handle(lua_State *L, int kind, uint64_t id) {
   if (kind <= 0 || kind >= MB_HANDLE_KINDS || id % MB_HANDLE_CAP == 0) return -1;
-  push_box(L, &handle_key, MB_HANDLE_MT, handle_tostring, id, sizeof(hbox));
+  push_box(L, &handle_key, handle_tostring, id, sizeof(hbox));
   hbox *h = lua_touserdata(L, -1);
   if (!h->kind) {   /* new */
     h->kind = (uint64_t)kind;

@@ -6,8 +6,6 @@
 #include <lua.h>
 #include "moonbeam.h"
 
-#define MB_PID_MT "moonbeam.pid"
-#define MB_REF_MT "moonbeam.ref"
 #define MB_HANDLE_MT "moonbeam.handle"
 
 /* Push the pid (ref) userdata for id; the same id gives the same userdata in one state. */
