@@ -210,22 +210,39 @@ static mb_proc *proc_construct(void) {
   mb_proc *p = calloc(1, sizeof *p);
   if (!p) return NULL;
   pthread_mutex_init(&p->meta, NULL);
-  pthread_mutex_init(&p->ext_lock, NULL);
-  mb_cond_init_monotonic(&p->ext_cond);
   return p;
 }
 
 void mb_proc_destroy(mb_proc *p) {
   pthread_mutex_destroy(&p->meta);
-  pthread_mutex_destroy(&p->ext_lock);
-  pthread_cond_destroy(&p->ext_cond);
+  if (p->ext) {
+    pthread_mutex_destroy(&p->ext->lock);
+    pthread_cond_destroy(&p->ext->cond);
+    free(p->ext);
+  }
   free(p);
+}
+
+/* A lock and a condition only the external kind uses: made once, kept with the
+ * struct (a pooled struct may be any kind next). */
+static int ext_make(mb_proc *p) {
+  if (p->ext) return 0;
+  mb_extwait *w = malloc(sizeof *w);
+  if (!w) return -1;
+  pthread_mutex_init(&w->lock, NULL);
+  mb_cond_init_monotonic(&w->cond);
+  p->ext = w;
+  return 0;
 }
 
 mb_proc *mb_proc_new(mb_node *n, int kind) {
   mb_proc *p = mb_ptab_pool_get(n->ptab);
   if (!p) p = proc_construct();
   if (!p) return NULL;
+  if (mb_kinds[kind].waits_off_scheduler && ext_make(p) != 0) {
+    mb_ptab_pool_put(n->ptab, p);   /* a stale reader may still look at a pooled struct */
+    return NULL;
+  }
   p->node = n;
   p->kind = kind;
   mb_mpsc_init(&p->mq);
@@ -262,9 +279,9 @@ void mb_proc_wake(mb_proc *p) {
       !atomic_compare_exchange_strong(&p->state, &st, MB_PS_RUNNABLE))
     return;
   if (mb_kind_of(p)->waits_off_scheduler) {
-    pthread_mutex_lock(&p->ext_lock);
-    pthread_cond_signal(&p->ext_cond);
-    pthread_mutex_unlock(&p->ext_lock);
+    pthread_mutex_lock(&p->ext->lock);
+    pthread_cond_signal(&p->ext->cond);
+    pthread_mutex_unlock(&p->ext->lock);
   } else {
     mb_sched_ready(p->node, p, 1);
   }

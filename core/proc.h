@@ -94,8 +94,8 @@ struct mb_proc {
   _Atomic int refs;
   /* initialised once per struct (pooled), never copied nor cleared */
   pthread_mutex_t meta;
-  pthread_mutex_t ext_lock;     /* external processes: the host thread waits on ext_cond */
-  pthread_cond_t ext_cond;
+  struct mb_extwait *ext;       /* made for the first external process the struct is:
+                                 * the host thread waits on its condition */
   mb_proc *pool_next;
 
   /* everything from here on is cleared when the struct returns to the pool */
@@ -167,6 +167,12 @@ struct mb_proc {
 };
 
 static inline const mb_kind *mb_kind_of(const mb_proc *p) { return &mb_kinds[p->kind]; }
+
+/* Where a thread outside the schedulers waits for its process's signals. */
+typedef struct mb_extwait {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+} mb_extwait;
 
 /* The process running on this thread's state L. */
 static inline mb_proc *mb_proc_of(lua_State *L) { return *(mb_proc **)lua_getextraspace(L); }

@@ -72,18 +72,18 @@ int mb_call_ref_del(mb_proc *p, uint64_t ref) {
  * state, then read the count (both sequentially consistent): one sees the other. */
 int mb_recv_wait_external(mb_proc *p, uint64_t deadline) {
   int rc = 0;
-  pthread_mutex_lock(&p->ext_lock);
+  pthread_mutex_lock(&p->ext->lock);
   atomic_store(&p->state, MB_PS_WAITING);
   atomic_thread_fence(memory_order_seq_cst);
   while (atomic_load(&p->state) == MB_PS_WAITING && atomic_load(&p->mq_count) <= 0) {
     if (deadline) {
       struct timespec ts = mb_timespec_at(deadline);
-      if (pthread_cond_timedwait(&p->ext_cond, &p->ext_lock, &ts) == ETIMEDOUT) { rc = MB_ETIMEOUT; break; }
+      if (pthread_cond_timedwait(&p->ext->cond, &p->ext->lock, &ts) == ETIMEDOUT) { rc = MB_ETIMEOUT; break; }
     } else {
-      pthread_cond_wait(&p->ext_cond, &p->ext_lock);
+      pthread_cond_wait(&p->ext->cond, &p->ext->lock);
     }
   }
   atomic_store(&p->state, MB_PS_RUNNING);
-  pthread_mutex_unlock(&p->ext_lock);
+  pthread_mutex_unlock(&p->ext->lock);
   return rc;
 }

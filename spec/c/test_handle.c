@@ -229,16 +229,16 @@ static mb_sig *ext_next(mb_proc *p) {
     mb_sig *m = p->inbox;
     if (m) { mb_proc_take(p, NULL, m); return m; }
     CHECK(mb_now_ns() < deadline);
-    pthread_mutex_lock(&p->ext_lock);
+    pthread_mutex_lock(&p->ext->lock);
     atomic_store(&p->state, MB_PS_WAITING);
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load(&p->state) == MB_PS_WAITING && atomic_load(&p->mq_count) <= 0) {
       uint64_t t = mb_now_ns() + 10000000ull;
       struct timespec ts = { (time_t)(t / 1000000000u), (long)(t % 1000000000u) };
-      pthread_cond_timedwait(&p->ext_cond, &p->ext_lock, &ts);
+      pthread_cond_timedwait(&p->ext->cond, &p->ext->lock, &ts);
     }
     atomic_store(&p->state, MB_PS_RUNNING);
-    pthread_mutex_unlock(&p->ext_lock);
+    pthread_mutex_unlock(&p->ext->lock);
   }
 }
 
