@@ -23,11 +23,11 @@ void mb_arena_free(mb_arena *a) {
 }
 
 #ifndef MB_ALLOC_PLAIN
-static inline size_t class_of(size_t n) { return (n + 15) >> 4; }
+static inline size_t class_of(size_t n) { return (n + MB_ALLOC_GRAIN - 1) >> MB_ALLOC_GRAIN_SHIFT; }
 
 /* Carve a block of class k from the cache's chunk, taking a new chunk when needed. */
 static void *carve(mb_arena *a, mb_acache *c, size_t k) {
-  size_t bytes = k << 4;
+  size_t bytes = k << MB_ALLOC_GRAIN_SHIFT;
   if ((size_t)(c->bump_end - c->bump) < bytes) {
     mb_chunk *ch = malloc(CHUNK_SIZE);
     if (!ch) return NULL;

@@ -1,5 +1,5 @@
 /* alloc: the allocator behind every process state. Lua tells the old size of a
- * block on each free and realloc, so small blocks need no header: 16-byte size
+ * block on each free and realloc, so small blocks need no header: 8-byte size
  * classes up to MB_ALLOC_SMALL, free lists per scheduler thread, carved from
  * chunks the node owns and releases when it is freed. Larger blocks use malloc.
  *
@@ -15,10 +15,12 @@
 #include <stddef.h>
 
 #define MB_ALLOC_SMALL 2048
-#define MB_ALLOC_CLASSES (MB_ALLOC_SMALL / 16)
+#define MB_ALLOC_GRAIN_SHIFT 3   /* 8-byte classes: Lua needs no more alignment */
+#define MB_ALLOC_GRAIN (1u << MB_ALLOC_GRAIN_SHIFT)
+#define MB_ALLOC_CLASSES (MB_ALLOC_SMALL / MB_ALLOC_GRAIN)
 
 typedef struct mb_acache {
-  void *free[MB_ALLOC_CLASSES + 1];   /* by class: class k holds blocks of k*16 bytes */
+  void *free[MB_ALLOC_CLASSES + 1];   /* by class: class k holds blocks of k*8 bytes */
   char *bump, *bump_end;              /* the unused rest of the newest chunk */
 } mb_acache;
 
@@ -46,7 +48,7 @@ void *mb_arena_realloc(mb_arena *a, mb_acache *c, void *ptr, size_t old, size_t 
 static inline int mb_arena_free_fast(mb_acache *c, void *ptr, size_t old) {
 #ifndef MB_ALLOC_PLAIN
   if (c && ptr && old && old <= MB_ALLOC_SMALL) {
-    size_t k = (old + 15) >> 4;
+    size_t k = (old + MB_ALLOC_GRAIN - 1) >> MB_ALLOC_GRAIN_SHIFT;
     *(void **)ptr = c->free[k];
     c->free[k] = ptr;
     return 1;
@@ -60,11 +62,11 @@ static inline int mb_arena_free_fast(mb_acache *c, void *ptr, size_t old) {
 static inline void *mb_arena_alloc_fast(mb_acache *c, size_t nsize) {
 #ifndef MB_ALLOC_PLAIN
   if (c && nsize <= MB_ALLOC_SMALL) {
-    size_t k = (nsize + 15) >> 4;
+    size_t k = (nsize + MB_ALLOC_GRAIN - 1) >> MB_ALLOC_GRAIN_SHIFT;
     void *p = c->free[k];
     if (p) { c->free[k] = *(void **)p; return p; }
     /* an empty list (a growing heap, every fresh state): the newest chunk's rest */
-    if ((size_t)(c->bump_end - c->bump) >= k << 4) { p = c->bump; c->bump += k << 4; }
+    if ((size_t)(c->bump_end - c->bump) >= k << MB_ALLOC_GRAIN_SHIFT) { p = c->bump; c->bump += k << MB_ALLOC_GRAIN_SHIFT; }
     return p;
   }
 #else
