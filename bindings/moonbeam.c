@@ -208,6 +208,8 @@ static int l_send(lua_State *L) {
 /* ---- receive and sleep (the protocol is the core's: core/wait.c) ---- */
 
 int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname) {
+  *deadline = 0;
+  if (lua_gettop(L) == 0) return 0;   /* receive(): the commonest, nothing to check */
   lua_settop(L, 2);
   int targ = 2;
   if (lua_type(L, 1) == LUA_TNUMBER) {   /* receive(timeout) */
@@ -222,7 +224,6 @@ int mb_l_receive_args(lua_State *L, uint64_t *deadline, const char *fname) {
     luaL_argexpected(L, lua_type(L, 1) == LUA_TFUNCTION, 1, "function");
     match = 1;
   }
-  *deadline = 0;
   if (!lua_isnil(L, 2)) {
     lua_Number ms = luaL_checknumber(L, 2);
     if (ms != ms) return luaL_argerror(L, targ, "timeout must be a number, got nan");
