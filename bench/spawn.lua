@@ -15,10 +15,12 @@ end
 local self = mb.self()
 local rss0 = rss()
 local t0 = mb.now()
-for _ = 1, N do mb.spawn(idle, self) end
+local pids = {}   -- kept, as the Erlang twin keeps its list
+for i = 1, N do pids[i] = mb.spawn(idle, self) end
 for _ = 1, N do assert(mb.receive() == "up") end
 local secs = (mb.now() - t0) / 1000
 local rss1 = rss()
+assert(#pids == N)   -- the table lives until here
 
 print(string.format("METRIC spawns_per_s %.1f spawns/s", N / secs))
 print(string.format("METRIC rss_bytes_per_process %.1f bytes", (rss1 - rss0) / N))
