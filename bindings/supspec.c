@@ -370,8 +370,16 @@ static int check_sup(ck *c, int t, int level) {
 
 /* ---- entry: under a pcall ---- */
 
+/* The check this thread is running: check_main is reachable by a metamethod the
+ * check runs (debug.getinfo finds it on the stack), so it runs only with the very
+ * struct check() passed it, which Lua code cannot name (pids and refs are light
+ * userdata too, never that address). */
+static __thread ck *live_check;
+
 static int check_main(lua_State *L) {
   ck *c = lua_touserdata(L, 1);
+  if (lua_type(L, 1) != LUA_TLIGHTUSERDATA || !c || c != live_check) return luaL_error(L, "not for scripts");
+  live_check = NULL;   /* once */
   if (lua_type(L, 2) != LUA_TTABLE) {
     lua_settop(L, 2);
     type_error(c, "a table");
@@ -403,7 +411,10 @@ static int check(lua_State *L, mb_node *n, int idx, mb_buf *b, char *err, size_t
   lua_pushcfunction(L, check_main);
   lua_pushlightuserdata(L, &c);
   lua_pushvalue(L, idx);
+  ck *outer = live_check;   /* a metamethod of an outer check may have started this one */
+  live_check = &c;
   int st = lua_pcall(L, 2, 0, 0);
+  live_check = outer;
   if (st == LUA_OK && !c.failed) return 0;
   b->len = len0;
   if (st == LUA_OK) return -1;

@@ -225,6 +225,30 @@ describe("a hostile process", function()
 ]]
   end)
 
+  it("cannot run the supervisor spec checker by hand, with a pid or anything else", function()
+    local _, reason, out = hostile [[
+  local sup = require "moonbeam.supervisor"
+  local found = {}
+  local spec = setmetatable({}, { __index = function()
+    for level = 1, 10 do
+      local info = debug.getinfo(level, "fS")
+      if info and info.what == "C" then found[#found + 1] = info.func end
+    end
+  end })
+  local ok = pcall(sup.start_link, spec)
+  local refused = 0
+  for _, f in ipairs(found) do
+    for _, args in ipairs { { "x", {} }, { mb.self(), {} }, { mb.make_ref(), {} }, { {}, {} } } do
+      local called, err = pcall(f, table.unpack(args))
+      if not called and err == "not for scripts" then refused = refused + 1 end
+    end
+  end
+  print(ok, #found > 0, refused > 0)
+]]
+    assert.same({ "true\ttrue\ttrue" }, out)
+    assert.equal("normal", reason)
+  end)
+
   it("cannot join or read upvalues", function()
     hostile [[
   local a, b = 1, 2
