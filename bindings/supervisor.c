@@ -89,7 +89,7 @@ static void request(lua_State *L, const char *op, int arg) {
 }
 
 static void check_sup(lua_State *L) {
-  if (lua_type(L, 1) != LUA_TSTRING && lua_type(L, 1) != LUA_TUSERDATA)
+  if (lua_type(L, 1) != LUA_TSTRING && lua_type(L, 1) != LUA_TUSERDATA && lua_type(L, 1) != LUA_TLIGHTUSERDATA)
     luaL_typeerror(L, 1, "pid or registered name");
 }
 

@@ -222,6 +222,20 @@ static inline __attribute__((always_inline)) int put_string(enc *e, const char *
   return 0;
 }
 
+static inline int put_ref(enc *e, uint64_t ref) {
+  if (e->b->on_ref) e->b->on_ref(e->b->on_ref_ud, ref);
+  return put_tagvar(e, T_REF, ref);
+}
+
+/* A light userdata's pointer: 1 if it is a pid or a ref (written, or *st set on a
+ * write failure), 0 if it is neither. */
+static inline int put_light(enc *e, const void *p, int *st) {
+  uint64_t id;
+  if (mb_light_is(p, MB_LIGHT_PID, &id)) { *st = put_tagvar(e, T_PID, id); return 1; }
+  if (mb_light_is(p, MB_LIGHT_REF, &id)) { *st = put_ref(e, id); return 1; }
+  return 0;
+}
+
 /* The value at idx whose type is already known. Integers and strings, the bulk of
  * every message, are written here; the rest goes through enc_value. */
 static inline int enc_typed(enc *e, int idx, int type) {
@@ -272,7 +286,7 @@ static int enc_array_from(enc *e, int idx, lua_Unsigned i, lua_Unsigned n) {
   return 0;
 }
 
-/* A value read in place: integers, floats, booleans and strings. 1 if written
+/* A value read in place: integers, floats, booleans, strings, light pids and refs. 1 if written
  * (or *st set on a write failure), 0 if it needs the public API. */
 static inline __attribute__((always_inline)) int put_plain(enc *e, unsigned char tag, const mb_luatab_value *v, int *st) {
   switch (tag) {
@@ -301,6 +315,8 @@ static inline __attribute__((always_inline)) int put_plain(enc *e, unsigned char
     *st = put_string(e, s, len);
     return 1;
   }
+  case MB_LUATAB_LIGHT:   /* a pid or a ref; any other goes through the API and is refused */
+    return put_light(e, v->p, st);
   default:
     return 0;
   }
@@ -530,21 +546,21 @@ static __attribute__((noinline)) int enc_value(enc *e, int idx) {
   }
   case LUA_TTABLE:
     return enc_table(e, idx);
+  case LUA_TLIGHTUSERDATA: {
+    int st;
+    if (put_light(e, lua_touserdata(L, idx), &st)) return st;
+    return bad(e, MB_ENC_BADVALUE, "a userdata");
+  }
   case LUA_TUSERDATA: {
     mb_pid pid;
     uint64_t ref;
     if (mb_test_pid(L, idx, &pid)) return put_tagvar(e, T_PID, pid);
-    if (mb_test_ref(L, idx, &ref)) {
-      if (e->b->on_ref) e->b->on_ref(e->b->on_ref_ud, ref);
-      return put_tagvar(e, T_REF, ref);
-    }
+    if (mb_test_ref(L, idx, &ref)) return put_ref(e, ref);
     int kind, st;
     if (mb_test_handle(L, idx, &kind, &ref))
       return (st = put_tagvar(e, T_HANDLE, ref)) ? st : put_byte(e, (unsigned char)kind);
     return bad(e, MB_ENC_BADVALUE, "a userdata");
   }
-  case LUA_TLIGHTUSERDATA:
-    return bad(e, MB_ENC_BADVALUE, "a userdata");
   case LUA_TFUNCTION:
     return bad(e, MB_ENC_BADVALUE, "a function");
   case LUA_TTHREAD:

@@ -126,6 +126,7 @@ static void render(lua_State *L, int idx, rbuf *b, int depth, int top) {
   case LUA_TSTRING: render_string(L, idx, b, top); return;
   case LUA_TTABLE: render_table(L, idx, b, depth); return;
   case LUA_TUSERDATA:
+  case LUA_TLIGHTUSERDATA:
     if (mb_test_pid(L, idx, &pid)) { snprintf(t, sizeof t, "<0.%llu>", (unsigned long long)pid); radds(b, t); return; }
     if (mb_test_ref(L, idx, &ref)) { snprintf(t, sizeof t, "#Ref<0.%llu>", (unsigned long long)ref); radds(b, t); return; }
     radds(b, "userdata");

@@ -190,6 +190,8 @@ static int same_value(lua_State *L, int idx, unsigned char tag, const mb_luatab_
            string_reads_back(L, idx, tag);
   case LUA_TTABLE:
     return tag == TABLE_TAG && v->p == lua_topointer(L, idx);
+  case LUA_TLIGHTUSERDATA:
+    return tag == MB_LUATAB_LIGHT && v->p == lua_touserdata(L, idx);
   default:
     return 0;
   }
@@ -270,6 +272,8 @@ static int probe_kinds(lua_State *L) {
   for (int i = 0; ok && i < 7; i++) {
     lua_rawgeti(L, t, i + 1);
     ok = mb_luatab_known(v.array[i].tag) && (v.array[i].tag & 0x0f) == lua_type(L, -1);
+    if (ok && lua_type(L, -1) == LUA_TLIGHTUSERDATA)   /* read in place: pids and refs */
+      ok = v.array[i].tag == MB_LUATAB_LIGHT && v.array[i].v.p == (const void *)&trusted;
     lua_pop(L, 1);
   }
   for (size_t j = 0; ok && j < v.nnodes; j++) {

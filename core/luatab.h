@@ -36,6 +36,7 @@ typedef struct mb_luatab_node {
 #define MB_LUATAB_FLOAT  0x13
 #define MB_LUATAB_SHRSTR 0x44
 #define MB_LUATAB_LNGSTR 0x54
+#define MB_LUATAB_LIGHT  0x02   /* a light userdata: its pointer in v.p */
 
 static inline int mb_luatab_empty(unsigned char tag) { return (tag & 0x0f) == 0; }
 
@@ -44,7 +45,7 @@ static inline int mb_luatab_empty(unsigned char tag) { return (tag & 0x0f) == 0;
  * nor empty means the view misreads the table. */
 static inline int mb_luatab_known(unsigned char tag) {
   switch (tag) {
-  case 0x02: case 0x16: case 0x45: case 0x46: case 0x47: case 0x48: case 0x66:
+  case MB_LUATAB_LIGHT: case 0x16: case 0x45: case 0x46: case 0x47: case 0x48: case 0x66:
   case MB_LUATAB_FALSE: case MB_LUATAB_TRUE: case MB_LUATAB_INT: case MB_LUATAB_FLOAT:
   case MB_LUATAB_SHRSTR: case MB_LUATAB_LNGSTR:
     return 1;

@@ -73,11 +73,16 @@ void mb_push_taken_payload(lua_State *L, mb_proc *p, mb_sig *m) { push_taken(L, 
 /* Selective receive, run protected with p->selecting set for its whole length:
  * while it walks the inbox, neither the match function nor a finalizer may
  * receive or demonitor (which would unlink messages it holds). The match function
- * can reach this function (debug.getinfo): only mb_select's own call, with its
- * light userdata (which Lua code cannot make) and p->selecting 1, may run it. */
+ * can reach this function (debug.getinfo): only mb_select's own call, with the
+ * process as a light userdata (Lua code has pids and refs as light userdata, never
+ * that one) and p->selecting 1, may run it. */
+static __thread mb_proc *select_proc;   /* the process mb_select runs select_match for */
+
 static int select_match(lua_State *L) {
   mb_proc *p = lua_touserdata(L, 1);   /* 2: the match function */
-  if (lua_type(L, 1) != LUA_TLIGHTUSERDATA || p->selecting != 1)
+  /* a script has light userdata too (pids, refs): it must be the very process
+   * mb_select passed, before anything is read through it */
+  if (lua_type(L, 1) != LUA_TLIGHTUSERDATA || !p || p != select_proc || p->selecting != 1)
     return luaL_error(L, "receive: not a selective receive");
   p->selecting = 2;
   mb_sig *prev = p->recv_pos;
@@ -118,7 +123,9 @@ int mb_select(lua_State *L, mb_proc *p, int match_idx) {
   lua_pushlightuserdata(L, p);
   lua_pushvalue(L, match_idx);
   p->selecting = 1;
+  select_proc = p;   /* no nesting: a match function cannot receive */
   int st = lua_pcall(L, 2, LUA_MULTRET, 0);
+  select_proc = NULL;
   p->selecting = 0;
   if (st != LUA_OK) return lua_error(L);
   return lua_gettop(L) - base;   /* 1: the message is on top; 0: none matched */

@@ -1,7 +1,9 @@
-/* term: pids, refs and I/O handles as Lua userdata. Each state interns them per
- * kind (id -> userdata, weakly) so one id is one value: `==` and table keys just
- * work without an __eq, and a pid never equals a ref. A handle's userdata also
- * holds its handle kind (ids are unique across handle kinds: one intern table). */
+/* term: pids, refs and I/O handles as Lua userdata. Pids and refs are light
+ * userdata (term.h) unless their id is too large; those, and handles, are full
+ * userdata that each state interns per kind (id -> userdata, weakly) so one id is
+ * one value: `==` and table keys just work without an __eq, and a pid never
+ * equals a ref. A handle's userdata also holds its handle kind (ids are unique
+ * across handle kinds: one intern table). */
 #include <lauxlib.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,16 +30,45 @@ static void *test_box(lua_State *L, int idx, const char *key, size_t size, uint6
 
 static int pid_tostring(lua_State *L) {
   uint64_t id = 0;
-  if (!test_box(L, 1, &pid_key, sizeof(box), &id)) return luaL_typeerror(L, 1, "pid");
+  if (!mb_test_pid(L, 1, &id)) return luaL_typeerror(L, 1, "pid");
   lua_pushfstring(L, "<0.%I>", (lua_Integer)id);
   return 1;
 }
 
 static int ref_tostring(lua_State *L) {
   uint64_t id = 0;
-  if (!test_box(L, 1, &ref_key, sizeof(box), &id)) return luaL_typeerror(L, 1, "ref");
+  if (!mb_test_ref(L, 1, &id)) return luaL_typeerror(L, 1, "ref");
   lua_pushfstring(L, "#Ref<0.%I>", (lua_Integer)id);
   return 1;
+}
+
+/* __tostring of every light userdata in a state. */
+static int light_tostring(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TLIGHTUSERDATA) return luaL_typeerror(L, 1, "light userdata");
+  void *p = lua_touserdata(L, 1);
+  uint64_t id;
+  if (mb_light_is(p, MB_LIGHT_PID, &id)) lua_pushfstring(L, "<0.%I>", (lua_Integer)id);
+  else if (mb_light_is(p, MB_LIGHT_REF, &id)) lua_pushfstring(L, "#Ref<0.%I>", (lua_Integer)id);
+  else lua_pushfstring(L, "userdata: %p", p);
+  return 1;
+}
+
+/* The light userdata on top gets the state's metatable for them, made the first
+ * time: __tostring, and a hidden __metatable as a box's has (the core reads
+ * nothing from it: a pid is tested by its bits). */
+static __attribute__((noinline)) void make_light_meta(lua_State *L) {
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, light_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+}
+
+static inline void push_light(lua_State *L, uint64_t bits) {
+  lua_pushlightuserdata(L, (void *)(uintptr_t)bits);
+  if (lua_getmetatable(L, -1)) lua_pop(L, 1);
+  else make_light_meta(L);
 }
 
 void mb_handle_methods(int kind, lua_CFunction open) {
@@ -107,8 +138,15 @@ static inline __attribute__((always_inline)) void push_box(lua_State *L, const c
   lua_remove(L, -2);
 }
 
-void mb_push_pid(lua_State *L, mb_pid pid) { push_box(L, &pid_key, pid_tostring, pid, sizeof(box)); }
-void mb_push_ref(lua_State *L, uint64_t ref) { push_box(L, &ref_key, ref_tostring, ref, sizeof(box)); }
+void mb_push_pid(lua_State *L, mb_pid pid) {
+  if (pid <= MB_LIGHT_ID_MASK) push_light(L, MB_LIGHT_PID | pid);
+  else push_box(L, &pid_key, pid_tostring, pid, sizeof(box));
+}
+
+void mb_push_ref(lua_State *L, uint64_t ref) {
+  if (ref <= MB_LIGHT_ID_MASK) push_light(L, MB_LIGHT_REF | ref);
+  else push_box(L, &ref_key, ref_tostring, ref, sizeof(box));
+}
 
 void mb_push_from(lua_State *L, mb_pid pid, uint64_t ref) {
   lua_createtable(L, 2, 0);
@@ -172,8 +210,22 @@ static void *test_box(lua_State *L, int idx, const char *key, size_t size, uint6
   return b;
 }
 
-int mb_test_pid(lua_State *L, int idx, mb_pid *out) { return test_box(L, idx, &pid_key, sizeof(box), out) != NULL; }
-int mb_test_ref(lua_State *L, int idx, uint64_t *out) { return test_box(L, idx, &ref_key, sizeof(box), out) != NULL; }
+/* A light one, or a box of an id too large to be light (a box of a smaller id
+ * cannot be made: it is not taken). */
+static int test_id(lua_State *L, int idx, uint64_t tag, const char *key, uint64_t *out) {
+  uint64_t id;
+  int t = lua_type(L, idx);
+  if (t == LUA_TLIGHTUSERDATA) {
+    if (!mb_light_is(lua_touserdata(L, idx), tag, &id)) return 0;
+  } else if (t != LUA_TUSERDATA || !test_box(L, idx, key, sizeof(box), &id) || id <= MB_LIGHT_ID_MASK) {
+    return 0;
+  }
+  if (out) *out = id;
+  return 1;
+}
+
+int mb_test_pid(lua_State *L, int idx, mb_pid *out) { return test_id(L, idx, MB_LIGHT_PID, &pid_key, out); }
+int mb_test_ref(lua_State *L, int idx, uint64_t *out) { return test_id(L, idx, MB_LIGHT_REF, &ref_key, out); }
 
 int mb_test_handle(lua_State *L, int idx, int *kind, uint64_t *id) {
   hbox *h = test_box(L, idx, &handle_key, sizeof(hbox), id);

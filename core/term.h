@@ -8,6 +8,29 @@
 
 #define MB_HANDLE_MT "moonbeam.handle"
 
+/* A pid or ref whose id is below 2^48 is a light userdata: the id under a tag in
+ * the top 16 bits, which no address a program holds has (user-space addresses are
+ * below 2^47; the tags are not small integers either). It costs nothing to push
+ * (no allocation, no lookup), is the same value wherever it is pushed, and works as
+ * a table key. One of a larger id (a node that made 2^48 refs) is a full userdata
+ * interned per state, as a handle is. All light userdata of a state share one
+ * metatable, set at the first pid or ref pushed there: its __tostring renders
+ * these and, for any other light userdata (a host program's), what Lua's default
+ * would. */
+#define MB_LIGHT_ID_MASK (((uint64_t)1 << 48) - 1)
+#define MB_LIGHT_TAG_MASK (~MB_LIGHT_ID_MASK)
+#define MB_LIGHT_PID ((uint64_t)0x7A1D << 48)
+#define MB_LIGHT_REF ((uint64_t)0x7A1E << 48)
+
+/* 1 and *id if the light userdata's pointer p is a pid (tag MB_LIGHT_PID) or a ref
+ * (MB_LIGHT_REF), as asked by tag. */
+static inline int mb_light_is(const void *p, uint64_t tag, uint64_t *id) {
+  uint64_t v = (uint64_t)(uintptr_t)p;
+  if ((v & MB_LIGHT_TAG_MASK) != tag) return 0;
+  *id = v & MB_LIGHT_ID_MASK;
+  return 1;
+}
+
 /* Push the pid (ref) userdata for id; the same id gives the same userdata in one state. */
 void mb_push_pid(lua_State *L, mb_pid pid);
 void mb_push_ref(lua_State *L, uint64_t ref);

@@ -716,16 +716,37 @@ TEST(pids_and_refs_keep_identity) {
 TEST(pids_decode_into_another_state) {
   lua_State *L = new_state(), *L2 = new_state();
   mb_buf b;
-  CHECK(luaL_dostring(L, "return {pid(5), ref(6), 'x'}") == LUA_OK);
+  /* ids below 2^48 are light userdata; larger ones are interned boxes */
+  CHECK(luaL_dostring(L, "return {pid(5), ref(6), 'x', pid(1 << 50), ref(1 << 48), ref((1 << 48) - 1)}") == LUA_OK);
   CHECK_EQ_INT(encode_top(L, &b, 0, NULL, 0), MB_ENC_OK);
   lua_pop(L, 1);
   CHECK_EQ_INT(mb_decode(L2, b.data + b.start, b.len - b.start), 0);
-  CHECK(lua_rawgeti(L2, 1, 1) == LUA_TUSERDATA);
+  CHECK(lua_rawgeti(L2, 1, 1) == LUA_TLIGHTUSERDATA);
   mb_push_pid(L2, 5);
   CHECK(lua_rawequal(L2, -1, -2));
-  CHECK(lua_rawgeti(L2, 1, 2) == LUA_TUSERDATA);
+  CHECK(lua_rawgeti(L2, 1, 2) == LUA_TLIGHTUSERDATA);
   mb_push_ref(L2, 6);
   CHECK(lua_rawequal(L2, -1, -2));
+  CHECK(lua_rawgeti(L2, 1, 4) == LUA_TUSERDATA);
+  mb_push_pid(L2, (mb_pid)1 << 50);
+  CHECK(lua_rawequal(L2, -1, -2));
+  CHECK(lua_rawgeti(L2, 1, 5) == LUA_TUSERDATA);
+  mb_push_ref(L2, (uint64_t)1 << 48);
+  CHECK(lua_rawequal(L2, -1, -2));
+  CHECK(lua_rawgeti(L2, 1, 6) == LUA_TLIGHTUSERDATA);
+  uint64_t id = 0;
+  CHECK(mb_test_ref(L2, -1, &id) && id == ((uint64_t)1 << 48) - 1 && !mb_test_pid(L2, -1, NULL));
+  lua_settop(L2, 0);
+  /* tostring of either form, and of a light userdata that is no pid */
+  CHECK(luaL_dostring(L2, "return tostring(pid(5)), tostring(pid(1 << 50)), tostring(ref(6))") == LUA_OK);
+  CHECK_EQ_STR(lua_tostring(L2, 1), "<0.5>");
+  CHECK_EQ_STR(lua_tostring(L2, 2), "<0.1125899906842624>");
+  CHECK_EQ_STR(lua_tostring(L2, 3), "#Ref<0.6>");
+  lua_settop(L2, 0);
+  lua_pushlightuserdata(L2, &b);
+  char want[64];
+  snprintf(want, sizeof want, "userdata: %p", (void *)&b);
+  CHECK_EQ_STR(luaL_tolstring(L2, -1, NULL), want);
   lua_settop(L2, 0);
   mb_buf_free(&b);
   done(L2);
@@ -872,6 +893,23 @@ TEST(foreign_userdata_is_refused_with_the_path) {
   CHECK_EQ_STR(err, "cannot send a userdata (at msg.light)");
   mb_buf_free(&b);
   lua_pop(L, 1);
+  /* in the array part (read in place) too, and small integers made pointers:
+   * only the two tags of term.h are pids and refs */
+  void *foreign[] = { &b, (void *)1, (void *)5, (void *)(uintptr_t)UINT64_MAX,
+                      (void *)(uintptr_t)(MB_LIGHT_PID - 1), (void *)(uintptr_t)(MB_LIGHT_REF << 1) };
+  for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++) {
+    lua_createtable(L, 2, 0);
+    lua_pushinteger(L, 1);
+    lua_rawseti(L, -2, 1);
+    lua_pushlightuserdata(L, foreign[i]);
+    lua_rawseti(L, -2, 2);
+    CHECK_EQ_INT(encode_top(L, &b, 0, err, sizeof err), MB_ENC_BADVALUE);
+    CHECK_EQ_STR(err, "cannot send a userdata (at msg[2])");
+    mb_buf_free(&b);
+    lua_rawgeti(L, -1, 2);
+    CHECK(!mb_test_pid(L, -1, NULL) && !mb_test_ref(L, -1, NULL));
+    lua_pop(L, 2);
+  }
   done(L);
 }
 
