@@ -37,9 +37,10 @@ static void scratch_set(char *data, size_t cap) {
 }
 
 int mb_buf_init_scratch(mb_buf *b, size_t reserve, size_t limit) {
-  pthread_once(&scratch_once, scratch_key_make);
-  if (scratch.busy || !scratch_keyed || reserve > SCRATCH_INIT / 2) return mb_buf_init(b, reserve, limit);
-  if (!scratch.data) {
+  if (scratch.busy || reserve > SCRATCH_INIT / 2) return mb_buf_init(b, reserve, limit);
+  if (!scratch.data) {   /* this thread's first: the key is made by then */
+    pthread_once(&scratch_once, scratch_key_make);
+    if (!scratch_keyed) return mb_buf_init(b, reserve, limit);
     char *d = malloc(SCRATCH_INIT);
     if (!d) return mb_buf_init(b, reserve, limit);
     scratch_set(d, SCRATCH_INIT);
