@@ -504,8 +504,13 @@ static void on_exit_signal(mb_proc *p, mb_sig *s) {
 
 void mb_proc_drain(mb_proc *p) {
   mb_qnode *q;
-  if (atomic_load_explicit(&p->over_heap, memory_order_relaxed))
-    mb_proc_doom(p, mb_sig_static("out of memory"));
+  /* Nothing counted, nothing to do (most calls: run, then receive, drain twice).
+   * A signal pushed and not yet counted is taken by the next drain: its sender
+   * counts it, then looks whether we wait (mb_send_sig), as park looks at the
+   * count after it says we do. */
+  int over = atomic_load_explicit(&p->over_heap, memory_order_relaxed);
+  if (!over && atomic_load_explicit(&p->mq_count, memory_order_relaxed) <= 0) return;
+  if (over) mb_proc_doom(p, mb_sig_static("out of memory"));
   while (!p->doom && (q = mb_mpsc_pop(&p->mq)) != NULL) {
     mb_sig *s = (mb_sig *)q;
     atomic_fetch_sub_explicit(&p->mq_count, 1, memory_order_relaxed);
