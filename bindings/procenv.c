@@ -393,7 +393,7 @@ static void open_lib(lua_State *L, const lib *l) {
 
 static const lib *find_lib(const char *name) {
   for (const lib *l = libs; l->name; l++)
-    if (strcmp(name, l->name) == 0) return l;
+    if (name[0] == l->name[0] && strcmp(name, l->name) == 0) return l;   /* most differ at once */
   return NULL;
 }
 
@@ -459,7 +459,7 @@ static int light_require(lua_State *L) {
   const lib *l = find_lib(name);
   if (l) { open_lib(L, l); return 1; }
   for (mb_preload *pl = p->node->preloads; pl; pl = pl->next)
-    if (strcmp(pl->name, name) == 0) {
+    if (pl->name[0] == name[0] && strcmp(pl->name, name) == 0) {
       lua_pushcfunction(L, pl->open);
       lua_pushvalue(L, 1);
       lua_pushliteral(L, ":preload:");
