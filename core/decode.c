@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include "codec.h"
 #include "codec_format.h"
+#include "luatab.h"
 #include "term.h"
 
 /* ---------------------------------------------------------------- reader */
@@ -127,6 +128,8 @@ typedef struct dec {
   int sc_looked;   /* the registry was asked for it (strcache_look) */
   rd r;
   int refs;        /* stack index of the decoded tables (by number), 0 = no back-references */
+  int inplace;     /* -1 not asked yet; 1 arrays are filled in place (luatab trusts the layout) */
+  int light;       /* the state's light userdata metatable is known to exist */
   uint32_t ntabs;
   int depth;
   uint32_t open[MB_CODEC_MAXDEPTH]; /* numbers of the tables being filled */
@@ -343,6 +346,77 @@ static int dec_packed(dec *d, int narr) {
   return 0;
 }
 
+/* t[1..narr] of the table at t, just made with an array part of exactly narr
+ * slots (a): integers, floats, booleans and light pids and refs are written into
+ * the slots, as lua_rawseti would write them (values the GC never follows: no
+ * barrier is owed); anything else goes through the API. Lua moves an array part
+ * only to resize it, which only a key outside it causes: the slots stay put while
+ * strings and nested tables are made. */
+#define FILL_MIN 8   /* below, the view and the checks cost what the slots save */
+
+static int dec_fill(dec *d, int t, uint64_t narr, mb_luatab_slot *a) {
+  lua_State *L = d->L;
+  /* local cursors: the stores into the slots could alias d->r for the compiler */
+  const unsigned char *p = d->r.p, *end = d->r.end;
+  for (uint64_t i = 0; i < narr; i++) {
+    /* a run of integers of one or two varint bytes (-8192..8191) */
+    while (end - p >= 3 && p[0] == T_INT) {
+      uint64_t v = p[1];
+      if (v < 0x80) {
+        p += 2;
+      } else if (p[2] < 0x80) {
+        v = (v & 0x7f) | (uint64_t)p[2] << 7;
+        p += 3;
+      } else {
+        break;
+      }
+      a[i].v.i = (lua_Integer)((v >> 1) ^ (0 - (v & 1)));
+      a[i].tag = MB_LUATAB_INT;
+      if (++i == narr) { d->r.p = p; return 0; }
+    }
+    if (p == end) return -1;
+    unsigned char tag = *p;
+    if (tag == T_TRUE || tag == T_FALSE) {
+      p++;
+      a[i].tag = tag == T_TRUE ? MB_LUATAB_TRUE : MB_LUATAB_FALSE;
+      continue;
+    }
+    if (tag == T_NIL) { p++; continue; }   /* the slot stays empty, as a nil leaves it */
+    d->r.p = p;
+    if (tag == T_INT || tag == T_PID || tag == T_REF) {
+      rd *r = &d->r;
+      uint64_t v;
+      r->p++;
+      if (rd_varint(r, &v)) return -1;
+      if (tag == T_INT) {
+        a[i].v.i = (lua_Integer)((v >> 1) ^ (0 - (v & 1)));
+        a[i].tag = MB_LUATAB_INT;
+        p = r->p;
+        continue;
+      }
+      if (v <= MB_LIGHT_ID_MASK) {
+        if (!d->light) { mb_light_prepare(L); d->light = 1; }
+        a[i].v.p = (const void *)(uintptr_t)((tag == T_PID ? MB_LIGHT_PID : MB_LIGHT_REF) | v);
+        a[i].tag = MB_LUATAB_LIGHT;
+        p = r->p;
+        continue;
+      }
+      r->p = p;   /* a boxed one: through the API */
+    } else if (tag == T_FLOAT) {
+      if (end - p < 9) return -1;
+      memcpy(&a[i].v.n, p + 1, 8);
+      a[i].tag = MB_LUATAB_FLOAT;
+      p += 9;
+      continue;
+    }
+    if (dec_elem(d)) return -1;
+    lua_rawseti(L, t, (lua_Integer)i + 1);
+    p = d->r.p;
+  }
+  d->r.p = p;
+  return 0;
+}
+
 static __attribute__((noinline)) int dec_table(dec *d) {
   lua_State *L = d->L;
   uint64_t narr;
@@ -350,7 +424,8 @@ static __attribute__((noinline)) int dec_table(dec *d) {
   if (rd_table(&d->r, &narr, &nh) || d->depth >= MB_CODEC_MAXDEPTH || d->ntabs == UINT32_MAX ||
       !lua_checkstack(L, DEC_SLOTS))
     return -1;
-  if (nh == 0 && narr >= PACK_MIN && narr <= PACK_MAX && narr <= rd_left(&d->r) &&
+  if (narr >= FILL_MIN && d->inplace < 0) d->inplace = mb_luatab_trusted();
+  if (d->inplace <= 0 && nh == 0 && narr >= PACK_MIN && narr <= PACK_MAX && narr <= rd_left(&d->r) &&
       lua_checkstack(L, (int)narr + DEC_SLOTS))
     return dec_packed(d, (int)narr);
   lua_createtable(L, narr > INT_MAX ? INT_MAX : (int)narr, nh > INT_MAX ? INT_MAX : (int)nh);
@@ -361,9 +436,14 @@ static __attribute__((noinline)) int dec_table(dec *d) {
     lua_rawseti(L, d->refs, (lua_Integer)k + 1);
   }
   d->open[d->depth++] = k;
-  for (uint64_t i = 1; i <= narr; i++) {
-    if (dec_elem(d)) return -1;
-    lua_rawseti(L, t, (lua_Integer)i);
+  mb_luatab_view tv;
+  if (narr >= FILL_MIN && d->inplace > 0 && (mb_luatab_view_of(L, t, &tv), tv.asize == narr && tv.array)) {
+    if (dec_fill(d, t, narr, (mb_luatab_slot *)tv.array)) return -1;
+  } else {
+    for (uint64_t i = 1; i <= narr; i++) {
+      if (dec_elem(d)) return -1;
+      lua_rawseti(L, t, (lua_Integer)i);
+    }
   }
   for (uint32_t j = 0; j < nh; j++) {
     rd *r = &d->r;
@@ -451,6 +531,8 @@ static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
   d->scx = 0;
   d->sc_looked = 0;
   d->refs = 0;
+  d->inplace = -1;
+  d->light = 0;
   d->ntabs = 0;
   d->depth = 0;
   if (rd_header(&d->r, p, len, &backrefs) || !lua_checkstack(L, DEC_SLOTS + 2)) return -1;

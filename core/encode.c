@@ -341,8 +341,18 @@ static inline __attribute__((always_inline)) int enc_slots(enc *e, int idx, lua_
       /* a run of up to ENC_RUN integers, with room for them reserved: no checks */
       unsigned char *w = (unsigned char *)e->b->data + e->b->len, *w0 = w;
       for (; i <= last && a[i - 1].tag == MB_LUATAB_INT; i++) {
-        *w++ = T_INT;
-        w += put_varint(w, zigzag(a[i - 1].v.i));
+        uint64_t z = zigzag(a[i - 1].v.i);
+        w[0] = T_INT;
+        if (z < 0x80) {            /* -64..63: no varint loop for the commonest */
+          w[1] = (unsigned char)z;
+          w += 2;
+        } else if (z < 0x4000) {
+          w[1] = (unsigned char)(z | 0x80);
+          w[2] = (unsigned char)(z >> 7);
+          w += 3;
+        } else {
+          w += 1 + put_varint(w + 1, z);
+        }
       }
       e->b->len += (size_t)(w - w0);
       i--;

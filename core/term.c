@@ -71,6 +71,11 @@ static inline void push_light(lua_State *L, uint64_t bits) {
   else make_light_meta(L);
 }
 
+void mb_light_prepare(lua_State *L) {
+  push_light(L, MB_LIGHT_PID);
+  lua_pop(L, 1);
+}
+
 void mb_handle_methods(int kind, lua_CFunction open) {
   if (kind > 0 && kind < MB_HANDLE_KINDS) atomic_store(&methods_open[kind], open);
 }

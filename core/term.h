@@ -31,6 +31,10 @@ static inline int mb_light_is(const void *p, uint64_t tag, uint64_t *id) {
   return 1;
 }
 
+/* Make sure the state's light userdata metatable exists, for a caller that writes
+ * light pids or refs into a table without pushing them (the decoder). */
+void mb_light_prepare(lua_State *L);
+
 /* Push the pid (ref) userdata for id; the same id gives the same userdata in one state. */
 void mb_push_pid(lua_State *L, mb_pid pid);
 void mb_push_ref(lua_State *L, uint64_t ref);

@@ -753,6 +753,42 @@ TEST(pids_decode_into_another_state) {
   done(L);
 }
 
+/* The decoder writes an array's integers, floats, booleans and light pids and refs
+ * into the new table's slots when the layout is trusted (and through the API under
+ * MB_CODEC_PORTABLE=1): every kind, holes, runs cut by other kinds, integers of
+ * every varint length, boxed ids, a nested table twice (a back-reference) read
+ * back alike, through the API and after a full GC. */
+TEST(arrays_decode_every_kind_of_element) {
+  lua_State *L = new_state();
+  run(L, "local big = {}\n"
+         "for i = 1, 300 do big[i] = i * 37 - 5000 end\n"
+         "big[150] = 'cut'; big[151] = 1.5; big[152] = true; big[153] = false\n"
+         "big[154] = pid(9); big[155] = ref(10); big[156] = pid(1 << 50); big[157] = ref(1 << 60)\n"
+         "big[158] = math.mininteger; big[159] = math.maxinteger; big[160] = -0.0; big[161] = 0/0\n"
+         "big[162] = {1, 2, {3}}; big[163] = 64; big[164] = -65; big[165] = 8191; big[166] = -8193\n"
+         "big[170] = nil; big[171] = nil\n"
+         "big[172] = big[162]\n"
+         "local c = rt(big)\n"
+         "collectgarbage(); collectgarbage()\n"
+         "assert(rawlen(c) == rawlen(big), rawlen(c))\n"
+         "for i = 1, 300 do\n"
+         "  local a, b = big[i], c[i]\n"
+         "  if i == 161 then assert(b ~= b)\n"
+         "  elseif i == 162 then assert(b[1] == 1 and b[2] == 2 and b[3][1] == 3 and b ~= a)\n"
+         "  elseif i == 172 then assert(rawequal(b, c[162]))\n"
+         "  elseif i == 160 then assert(b == 0 and 1 / b < 0 and math.type(b) == 'float')\n"
+         "  else assert(rawequal(a, b) and math.type(a) == math.type(b), i) end\n"
+         "end\n"
+         "local n = 0\n"
+         "for k in pairs(c) do n = n + 1 end\n"
+         "assert(n == 298, n)\n"
+         "assert(rawequal(c[154], pid(9)) and rawequal(c[156], pid(1 << 50)) and tostring(c[155]) == '#Ref<0.10>')\n"
+         "local only = rt({pid(3), ref(4), true, false, 7, 8.5, -1, 2})\n"   /* all in place */
+         "assert(rawequal(only[1], pid(3)) and tostring(only[1]) == '<0.3>' and rawequal(only[2], ref(4)))\n"
+         "assert(only[3] == true and only[4] == false and only[5] == 7 and only[6] == 8.5 and #only == 8)");
+  done(L);
+}
+
 TEST(metatables_are_not_copied) {
   lua_State *L = new_state();
   run(L, "local t = setmetatable({1, x = 2}, {__index = function() return 'mt' end,\n"
@@ -1351,6 +1387,7 @@ TEST_MAIN(
   CHECK_CASE(arrays_continued_in_the_hash_keep_the_keys_before_n),
   CHECK_CASE(pids_and_refs_keep_identity),
   CHECK_CASE(pids_decode_into_another_state),
+  CHECK_CASE(arrays_decode_every_kind_of_element),
   CHECK_CASE(metatables_are_not_copied),
   CHECK_CASE(deep_equality_of_a_generated_message),
   CHECK_CASE(shared_subtables_stay_shared),
