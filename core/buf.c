@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "buf.h"
+#include "sigblock.h"
 
 int mb_buf_init(mb_buf *b, size_t reserve, size_t limit) {
   size_t cap = reserve + 64;
@@ -71,13 +72,15 @@ static void scratch_return(mb_buf *b) {
 
 int mb_buf_detach(mb_buf *b) {
   if (!b->scratch) return 0;
-  char *d = malloc(b->len ? b->len : 1);
+  int block = b->len <= MB_SIGBLOCK;   /* a small signal: a cached block */
+  char *d = block ? mb_sigblock_take() : malloc(b->len ? b->len : 1);
   if (!d) return -1;
   memcpy(d, b->data, b->len);
   scratch_return(b);
   b->data = d;
-  b->cap = b->len ? b->len : 1;
+  b->cap = block ? MB_SIGBLOCK : b->len ? b->len : 1;
   b->scratch = 0;
+  b->block = block;
   return 0;
 }
 

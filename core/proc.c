@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include <lauxlib.h>
+#include "sigblock.h"
 #include "spawn.h"
 #include "proc.h"
 #include "node.h"
@@ -53,9 +54,11 @@ mb_sig *mb_sig_new(int kind, mb_pid from, uint64_t ref) {
 }
 
 mb_sig *mb_sig_raw(int kind, mb_pid from, uint64_t ref, const void *p, size_t len) {
-  mb_sig *s = malloc(MB_SIG_HDR + len);
+  int block = len <= MB_SIGBLOCK - MB_SIG_HDR;
+  mb_sig *s = block ? mb_sigblock_take() : malloc(MB_SIG_HDR + len);
   if (!s) return NULL;
   sig_init(s, kind, from, ref);
+  s->block = (uint8_t)block;
   memcpy(s->data, p, len);
   s->len = len;
   return s;
@@ -64,6 +67,8 @@ mb_sig *mb_sig_raw(int kind, mb_pid from, uint64_t ref, const void *p, size_t le
 mb_sig *mb_sig_from_buf(mb_buf *b, int kind, mb_pid from, uint64_t ref) {
   mb_sig *s = (mb_sig *)b->data;
   sig_init(s, kind, from, ref);
+  s->block = (uint8_t)b->block;
+  b->block = 0;
   s->len = b->len - MB_SIG_HDR;
   b->data = NULL;
   b->len = b->cap = 0;
@@ -104,7 +109,8 @@ static void sig_release(mb_sig *s) {
       atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
     return;
   mb_sig *root = s->share;
-  free(s);
+  if (s->block) mb_sigblock_give(s);
+  else free(s);
   if (root) sig_release(root);
 }
 
