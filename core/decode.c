@@ -544,6 +544,18 @@ static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
 }
 
 int mb_decode(lua_State *L, const char *p, size_t len) {
+  /* a lone integer (a ring's token, a counter): pushed at once,
+   * without the decoder's set-up (a push needs one slot, which every C function
+   * has: the callers decode from C functions with room left) */
+  const unsigned char *u = (const unsigned char *)p;
+  if (p && len >= 3 && len <= 2 + VARINT_MAX && u[0] == HDR_VERSION && u[1] == T_INT) {
+    rd r = { u + 2, u + len };
+    uint64_t v;
+    if (!rd_varint(&r, &v) && r.p == r.end) {
+      lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (0 - (v & 1))));
+      return 0;
+    }
+  }
   dec d;
   int top = lua_gettop(L);
   if (dec_open(&d, L, p, len)) return -1;
