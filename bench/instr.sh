@@ -37,7 +37,7 @@ for n in "${names[@]}"; do
   case $n in
     pingpong) per pingpong_small bench/instr/pingpong.lua 10000 30000 round-trip ;;
     list100) per pingpong_list100 bench/instr/list100.lua 2000 6000 round-trip ;;
-    ring) per ring_hop bench/instr/ring.lua 20000 60000 hop ;;
+    ring) per ring_hop bench/ring.lua 20000 60000 hop ;;
     spawn) per spawn bench/instr/spawn.lua 1000 3000 spawn ;;
     start_child) per start_child bench/instr/start_child.lua 1000 3000 child ;;
     echo)
