@@ -113,7 +113,9 @@ static mb_proc *proc_arg(lua_State *L) {
  * runs on the state's main thread (a coroutine more would cost ~0.9 KB a process). */
 static int start_protected(lua_State *L) {
   mb_proc *p = proc_arg(L);
-  if (p->node->open_state) p->node->open_state(L, p);
+  int opened = lua_toboolean(L, 2);   /* a pooled state comes opened */
+  lua_settop(L, 1);
+  if (p->node->open_state && !opened) p->node->open_state(L, p);
   int base = lua_gettop(L), nargs = 0;
   if (p->body) {
     lua_pushcfunction(L, p->body);
@@ -166,6 +168,7 @@ void mb_spawn_start(mb_proc *p) {
   p->started = 1;
   /* one an idle scheduler made, else a new one */
   lua_State *L = mb_statepool_take(p->node, p);
+  int opened = L != NULL;
   if (!L) {
     L = lua_newstate(mb_proc_lua_alloc, p);
     if (!L) { p->doom = mb_sig_static("out of memory"); return; }
@@ -175,7 +178,8 @@ void mb_spawn_start(mb_proc *p) {
   p->L = L;
   lua_pushcfunction(L, start_protected);
   lua_pushlightuserdata(L, p);
-  int st = lua_pcall(L, 1, LUA_MULTRET, 0);
+  lua_pushboolean(L, opened);
+  int st = lua_pcall(L, 2, LUA_MULTRET, 0);
   if (st != LUA_OK) {
     const char *msg = st == LUA_ERRMEM || p->oom ? "out of memory" : lua_tostring(L, -1);
     doom_text(p, msg ? msg : "spawn failed");

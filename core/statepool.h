@@ -1,5 +1,6 @@
-/* statepool: bare Lua states made ahead of time by idle schedulers, so that a spawn
- * on a busy scheduler does not wait for lua_newstate (half of a small spawn). */
+/* statepool: Lua states made and opened (the node's open_state) ahead of time by
+ * idle schedulers, so that a spawn on a busy scheduler does not wait for
+ * lua_newstate (half of a small spawn) nor for its environment. */
 #ifndef MB_STATEPOOL_H
 #define MB_STATEPOOL_H
 
@@ -13,7 +14,8 @@ mb_statepool *mb_statepool_new(void);
 void mb_statepool_free(mb_statepool *sp);   /* closes what is left: before the arena goes */
 
 /* [scheduler] A pooled state, now p's: its allocator, extra space and heap count set
- * as lua_newstate(mb_proc_lua_alloc, p) would have left them. NULL if none is ready. */
+ * as lua_newstate(mb_proc_lua_alloc, p) and the node's open_state would have left
+ * them. NULL if none is ready. */
 lua_State *mb_statepool_take(mb_node *n, mb_proc *p);
 
 /* [idle scheduler] Make states until the pool is full or `stop(arg)` says work came.
