@@ -41,6 +41,9 @@ static inline int rd_varint(rd *r, uint64_t *out) {
 
 static size_t rd_left(const rd *r) { return (size_t)(r->end - r->p); }
 
+/* An integer from its zigzag varint value (encode.c's zigzag, undone). */
+static inline lua_Integer unzigzag(uint64_t v) { return (lua_Integer)((v >> 1) ^ (0 - (v & 1))); }
+
 /* Table header: sizes checked against what is left (every value takes a byte). */
 static int rd_table(rd *r, uint64_t *narr, uint32_t *nh) {
   if (rd_varint(r, narr) || *narr > rd_left(r) || rd_left(r) - *narr < 4) return -1;
@@ -281,7 +284,7 @@ static inline int dec_elem(dec *d) {
     if (*r->p == T_INT) {
       r->p++;
       if (rd_varint(r, &v)) return -1;
-      lua_pushinteger(d->L, (lua_Integer)((v >> 1) ^ (0 - (v & 1))));
+      lua_pushinteger(d->L, unzigzag(v));
       return 0;
     }
     if (*r->p == T_STR) {
@@ -328,7 +331,7 @@ static int dec_packed(dec *d, int narr) {
       } else {
         goto general;
       }
-      lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (0 - (v & 1))));
+      lua_pushinteger(L, unzigzag(v));
       continue;
     }
   general:
@@ -370,7 +373,7 @@ static int dec_fill(dec *d, int t, uint64_t narr, mb_luatab_slot *a) {
       } else {
         break;
       }
-      a[i].v.i = (lua_Integer)((v >> 1) ^ (0 - (v & 1)));
+      a[i].v.i = unzigzag(v);
       a[i].tag = MB_LUATAB_INT;
       if (++i == narr) { d->r.p = p; return 0; }
     }
@@ -389,7 +392,7 @@ static int dec_fill(dec *d, int t, uint64_t narr, mb_luatab_slot *a) {
       r->p++;
       if (rd_varint(r, &v)) return -1;
       if (tag == T_INT) {
-        a[i].v.i = (lua_Integer)((v >> 1) ^ (0 - (v & 1)));
+        a[i].v.i = unzigzag(v);
         a[i].tag = MB_LUATAB_INT;
         p = r->p;
         continue;
@@ -485,7 +488,7 @@ static int dec_value(dec *d) {
   case T_TRUE: lua_pushboolean(L, 1); return 0;
   case T_INT:
     if (rd_varint(r, &v)) return -1;
-    lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (0 - (v & 1))));
+    lua_pushinteger(L, unzigzag(v));
     return 0;
   case T_FLOAT: {
     lua_Number n;
@@ -552,7 +555,7 @@ int mb_decode(lua_State *L, const char *p, size_t len) {
     rd r = { u + 2, u + len };
     uint64_t v;
     if (!rd_varint(&r, &v) && r.p == r.end) {
-      lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (0 - (v & 1))));
+      lua_pushinteger(L, unzigzag(v));
       return 0;
     }
   }

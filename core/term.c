@@ -107,10 +107,9 @@ static void new_meta(lua_State *L, int size, const char *mt, lua_CFunction tostr
   lua_setfield(L, -2, "__metatable");
 }
 
-/* The intern table of pids or refs, its own metatable. No __name: with it and its
- * name string, an idle process that holds one pid took 164 bytes more (a type
- * error names the value "userdata" instead). Sized for three fields and one box,
- * what most processes hold. */
+/* The intern table of boxed pids or refs (ids past 2^48), its own metatable. No
+ * __name (a type error names the value "userdata"): while every pid was a box, it
+ * cost a process that held one pid 164 bytes. Sized for three fields and a box. */
 static __attribute__((noinline)) void make_meta(lua_State *L, const char *key, lua_CFunction tostr) {
   lua_pop(L, 1);
   new_meta(L, 4, NULL, tostr);
