@@ -47,7 +47,7 @@ static uint64_t deadline_at(lua_State *L, int idx, lua_Number dflt_ms) {
 }
 
 int mb_l_call_fail(lua_State *L, int first, int stop, const char *why) {
-  const char *who = lua_type(L, first) == LUA_TSTRING ? lua_tostring(L, first) : luaL_tolstring(L, first, NULL);
+  const char *who = lua_type(L, first) == LUA_TSTRING ? lua_tostring(L, first) : mb_tolstring(L, first, NULL);
   lua_pushfstring(L, "%s %s: %s", stop ? "stop of" : "call to", who, why);
   return lua_error(L);
 }

@@ -168,6 +168,7 @@ MB_API int luaopen_moonbeam_host(lua_State *L) {
     lua_setfield(L, -2, "__tostring");
   }
   lua_pop(L, 1);
+  mb_light_prepare(L);   /* the host's tostring renders the pids and refs it gets */
   lua_createtable(L, 0, 2);
   lua_pushcfunction(L, h_start);
   lua_setfield(L, -2, "start");

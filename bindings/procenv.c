@@ -14,6 +14,7 @@
 #include "node.h"
 #include "code.h"
 #include "scheduler.h"
+#include "term.h"
 
 /* ---- print: one whole line per call ---- */
 
@@ -24,7 +25,7 @@ int mb_procenv_print(lua_State *L) {
   for (int i = 1; i <= n; i++) {
     /* the tab first: a buffer may only grow while its box is on top */
     if (i > 1) luaL_addchar(&b, '\t');
-    luaL_tolstring(L, i, NULL);
+    mb_tolstring(L, i, NULL);
     luaL_addvalue(&b);
   }
   luaL_addchar(&b, '\n');
@@ -47,6 +48,12 @@ static int os_exit(lua_State *L) {
   if (mb_proc_can_yield(L, p)) { p->yield_reason = MB_Y_DOOM; return lua_yield(L, 0); }
   mb_sched_arm_hook(p);
   return luaL_error(L, "halted");
+}
+
+/* string.format renders values: pids and refs get their __tostring (term.h). */
+static int open_string(lua_State *L) {
+  mb_light_prepare(L);
+  return luaopen_string(L);
 }
 
 static int open_os(lua_State *L) {
@@ -382,7 +389,7 @@ typedef struct { const char *name; lua_CFunction open; } lib;
 static const lib libs[] = {
   { LUA_LOADLIBNAME, open_package }, { LUA_COLIBNAME, open_coroutine },
   { LUA_TABLIBNAME, luaopen_table }, { LUA_IOLIBNAME, luaopen_io },
-  { LUA_OSLIBNAME, open_os }, { LUA_STRLIBNAME, luaopen_string },
+  { LUA_OSLIBNAME, open_os }, { LUA_STRLIBNAME, open_string },
   { LUA_MATHLIBNAME, luaopen_math }, { LUA_UTF8LIBNAME, luaopen_utf8 },
   { LUA_DBLIBNAME, open_debug }, { NULL, NULL } };
 
@@ -411,6 +418,7 @@ static int open_base_lib(lua_State *L) {
     { "dofile", text_dofile }, { NULL, NULL } };
   luaopen_base(L);   /* writes into _G: no script can have a metamethod there yet */
   luaL_setfuncs(L, fns, 0);
+  mb_light_prepare(L);   /* tostring and print render pids and refs */
   return 1;
 }
 
@@ -425,22 +433,23 @@ static int open_base(lua_State *L) {
   return 1;
 }
 
+/* __index of one metatable that _G and strings share until `string` opens (a table
+ * less per process). A global missing from _G: a standard library, else the base
+ * library's. A string method before `string` was touched: open it (which installs
+ * the real string metatable), then look the key up. */
 static int lazy_index(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    open_lib(L, find_lib(LUA_STRLIBNAME));
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+  }
   luaL_checktype(L, 1, LUA_TTABLE);   /* reachable as getmetatable(_G).__index */
   if (lua_type(L, 2) != LUA_TSTRING) return 0;
   const lib *l = find_lib(lua_tostring(L, 2));
   if (l) { open_lib(L, l); return 1; }
   if (!open_base(L)) return 0;
   lua_rawget(L, 1);
-  return 1;
-}
-
-/* A string method before `string` was touched: open it (which installs the real
- * string metatable), then look the key up. */
-static int lazy_string_index(lua_State *L) {
-  open_lib(L, find_lib(LUA_STRLIBNAME));
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
   return 1;
 }
 
@@ -507,13 +516,12 @@ int mb_procenv_open(lua_State *L, mb_proc *p) {
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, lazy_index);
   lua_setfield(L, -2, "__index");
+  /* strings get their methods when `string` opens; until then this opens it. Any
+   * string sets the type's metatable: this one is interned in every state. */
+  lua_pushliteral(L, "__index");
+  lua_pushvalue(L, -2);
   lua_setmetatable(L, -2);
   lua_pop(L, 1);
-  /* strings get their methods when `string` opens; until then this opens it */
-  lua_pushliteral(L, "");
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, lazy_string_index);
-  lua_setfield(L, -2, "__index");
   lua_setmetatable(L, -2);
   lua_pop(L, 1);
   return 0;

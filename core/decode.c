@@ -132,7 +132,6 @@ typedef struct dec {
   rd r;
   int refs;        /* stack index of the decoded tables (by number), 0 = no back-references */
   int inplace;     /* -1 not asked yet; 1 arrays are filled in place (luatab trusts the layout) */
-  int light;       /* the state's light userdata metatable is known to exist */
   uint32_t ntabs;
   int depth;
   uint32_t open[MB_CODEC_MAXDEPTH]; /* numbers of the tables being filled */
@@ -398,7 +397,6 @@ static int dec_fill(dec *d, int t, uint64_t narr, mb_luatab_slot *a) {
         continue;
       }
       if (v <= MB_LIGHT_ID_MASK) {
-        if (!d->light) { mb_light_prepare(L); d->light = 1; }
         a[i].v.p = (const void *)(uintptr_t)((tag == T_PID ? MB_LIGHT_PID : MB_LIGHT_REF) | v);
         a[i].tag = MB_LUATAB_LIGHT;
         p = r->p;
@@ -535,7 +533,6 @@ static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
   d->sc_looked = 0;
   d->refs = 0;
   d->inplace = -1;
-  d->light = 0;
   d->ntabs = 0;
   d->depth = 0;
   if (rd_header(&d->r, p, len, &backrefs) || !lua_checkstack(L, DEC_SLOTS + 2)) return -1;

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "cterm.h"
 #include "statepool.h"
+#include "term.h"
 
 /* ---- creation ---- */
 
@@ -228,7 +229,7 @@ char *mb_reason_text(const mb_sig *reason) {
 
 /* Push tostring of the value at idx, cut to REASON_TEXT_MAX bytes. */
 static const char *push_reason_text(lua_State *L, int idx, size_t *len) {
-  const char *s = luaL_tolstring(L, idx, len);
+  const char *s = mb_tolstring(L, idx, len);
   if (*len <= REASON_TEXT_MAX) return s;
   lua_pushfstring(L, "... (%I bytes in all)", (lua_Integer)*len);
   lua_pushlstring(L, s, REASON_TEXT_MAX);

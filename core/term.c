@@ -53,27 +53,29 @@ static int light_tostring(lua_State *L) {
   return 1;
 }
 
-/* The light userdata on top gets the state's metatable for them, made the first
- * time: __tostring, and a hidden __metatable as a box's has (the core reads
- * nothing from it: a pid is tested by its bits). */
-static __attribute__((noinline)) void make_light_meta(lua_State *L) {
-  lua_createtable(L, 0, 2);
-  lua_pushcfunction(L, light_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");
-  lua_setmetatable(L, -2);
-}
-
-static inline void push_light(lua_State *L, uint64_t bits) {
-  lua_pushlightuserdata(L, (void *)(uintptr_t)bits);
-  if (lua_getmetatable(L, -1)) lua_pop(L, 1);
-  else make_light_meta(L);
-}
-
+/* Give the state's light userdata their metatable, unless they have one: __tostring,
+ * and a hidden __metatable as a box's has (the core reads nothing from it: a pid is
+ * tested by its bits). Pushing a pid does not make it: only what renders values
+ * needs it (the process environment's base and string libraries, mb_tolstring),
+ * and an idle process that holds a pid and renders nothing saves its 175 bytes. */
 void mb_light_prepare(lua_State *L) {
-  push_light(L, MB_LIGHT_PID);
+  lua_pushlightuserdata(L, NULL);
+  if (!lua_getmetatable(L, -1)) {
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, light_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+  } else {
+    lua_pop(L, 1);
+  }
   lua_pop(L, 1);
+}
+
+const char *mb_tolstring(lua_State *L, int idx, size_t *len) {
+  if (lua_type(L, idx) == LUA_TLIGHTUSERDATA) mb_light_prepare(L);
+  return luaL_tolstring(L, idx, len);
 }
 
 void mb_handle_methods(int kind, lua_CFunction open) {
@@ -143,12 +145,12 @@ static inline __attribute__((always_inline)) void push_box(lua_State *L, const c
 }
 
 void mb_push_pid(lua_State *L, mb_pid pid) {
-  if (pid <= MB_LIGHT_ID_MASK) push_light(L, MB_LIGHT_PID | pid);
+  if (pid <= MB_LIGHT_ID_MASK) lua_pushlightuserdata(L, (void *)(uintptr_t)(MB_LIGHT_PID | pid));
   else push_box(L, &pid_key, pid_tostring, pid, sizeof(box));
 }
 
 void mb_push_ref(lua_State *L, uint64_t ref) {
-  if (ref <= MB_LIGHT_ID_MASK) push_light(L, MB_LIGHT_REF | ref);
+  if (ref <= MB_LIGHT_ID_MASK) lua_pushlightuserdata(L, (void *)(uintptr_t)(MB_LIGHT_REF | ref));
   else push_box(L, &ref_key, ref_tostring, ref, sizeof(box));
 }
 

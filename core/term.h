@@ -14,9 +14,8 @@
  * (no allocation, no lookup), is the same value wherever it is pushed, and works as
  * a table key. One of a larger id (a node that made 2^48 refs) is a full userdata
  * interned per state, as a handle is. All light userdata of a state share one
- * metatable, set at the first pid or ref pushed there: its __tostring renders
- * these and, for any other light userdata (a host program's), what Lua's default
- * would. */
+ * metatable, made by mb_light_prepare: its __tostring renders these and, for any
+ * other light userdata (a host program's), what Lua's default would. */
 #define MB_LIGHT_ID_MASK (((uint64_t)1 << 48) - 1)
 #define MB_LIGHT_TAG_MASK (~MB_LIGHT_ID_MASK)
 #define MB_LIGHT_PID ((uint64_t)0x7A1D << 48)
@@ -31,9 +30,12 @@ static inline int mb_light_is(const void *p, uint64_t tag, uint64_t *id) {
   return 1;
 }
 
-/* Make sure the state's light userdata metatable exists, for a caller that writes
- * light pids or refs into a table without pushing them (the decoder). */
+/* Make sure the state's light userdata metatable exists. Pushing a pid or ref does
+ * not: whatever lets Lua code render values (tostring, string.format) calls this
+ * when it opens (the process environment does, for the base and string libraries). */
 void mb_light_prepare(lua_State *L);
+/* luaL_tolstring, which renders pids and refs as <0.N> in any state. */
+const char *mb_tolstring(lua_State *L, int idx, size_t *len);
 
 /* Push the pid (ref) userdata for id; the same id gives the same userdata in one state. */
 void mb_push_pid(lua_State *L, mb_pid pid);

@@ -274,6 +274,34 @@ describe("pids and refs", function()
     assert.matches("^#Ref<0%.%d+>$", msg[6])
   end)
 
+  -- Pushing a pid makes no metatable (an idle process that renders nothing saves it):
+  -- what renders one (string, the base library, the core's own messages) makes it.
+  it("render through string.format in a process that opened nothing before", function()
+    local msg = H.run(node, function(parent)
+      local s = ("%s|%s"):format(parent, parent)
+      local mb = require "moonbeam"
+      mb.send(parent, { s, ("%s"):format(mb.make_ref()) })
+    end)
+    local pid = tostring(node:self())
+    assert.equal(pid .. "|" .. pid, msg[1])
+    assert.matches("^#Ref<0%.%d+>$", msg[2])
+  end)
+
+  it("are named in a failed call's reason in a process that rendered nothing before", function()
+    local msg = H.run(node, function(parent)
+      local mb = require "moonbeam"
+      local dead, ref = mb.spawn_monitor(function() end)
+      mb.receive(function(m) return m[1] == "DOWN" and m[2] == ref end, 5000)
+      local _, ref2 = mb.spawn_monitor(function(server)
+        require("moonbeam.gen_server").call(server, "hello")
+      end, dead)
+      local down = mb.receive(function(m) return m[1] == "DOWN" and m[2] == ref2 end, 5000)
+      mb.send(parent, { tostring(dead), down[4] })
+    end)
+    assert.matches("^<0%.%d+>$", msg[1])
+    assert.matches("call to " .. msg[1]:gsub("%p", "%%%0") .. ": noproc", msg[2])
+  end)
+
   it("have a protected metatable in the host too", function()
     local pid = node:self()
     local msg = H.run(node, function(parent)

@@ -148,6 +148,7 @@ static lua_State *new_state(void) {
   lua_State *L = luaL_newstate();
   CHECK(L != NULL);
   luaL_openlibs(L);
+  mb_light_prepare(L);   /* a host state that renders pids (term.h) */
   lua_register(L, "rt", l_rt);
   lua_register(L, "try_send", l_try_send);
   lua_register(L, "pid", l_pid);

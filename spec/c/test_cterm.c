@@ -16,6 +16,7 @@ static lua_State *state(void) {
   lua_State *L = luaL_newstate();
   CHECK(L != NULL);
   luaL_openlibs(L);
+  mb_light_prepare(L);   /* a host state that renders pids (term.h) */
   mb_push_pid(L, 77);
   lua_setglobal(L, "P");
   mb_push_ref(L, 9);
