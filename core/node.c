@@ -289,7 +289,7 @@ void mb_node_free(mb_node *n) {
   mb_htab_free(n->handles);
   mb_codecache_free(n->codes);
   mb_registry_free(n->reg);
-  mb_ptab_free(n->ptab);
+  mb_ptab_free(n->ptab, n);
   mb_arena_free(&n->arena);
   for (mb_preload *p = n->preloads, *next; p; p = next) { next = p->next; free(p->name); free(p); }
   for (int i = 0; i < 2; i++) if (n->shutdown_sigs[i]) mb_sig_free(n->shutdown_sigs[i]);

@@ -211,22 +211,25 @@ void mb_proc_unref(mb_proc *p) {
   if (atomic_fetch_sub(&p->refs, 1) == 1) proc_recycle(p);
 }
 
-/* A struct's mutexes are made once, when it is built, and live as long as it. */
-static mb_proc *proc_construct(void) {
-  mb_proc *p = calloc(1, sizeof *p);
+/* A struct comes from the node's arena (no malloc header: 512 bytes take 512) and
+ * goes back to it only when the node is freed. Its mutexes are made once, when it
+ * is built, and live as long as it. */
+static mb_proc *proc_construct(mb_node *n) {
+  mb_proc *p = mb_arena_realloc(&n->arena, mb_sched_acache(n), NULL, 0, sizeof *p);
   if (!p) return NULL;
+  memset(p, 0, sizeof *p);
   pthread_mutex_init(&p->meta, NULL);
   return p;
 }
 
-void mb_proc_destroy(mb_proc *p) {
+void mb_proc_destroy(mb_node *n, mb_proc *p) {
   pthread_mutex_destroy(&p->meta);
   if (p->ext) {
     pthread_mutex_destroy(&p->ext->lock);
     pthread_cond_destroy(&p->ext->cond);
     free(p->ext);
   }
-  free(p);
+  mb_arena_realloc(&n->arena, NULL, p, sizeof *p, 0);   /* the schedulers' caches are gone */
 }
 
 /* A lock and a condition only the external kind uses: made once, kept with the
@@ -243,7 +246,7 @@ static int ext_make(mb_proc *p) {
 
 mb_proc *mb_proc_new(mb_node *n, int kind) {
   mb_proc *p = mb_ptab_pool_get(n->ptab);
-  if (!p) p = proc_construct();
+  if (!p) p = proc_construct(n);
   if (!p) return NULL;
   if (mb_kinds[kind].waits_off_scheduler && ext_make(p) != 0) {
     mb_ptab_pool_put(n->ptab, p);   /* a stale reader may still look at a pooled struct */

@@ -105,7 +105,7 @@ struct mb_proc {
   _Atomic uint8_t over_heap;    /* queued messages crossed max_heap: it must end */
   _Atomic uint8_t tree_root;    /* a supervisor no supervisor started: a shutdown stops it first
                                  * (1; 2 once asked to, mb_node_shutdown_trees) */
-  int kind;
+  uint8_t kind;
   mb_node *node;
   mb_mpsc mq;                   /* incoming signals, any thread pushes */
   _Atomic int64_t mq_count;     /* signals pushed on mq and not yet drained */
@@ -115,6 +115,7 @@ struct mb_proc {
   _Atomic int64_t heap_bytes;   /* bytes of the Lua state, fed by its allocator */
   _Atomic uint64_t reductions;
   _Atomic uint32_t wait_seq;    /* bumped at every wait; a timer for an old wait is stale */
+  uint32_t wait_armed_seq;      /* the sequence wait_timer was armed for */
   size_t max_heap;              /* 0 = unbounded */
 
   /* [owner] */
@@ -136,8 +137,7 @@ struct mb_proc {
   lua_CFunction body;           /* ... or a C body (spawn.h) */
   void *native_data;
   const struct mb_native_ops *native_ops;   /* native.c: the handler and destroy of data */
-  struct mb_timer *wait_timer;   /* the armed wait timer (its owner scheduler inside) and sequence */
-  uint32_t wait_armed_seq;
+  struct mb_timer *wait_timer;   /* the armed wait timer (its owner scheduler inside), see wait_armed_seq */
   uint64_t deadline;             /* [owner] of the current receive/sleep, 0 = none */
   mb_sig *recv_pos;              /* [owner] selective receive: last message examined */
   /* [owner] receiving in C (receive.c) */
@@ -145,9 +145,9 @@ struct mb_proc {
   uint32_t mark_seq;             /* the latest receive mark ... */
   mb_sig *mark_pos;              /* ... and the last inbox message before it (NULL: none) */
   int inbox_replies;             /* REPLY signals in the inbox */
+  int io_woken;                  /* a WAKE for io_wait was drained */
   mb_monset calls;               /* live call refs -> the server monitored for it, or 0: a REPLY to another is dropped */
   uint64_t io_wait, io_waits;    /* the current I/O wait's number (0: none), and the last one given */
-  int io_woken;                  /* a WAKE for io_wait was drained */
   mb_sig *exit_reason;           /* set at its end: signals that reach it later get this reason */
   mb_proc *rq_next;              /* the run queue or inject list it is on (RUNNABLE) */
   /* a call in progress (call.c): the server it waits on, for deadlock detection, and
@@ -160,11 +160,11 @@ struct mb_proc {
   mb_monset monitors;      /* monitors this process holds: ref -> target */
   mb_monset monitored_by;  /* monitors on this process: ref -> watcher */
   uint8_t trap_exit;
+  uint8_t resources_closed;        /* set at its end: no resource may join the list */
   char *name;              /* registered name: name_len bytes (and a NUL) */
   size_t name_len;
   char *module;
   struct mb_resource *resources;   /* closed at its end (handle.h) */
-  uint8_t resources_closed;        /* set at its end: no resource may join the list */
 };
 
 static inline const mb_kind *mb_kind_of(const mb_proc *p) { return &mb_kinds[p->kind]; }
@@ -189,8 +189,9 @@ static inline int mb_proc_can_yield(lua_State *L, mb_proc *p) {
 mb_proc *mb_proc_new(mb_node *n, int kind);
 /* Give it a pid and make it visible (lookups find it). 0, or MB_ELIMIT (then p is gone). */
 int mb_proc_publish(mb_proc *p);
-/* Free a pooled struct for good (the table does this when the node is freed). */
-void mb_proc_destroy(mb_proc *p);
+/* Free a pooled struct for good (the table does this when the node is freed, before
+ * its arena). */
+void mb_proc_destroy(mb_node *n, mb_proc *p);
 /* Return a process that was never published to the pool (its fields are freed). */
 void mb_proc_discard(mb_proc *p);
 mb_proc *mb_proc_alloc(mb_node *n, int kind);  /* new + publish; NULL if the table is full */

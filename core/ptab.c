@@ -27,19 +27,19 @@ mb_ptab *mb_ptab_new(uint32_t cap) {
   t->slots = calloc(cap, sizeof *t->slots);
   t->last_pid = calloc(cap, sizeof *t->last_pid);
   t->freeq = malloc(sizeof *t->freeq * cap);
-  if (!t->slots || !t->last_pid || !t->freeq) { mb_ptab_free(t); return NULL; }
+  if (!t->slots || !t->last_pid || !t->freeq) { mb_ptab_free(t, NULL); return NULL; }
   t->fresh = 1; /* slot 0 is never used: pid 0 means "no process" */
   pthread_mutex_init(&t->lock, NULL);
   pthread_mutex_init(&t->pool_lock, NULL);
   return t;
 }
 
-void mb_ptab_free(mb_ptab *t) {
+void mb_ptab_free(mb_ptab *t, mb_node *n) {
   if (!t) return;
   while (t->pool) {
     mb_proc *p = t->pool;
     t->pool = p->pool_next;
-    mb_proc_destroy(p);
+    mb_proc_destroy(n, p);
   }
   free(t->slots);
   free(t->last_pid);

@@ -8,7 +8,7 @@
 typedef struct mb_ptab mb_ptab;
 
 mb_ptab *mb_ptab_new(uint32_t cap);
-void mb_ptab_free(mb_ptab *t);
+void mb_ptab_free(mb_ptab *t, struct mb_node *n);   /* n: whose arena the pooled structs are in */
 /* Give p a fresh pid and publish it. MB_ELIMIT when the table is full. */
 int mb_ptab_insert(mb_ptab *t, mb_proc *p);
 /* Unpublish p: lookups of its pid fail from now on. */
