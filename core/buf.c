@@ -72,13 +72,13 @@ static void scratch_return(mb_buf *b) {
 
 int mb_buf_detach(mb_buf *b) {
   if (!b->scratch) return 0;
-  int block = b->len <= MB_SIGBLOCK;   /* a small signal: a cached block */
-  char *d = block ? mb_sigblock_take() : malloc(b->len ? b->len : 1);
+  int block = mb_sigblock_class(b->len);   /* a small signal: a cached block */
+  char *d = block ? mb_sigblock_take(block) : malloc(b->len ? b->len : 1);
   if (!d) return -1;
   memcpy(d, b->data, b->len);
   scratch_return(b);
   b->data = d;
-  b->cap = block ? MB_SIGBLOCK : b->len ? b->len : 1;
+  b->cap = block ? mb_sigblock_size(block) : b->len ? b->len : 1;
   b->scratch = 0;
   b->block = block;
   return 0;

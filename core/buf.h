@@ -15,7 +15,7 @@ typedef struct mb_buf {
   size_t start;
   size_t limit;
   int scratch;   /* data is this thread's scratch buffer, lent until detach or free */
-  int block;     /* data is a block of sigblock.h's cache (detach made it so) */
+  int block;     /* data is a block of sigblock.h's cache, of this class (detach made it so) */
   /* Optional: the encoder calls on_ref(on_ref_ud, ref) for each ref it writes (a
    * server handing a call's `from` on, core/call.c). Zeroed by the inits. */
   void (*on_ref)(void *ud, uint64_t ref);

@@ -54,8 +54,8 @@ mb_sig *mb_sig_new(int kind, mb_pid from, uint64_t ref) {
 }
 
 mb_sig *mb_sig_raw(int kind, mb_pid from, uint64_t ref, const void *p, size_t len) {
-  int block = len <= MB_SIGBLOCK - MB_SIG_HDR;
-  mb_sig *s = block ? mb_sigblock_take() : malloc(MB_SIG_HDR + len);
+  int block = mb_sigblock_class(MB_SIG_HDR + len);
+  mb_sig *s = block ? mb_sigblock_take(block) : malloc(MB_SIG_HDR + len);
   if (!s) return NULL;
   sig_init(s, kind, from, ref);
   s->block = (uint8_t)block;
@@ -109,7 +109,7 @@ static void sig_release(mb_sig *s) {
       atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
     return;
   mb_sig *root = s->share;
-  if (s->block) mb_sigblock_give(s);
+  if (s->block) mb_sigblock_give(s, s->block);
   else free(s);
   if (root) sig_release(root);
 }

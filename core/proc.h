@@ -53,7 +53,7 @@ typedef struct mb_sig {
   mb_qnode q;              /* must be first: the mailbox link */
   struct mb_sig *next;     /* [owner] the inbox list once drained */
   uint8_t kind, flags;
-  uint8_t block;           /* a block of sigblock.h's cache (else a block of its own size) */
+  uint8_t block;           /* the class of sigblock.h's cache it is a block of (0: a block of its own size) */
   int lref;                /* [owner] registry ref of the decoded value, or LUA_NOREF */
   mb_pid from;
   uint64_t ref;

@@ -75,35 +75,41 @@ TEST(hammer_many_producers) {
 }
 
 /* Signal blocks (sigblock.h): taken on one thread and given back on another, as a
- * sender's and a receiver's; each thread keeps at most 64, frees the rest, and
- * frees what it keeps when it ends. Every block is a whole MB_SIGBLOCK bytes. */
+ * sender's and a receiver's; each thread keeps at most 64 of each class, frees the
+ * rest, and frees what it keeps when it ends. Every block is the whole size of its
+ * class; the classes are taken in turn and kept apart. */
 #define BLOCKS 1000
 static void *blocks[BLOCKS];
+
+static int class_at(int i) { return 1 + (i & 1); }
 
 static void *take_blocks(void *arg) {
   (void)arg;
   for (int i = 0; i < BLOCKS; i++) {
-    blocks[i] = mb_sigblock_take();
+    blocks[i] = mb_sigblock_take(class_at(i));
     CHECK(blocks[i] != NULL);
-    memset(blocks[i], i & 0xff, MB_SIGBLOCK);   /* all of it is ours */
+    memset(blocks[i], i & 0xff, mb_sigblock_size(class_at(i)));   /* all of it is ours */
   }
   return NULL;
 }
 
 static void *give_blocks(void *arg) {
   (void)arg;
-  CHECK_EQ_INT(mb_sigblock_kept(), 0);
+  CHECK_EQ_INT(mb_sigblock_kept(1), 0);
+  CHECK_EQ_INT(mb_sigblock_kept(2), 0);
   for (int i = 0; i < BLOCKS; i++) {
     unsigned char *b = blocks[i];
-    CHECK(b[0] == (i & 0xff) && b[MB_SIGBLOCK - 1] == (i & 0xff));
-    mb_sigblock_give(b);
+    CHECK(b[0] == (i & 0xff) && b[mb_sigblock_size(class_at(i)) - 1] == (i & 0xff));
+    mb_sigblock_give(b, class_at(i));
   }
-  int kept = mb_sigblock_kept();
+  int kept = mb_sigblock_kept(2);
   CHECK(kept == 64 || kept == 0);   /* 0: the ASan build keeps none */
-  /* taken back on this thread: from what it keeps, until that runs out */
-  for (int i = 0; i < 10; i++) blocks[i] = mb_sigblock_take();
-  CHECK_EQ_INT(mb_sigblock_kept(), kept ? kept - 10 : 0);
-  for (int i = 0; i < 10; i++) mb_sigblock_give(blocks[i]);
+  CHECK_EQ_INT(mb_sigblock_kept(1), kept);
+  /* taken back on this thread: from what it keeps of that class, until that runs out */
+  for (int i = 0; i < 10; i++) blocks[i] = mb_sigblock_take(2);
+  CHECK_EQ_INT(mb_sigblock_kept(2), kept ? kept - 10 : 0);
+  CHECK_EQ_INT(mb_sigblock_kept(1), kept);
+  for (int i = 0; i < 10; i++) mb_sigblock_give(blocks[i], 2);
   return NULL;   /* what it keeps is freed as it ends */
 }
 
