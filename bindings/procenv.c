@@ -508,7 +508,7 @@ loaded:
   return 1;
 }
 
-int mb_procenv_open(lua_State *L, mb_proc *p) {
+int mb_procenv_open(lua_State *L, mb_node *n, mb_proc *p) {
   (void)p;
   lua_pushglobaltable(L);
   lua_pushcfunction(L, light_require);
@@ -524,5 +524,20 @@ int mb_procenv_open(lua_State *L, mb_proc *p) {
   lua_pop(L, 1);
   lua_setmetatable(L, -2);
   lua_pop(L, 1);
+  /* The node's moonbeam module, opened now as require would open it, but with the
+   * name alone: nearly every process requires it first, so a pooled state has it
+   * before its spawn, and a process's require never calls an opener (an idle
+   * process keeps no CallInfo nor ":preload:" string from that call). */
+  for (mb_preload *pl = n->preloads; pl; pl = pl->next)
+    if (strcmp(pl->name, "moonbeam") == 0) {
+      luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+      lua_pushcfunction(L, pl->open);
+      lua_pushstring(L, pl->name);
+      lua_call(L, 1, 1);
+      if (!lua_isnil(L, -1)) lua_setfield(L, -2, pl->name);
+      else lua_pop(L, 1);
+      lua_pop(L, 1);
+      break;
+    }
   return 0;
 }

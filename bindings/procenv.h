@@ -9,7 +9,7 @@
 #include "proc.h"
 
 /* Prepare a new process state (the node's open_state hook). */
-int mb_procenv_open(lua_State *L, mb_proc *p);
+int mb_procenv_open(lua_State *L, mb_node *n, mb_proc *p);
 
 /* print: the arguments as one whole line on stdout. */
 int mb_procenv_print(lua_State *L);

@@ -23,11 +23,11 @@ typedef struct mb_htab mb_htab;
 /* Preloaded modules: `require name` in any process state calls `open`. */
 typedef struct mb_preload { char *name; lua_CFunction open; struct mb_preload *next; } mb_preload;
 
-/* The bindings set this: it turns a new lua_State into a process environment. It
- * may run before the process is known (p NULL: the state pool opens its states
- * ahead of time), so it must not depend on p; what needs the process it looks up
- * later, when the process's code runs (mb_proc_of). */
-typedef int (*mb_open_state_fn)(lua_State *L, mb_proc *p);
+/* The bindings set this: it turns a new lua_State into a process environment of
+ * node n. It may run before the process is known (p NULL: the state pool opens its
+ * states ahead of time), so it must not depend on p; what needs the process it
+ * looks up later, when the process's code runs (mb_proc_of). */
+typedef int (*mb_open_state_fn)(lua_State *L, struct mb_node *n, mb_proc *p);
 
 /* The node's state only moves forward (a CAS): NEW -> RUNNING -> STOPPING -> STOPPED,
  * or NEW -> STOPPED. STOPPED means "done": no Lua runs any more; the threads leave on

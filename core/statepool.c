@@ -69,7 +69,7 @@ lua_State *mb_statepool_take(mb_node *n, mb_proc *p) {
 static int open_protected(lua_State *L) {
   mb_node *n = lua_touserdata(L, 1);
   lua_settop(L, 0);
-  n->open_state(L, NULL);
+  n->open_state(L, n, NULL);
   return 0;
 }
 

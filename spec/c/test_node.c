@@ -11,6 +11,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include "moonbeam.h"
+#include "luaface.h"
 
 TEST(script_ending_normally_gives_status_0) {
   CHECK_EQ_INT(check_run_script("local x = 1 + 1", 2), 0);
@@ -285,6 +286,38 @@ TEST(spawn_bursts_take_pooled_and_new_states_alike) {
     "for _ = 1, 2 do assert(mb.receive(20000) == 'done') end\n", 2), 0);
 }
 
+/* A host's own preload named moonbeam: the moonbeam module of every state, pooled
+ * or new (states open the node's moonbeam with the state, not at require). */
+static int open_wrapped(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  luaopen_moonbeam(L);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "wrapped_as");
+  return 1;
+}
+
+TEST(a_host_preload_named_moonbeam_is_the_module_of_every_state) {
+  mb_node_opts o = { 0 };
+  o.schedulers = 2;
+  o.log_level = "none";
+  mb_node *n = mb_node_new(&o);
+  CHECK(n != NULL);
+  CHECK_EQ_INT(mb_node_preload(n, "moonbeam", open_wrapped), 0);
+  CHECK_EQ_INT(check_run_on(n,
+    "local mb = require 'moonbeam'\n"
+    "assert(mb.wrapped_as == 'moonbeam' and require('moonbeam') == mb)\n"
+    "local me = mb.self()\n"
+    "for i = 1, 100 do\n"
+    "  mb.spawn(function(parent)\n"
+    "    local m = require 'moonbeam'\n"
+    "    m.send(parent, m.wrapped_as)\n"
+    "  end, me)\n"
+    "  assert(mb.receive(5000) == 'moonbeam', 'child ' .. i)\n"
+    "  if i % 10 == 0 then mb.sleep(1) end   -- the schedulers idle: the pool fills\n"
+    "end\n"
+    "os.exit(7)\n"), 7);
+}
+
 TEST_MAIN(CHECK_CASE(script_ending_normally_gives_status_0), CHECK_CASE(script_raising_gives_status_1),
           CHECK_CASE(halt_gives_its_code), CHECK_CASE(os_exit_is_halt),
           CHECK_CASE(many_processes_report_to_parent), CHECK_CASE(hammer_producers_keep_order),
@@ -296,4 +329,5 @@ TEST_MAIN(CHECK_CASE(script_ending_normally_gives_status_0), CHECK_CASE(script_r
           CHECK_CASE(stop_of_a_never_started_node_returns_and_free_works),
           CHECK_CASE(stop_of_a_never_started_node_with_a_process_returns_and_free_works),
           CHECK_CASE(send_from_c_reaches_processes),
-          CHECK_CASE(spawn_bursts_take_pooled_and_new_states_alike))
+          CHECK_CASE(spawn_bursts_take_pooled_and_new_states_alike),
+          CHECK_CASE(a_host_preload_named_moonbeam_is_the_module_of_every_state))
