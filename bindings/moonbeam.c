@@ -558,7 +558,7 @@ static int module_pairs(lua_State *L) {
 }
 
 int luaopen_moonbeam(lua_State *L) {
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 2);   /* room for send and receive, which most processes use */
   lua_createtable(L, 0, 2);
   lua_pushcfunction(L, module_index);
   lua_setfield(L, -2, "__index");
