@@ -200,7 +200,7 @@ static void proc_recycle(mb_proc *p) {
   if (p->code) mb_code_unref(p->code);
   if (p->code_next) mb_code_unref(p->code_next);
   for (mb_sig *m = p->taken, *next; m; m = next) { next = m->next; mb_sig_free(m); }
-  memset((char *)p + offsetof(mb_proc, state), 0, sizeof *p - offsetof(mb_proc, state));
+  memset((char *)p + offsetof(mb_proc, state), 0, offsetof(mb_proc, meta) - offsetof(mb_proc, state));
   atomic_store(&p->pid, 0);
   mb_ptab_pool_put(n->ptab, p);
 }
