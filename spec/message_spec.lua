@@ -245,6 +245,34 @@ describe("messages", function()
     }, msg)
   end)
 
+  -- Small signals are cached blocks of two sizes (a header and up to 40 or 96 bytes
+  -- of payload), larger ones blocks of their own size: every size across those
+  -- bounds, as a lone string and inside a table, through another process and back.
+  it("arrive intact at every size around the signal blocks' bounds", function()
+    local msg = H.run(node, function(parent)
+      local mb = require "moonbeam"
+      local echo = mb.spawn(function()
+        local mb = require "moonbeam"
+        while true do
+          local m = mb.receive()
+          mb.send(m[1], m[2])
+        end
+      end)
+      local me, bad = mb.self(), {}
+      for len = 0, 200 do
+        local s = {}
+        for i = 1, len do s[i] = string.char((len * 7 + i) % 256) end
+        s = table.concat(s)
+        mb.send(echo, { me, s })
+        mb.send(echo, { me, { s, len } })
+        local a, b = mb.receive(5000), mb.receive(5000)
+        if a ~= s or type(b) ~= "table" or b[1] ~= s or b[2] ~= len then bad[#bad + 1] = len end
+      end
+      mb.send(parent, bad)
+    end)
+    assert.same({}, msg)
+  end)
+
   it("are deep copies: changing the sent table afterwards changes nothing received", function()
     local msg = H.run(node, function(parent)
       local mb = require "moonbeam"
