@@ -24,7 +24,7 @@ int mb_node_preload(mb_node *n, const char *name, mb_lua_CFunction open) {
 
 mb_node *mb_node_new(const mb_node_opts *opts) {
   mb_l_tcp_register();
-  mb_node *n = mb_node_create(opts, mb_procenv_open);
+  mb_node *n = mb_node_create(opts, mb_procenv_open, mb_procenv_open_lua);
   if (!n) return NULL;
   if (mb_node_preload(n, "moonbeam", luaopen_moonbeam) != 0 ||
       mb_node_preload(n, "moonbeam.gen_server", luaopen_moonbeam_gen_server) != 0 ||

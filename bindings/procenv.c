@@ -509,6 +509,7 @@ loaded:
 }
 
 int mb_procenv_open(lua_State *L, mb_node *n, mb_proc *p) {
+  (void)n;
   (void)p;
   lua_pushglobaltable(L);
   lua_pushcfunction(L, light_require);
@@ -524,10 +525,17 @@ int mb_procenv_open(lua_State *L, mb_node *n, mb_proc *p) {
   lua_pop(L, 1);
   lua_setmetatable(L, -2);
   lua_pop(L, 1);
-  /* The node's moonbeam module, opened now as require would open it, but with the
-   * name alone: nearly every process requires it first, so a pooled state has it
-   * before its spawn, and a process's require never calls an opener (an idle
-   * process keeps no CallInfo nor ":preload:" string from that call). */
+  return 0;
+}
+
+/* A body in Lua gets the node's moonbeam module as it starts, opened as require
+ * would open it but with the name alone: nearly every such body requires it first,
+ * and its require is then a table lookup that never calls an opener (an idle
+ * process keeps no third CallInfo nor ":preload:" string from that call). A C body
+ * (a gen_server's loop, whose callback module may never require it) does not pay
+ * for it. */
+int mb_procenv_open_lua(lua_State *L, mb_node *n, mb_proc *p) {
+  (void)p;
   for (mb_preload *pl = n->preloads; pl; pl = pl->next)
     if (strcmp(pl->name, "moonbeam") == 0) {
       luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

@@ -10,6 +10,8 @@
 
 /* Prepare a new process state (the node's open_state hook). */
 int mb_procenv_open(lua_State *L, mb_node *n, mb_proc *p);
+/* Then, for a process whose body is Lua (the node's open_lua hook): its moonbeam module. */
+int mb_procenv_open_lua(lua_State *L, mb_node *n, mb_proc *p);
 
 /* print: the arguments as one whole line on stdout. */
 int mb_procenv_print(lua_State *L);

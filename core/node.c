@@ -43,7 +43,7 @@ const char *mb_strerror(int code) {
   }
 }
 
-mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state) {
+mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state, mb_open_state_fn open_lua) {
   mb_node *n = calloc(1, sizeof *n);
   if (!n) return NULL;
   if (opts) n->opts = *opts;
@@ -65,6 +65,7 @@ mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state) {
   n->codes = mb_codecache_new();
   n->timers = mb_timers_new();
   n->open_state = open_state;
+  n->open_lua = open_lua;
   mb_arena_init(&n->arena);
   n->statepool = mb_statepool_new();   /* none (no memory): every spawn makes its state */
   atomic_store(&n->next_ref, 1);

@@ -53,6 +53,7 @@ struct mb_node {
   struct mb_ticker *ticker;      /* the preemption ticker (scheduler.c) */
   mb_preload *preloads;
   mb_open_state_fn open_state;
+  mb_open_state_fn open_lua;    /* then, for a body in Lua (not a C body), pooled state or not */
 
   /* work injected from outside the schedulers (host thread, I/O thread) */
   pthread_mutex_t inject_lock;
@@ -82,8 +83,10 @@ struct mb_node {
 };
 
 
-/* The core half of mb_node_new: no modules opened. `open_state` prepares each process state. */
-mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state);
+/* The core half of mb_node_new: no modules opened. `open_state` prepares each process
+ * state (ahead of time too: the state pool); `open_lua` (may be NULL) a process whose
+ * body is Lua, as it starts. */
+mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state, mb_open_state_fn open_lua);
 uint64_t mb_node_make_ref(mb_node *n);
 
 /* A process ended (called by mb_proc_finish). */

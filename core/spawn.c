@@ -117,6 +117,7 @@ static int start_protected(lua_State *L) {
   int opened = lua_toboolean(L, 2);   /* a pooled state comes opened */
   lua_settop(L, 1);
   if (p->node->open_state && !opened) p->node->open_state(L, p->node, p);
+  if (p->node->open_lua && !p->body) p->node->open_lua(L, p->node, p);
   int base = lua_gettop(L), nargs = 0;
   if (p->body) {
     lua_pushcfunction(L, p->body);
