@@ -1,6 +1,7 @@
 #!/usr/bin/env escript
 %%! +S 2:2
-%% spawn: 100,000 idle processes each report to the parent; metrics spawns_per_s and rss_bytes_per_process.
+%% spawn: 100,000 idle processes each report to the parent; metrics spawns_per_s,
+%% rss_bytes_per_process and idle_memory_bytes.
 %% The pids are kept in a list, as bench/spawn.lua must keep them (issue 17: the
 %% form that drops them runs at well under half this rate, which flatters us).
 -mode(compile).
@@ -18,6 +19,8 @@ main(_) ->
     ?N = length(Pids),                    % the list lives until here
     metric("spawns_per_s", ?N / Secs, "spawns/s"),
     metric("rss_bytes_per_process", (Rss1 - Rss0) / ?N, "bytes"),
+    {memory, Mem} = erlang:process_info(hd(Pids), memory),   % what the VM counts for one
+    metric("idle_memory_bytes", Mem, "bytes"),
     halt(0).                              % ends every process
 
 spawn_n(0, _, Pids) -> Pids;

@@ -1,4 +1,5 @@
--- spawn: 100,000 idle processes each report to the parent; metrics spawns_per_s and rss_bytes_per_process.
+-- spawn: 100,000 idle processes each report to the parent; metrics spawns_per_s,
+-- rss_bytes_per_process and idle_memory_bytes.
 local mb = require "moonbeam"
 
 local N = 100000
@@ -24,4 +25,6 @@ assert(#pids == N)   -- the table lives until here
 
 print(string.format("METRIC spawns_per_s %.1f spawns/s", N / secs))
 print(string.format("METRIC rss_bytes_per_process %.1f bytes", (rss1 - rss0) / N))
+-- what the runtime counts for one of them (a Lua process: mb_proc and its heap, exact)
+print(string.format("METRIC idle_memory_bytes %d bytes", mb.info(pids[N]).memory))
 mb.halt(0) -- ends every process
