@@ -34,9 +34,10 @@ static mb_sig *encode_sig(lua_State *L, mb_node *n, int idx, const char *op, int
 }
 
 mb_sig *mb_l_encode(lua_State *L, mb_node *n, mb_proc *self, int idx, const char *op, const char *root, int kind) {
-  /* a lone number, boolean or short string: its signal at once, at its size */
-  unsigned char sc[MB_SCALAR_MAX];
-  size_t sl = mb_encode_scalar(L, idx, sc);
+  /* a lone number, boolean or short string, or a short tuple of those (not for a
+   * sender that watches refs): its signal at once, at its size */
+  unsigned char sc[MB_SMALL_MAX];
+  size_t sl = mb_encode_small(L, idx, sc, !mb_call_watches_refs(self));
   if (sl && sl <= n->max_message) {
     mb_sig *s = mb_sig_raw(kind, 0, 0, sc, sl);
     if (!s) luaL_error(L, "%s: not enough memory", op);

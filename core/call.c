@@ -157,7 +157,7 @@ static void on_ref(void *ud, uint64_t ref) {
 }
 
 void mb_call_watch_refs(mb_proc *self, mb_buf *b) {
-  if (!self || self->monitored_by.n == 0) return;
+  if (!mb_call_watches_refs(self)) return;
   b->on_ref = on_ref;
   b->on_ref_ud = self;
 }

@@ -51,5 +51,7 @@ int mb_call_reply(mb_node *n, mb_proc *self, mb_pid to, uint64_t ref, mb_sig *re
 /* [owner] Encoding a message from self into b: any ref of a call self holds makes
  * that caller's edge go (see above). A no-op for a process holding no monitor. */
 void mb_call_watch_refs(mb_proc *self, mb_buf *b);
+/* [owner] Would mb_call_watch_refs watch anything (self is monitored by someone)? */
+static inline int mb_call_watches_refs(const mb_proc *self) { return self && self->monitored_by.n != 0; }
 
 #endif

@@ -34,6 +34,20 @@ int mb_encode_values(lua_State *L, int first, int n, mb_buf *b, char *err, size_
 #define MB_SCALAR_MAX (MB_SCALAR_STR + 3)
 size_t mb_encode_scalar(lua_State *L, int idx, unsigned char out[MB_SCALAR_MAX]);
 
+/* The same for a tuple: a table whose keys are exactly 1..n (n <= MB_TUPLE_N), all
+ * in its array part, each value a number, a boolean, a string, a pid or a ref. Read
+ * in place (luatab.h; 0 when the layout is not trusted), the bytes mb_encode writes,
+ * and 0 for anything else, or when they need more than MB_TUPLE_MAX bytes: no seen
+ * set, no stack, no buffer to grow. For a send of {"tag", pid, n}. It reports no
+ * ref to a buffer's on_ref: not for a sender that watches refs (call.c). */
+#define MB_TUPLE_N 8
+#define MB_TUPLE_MAX 96
+size_t mb_encode_tuple(lua_State *L, int idx, unsigned char out[MB_TUPLE_MAX]);
+
+/* Either of the two, with one look at the type: tuples only when `tuples`. */
+#define MB_SMALL_MAX (MB_TUPLE_MAX > MB_SCALAR_MAX ? MB_TUPLE_MAX : MB_SCALAR_MAX)
+size_t mb_encode_small(lua_State *L, int idx, unsigned char out[MB_SMALL_MAX], int tuples);
+
 /* C-side writers for values the core builds itself (exit reasons, DOWN messages). */
 int mb_encode_string(mb_buf *b, const char *s, size_t len);
 

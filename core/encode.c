@@ -743,9 +743,9 @@ int mb_encode_values(lua_State *L, int first, int n, mb_buf *b, char *err, size_
   return enc_close(&e, st, top, "args", err, errlen);
 }
 
-size_t mb_encode_scalar(lua_State *L, int idx, unsigned char out[MB_SCALAR_MAX]) {
+static size_t encode_scalar(lua_State *L, int idx, int type, unsigned char *out) {
   out[0] = HDR_VERSION;
-  switch (lua_type(L, idx)) {
+  switch (type) {
   case LUA_TNUMBER:
     if (lua_isinteger(L, idx)) {
       out[1] = T_INT;   /* 1 + at most 10 varint bytes */
@@ -771,6 +771,51 @@ size_t mb_encode_scalar(lua_State *L, int idx, unsigned char out[MB_SCALAR_MAX])
   default:
     return 0;
   }
+}
+
+size_t mb_encode_scalar(lua_State *L, int idx, unsigned char out[MB_SCALAR_MAX]) {
+  return encode_scalar(L, idx, lua_type(L, idx), out);
+}
+
+static size_t encode_tuple(lua_State *L, int idx, unsigned char *out) {
+  if (mb_luatab_trusted() != 1) return 0;
+  mb_luatab_view tv;
+  mb_luatab_view_of(L, idx, &tv);
+  lua_Unsigned n = tv.keys;
+  /* the array part is t[1..n] exactly, and the hash part one empty node (so
+   * lua_rawlen is n: what mb_encode would write as the array section, and no pair) */
+  if (n == 0 || n > MB_TUPLE_N || tv.asize != n || !tv.array || tv.nnodes != 1 ||
+      !mb_luatab_empty(tv.nodes[0].tag))
+    return 0;
+  mb_buf b;
+  memset(&b, 0, sizeof b);
+  b.data = (char *)out;
+  b.cap = MB_TUPLE_MAX;
+  enc e;   /* only what the writers below use: they never grow past hard */
+  e.L = L;
+  e.b = &b;
+  e.hard = e.stop = MB_TUPLE_MAX;
+  out[0] = HDR_VERSION;
+  out[1] = T_TABLE;
+  out[2] = (unsigned char)n;   /* n <= MB_TUPLE_N: one varint byte */
+  memset(out + 3, 0, 4);       /* no pairs */
+  b.len = 7;
+  for (lua_Unsigned i = 0; i < n; i++) {
+    const mb_luatab_slot *v = &tv.array[i];
+    int st = 0;
+    if (mb_luatab_empty(v->tag) || !put_plain(&e, v->tag, &v->v, &st) || st) return 0;
+  }
+  return b.len;
+}
+
+size_t mb_encode_tuple(lua_State *L, int idx, unsigned char out[MB_TUPLE_MAX]) {
+  return lua_type(L, idx) == LUA_TTABLE ? encode_tuple(L, idx, out) : 0;
+}
+
+size_t mb_encode_small(lua_State *L, int idx, unsigned char out[MB_SMALL_MAX], int tuples) {
+  int type = lua_type(L, idx);
+  if (type == LUA_TTABLE) return tuples ? encode_tuple(L, idx, out) : 0;
+  return encode_scalar(L, idx, type, out);
 }
 
 int mb_encode_string(mb_buf *b, const char *s, size_t len) {

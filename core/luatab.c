@@ -24,6 +24,7 @@
  * public API only. MB_CODEC_PORTABLE=1 in the environment skips the probe and
  * forces the public API (the test suite runs the codec both ways). */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,21 +385,28 @@ static int probe_all(lua_State *L) {
   return 0;
 }
 
+/* trusted, published once probed: later calls read it without pthread_once (the
+ * send of every small tuple asks) */
+static _Atomic int answer = -1;
+
 static void probe(void) {
   int ok = 0;
   probed = 1;
   const char *portable = getenv("MB_CODEC_PORTABLE");
-  if (portable && *portable && strcmp(portable, "0") != 0) return;
-  lua_State *L = lua_newstate(probe_alloc, NULL);
-  if (!L) return;
-  lua_pushcfunction(L, probe_all);
-  lua_pushlightuserdata(L, &ok);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) ok = 0;
-  lua_close(L);
+  lua_State *L = portable && *portable && strcmp(portable, "0") != 0 ? NULL : lua_newstate(probe_alloc, NULL);
+  if (L) {
+    lua_pushcfunction(L, probe_all);
+    lua_pushlightuserdata(L, &ok);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) ok = 0;
+    lua_close(L);
+  }
   trusted = ok;
+  atomic_store_explicit(&answer, ok, memory_order_release);
 }
 
 int mb_luatab_trusted(void) {
+  int a = atomic_load_explicit(&answer, memory_order_acquire);
+  if (a >= 0) return a;
   pthread_once(&once, probe);
   return trusted;
 }

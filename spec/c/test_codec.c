@@ -373,6 +373,59 @@ TEST(scalar_encoding_is_the_encoders_and_declines_the_rest) {
   done(L);
 }
 
+/* mb_encode_tuple, the send path of a short tuple, writes exactly mb_encode's bytes
+ * for a table of 1..8 plain values that are all in its array part, and declines (0)
+ * the rest; with the layout untrusted (MB_CODEC_PORTABLE) it declines everything. */
+TEST(tuple_encoding_is_the_encoders_and_declines_the_rest) {
+  lua_State *L = new_state();
+  int trusted = mb_luatab_trusted() == 1;
+  static const char *const tuples[] = {
+    "return {'ping', pid(7), 1}", "return {1}", "return {true, false, 0.5, -0.0, 1e308, 0/0}",
+    "return {'', 'x', string.rep('y', 40)}", "return {string.rep('z', 41), 2}",
+    "return {ref(3), pid(2^40), -1, math.mininteger, math.maxinteger}",
+    "return {1, 2, 3, 4, 5, 6, 7, 8}", "return setmetatable({'m', 1}, {__index = error, __len = error})",
+  };
+  for (size_t i = 0; i < sizeof tuples / sizeof tuples[0]; i++) {
+    CHECK(luaL_dostring(L, tuples[i]) == LUA_OK);
+    unsigned char out[MB_TUPLE_MAX];
+    size_t n = mb_encode_tuple(L, -1, out);
+    if (!trusted) {
+      CHECK_EQ_INT((int)n, 0);
+    } else {
+      mb_buf b;
+      CHECK_EQ_INT(encode_top(L, &b, 0, NULL, 0), MB_ENC_OK);
+      if (n == 0 || (int)n != (int)(b.len - b.start) || memcmp(out, b.data + b.start, n) != 0) {
+        fprintf(stderr, "tuple %s: %zu bytes, the encoder's %zu\n", tuples[i], n, b.len - b.start);
+        CHECK(0);
+      }
+      mb_buf_free(&b);
+    }
+    lua_pop(L, 1);
+  }
+  static const char *const others[] = {
+    "return {}", "return {1, nil, 3}", "local t = {1, 2, 3} t[3] = nil return t", "return {1, 2, x = 1}",
+    "return {{1}}", "return {print}", "return {1, 2, 3, 4, 5, 6, 7, 8, 9}", "return {string.rep('q', 100)}",
+    "return {coroutine.create(print)}", "return {io.stdout}", "return 'ping'", "return 7",
+  };
+  for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+    CHECK(luaL_dostring(L, others[i]) == LUA_OK);
+    unsigned char out[MB_TUPLE_MAX];
+    if (mb_encode_tuple(L, -1, out) != 0) {
+      fprintf(stderr, "not a tuple, taken for one: %s\n", others[i]);
+      CHECK(0);
+    }
+    lua_pop(L, 1);
+  }
+  int x;
+  lua_createtable(L, 1, 0);
+  lua_pushlightuserdata(L, &x);   /* a host's light userdata: neither pid nor ref */
+  lua_rawseti(L, -2, 1);
+  unsigned char out[MB_TUPLE_MAX];
+  CHECK_EQ_INT((int)mb_encode_tuple(L, -1, out), 0);
+  lua_pop(L, 1);
+  done(L);
+}
+
 TEST(round_trips_floats_keeping_the_subtype) {
   const double floats[] = {0.0, -0.0, 1.5, -2.25, 3.0, 0.1, 1e308, -1e-308, DBL_MIN, DBL_MAX,
                            DBL_TRUE_MIN, HUGE_VAL, -HUGE_VAL, 9007199254740993.0};
@@ -1373,6 +1426,7 @@ TEST_MAIN(
   CHECK_CASE(round_trips_integers),
   CHECK_CASE(small_integers_encode_in_two_bytes),
   CHECK_CASE(scalar_encoding_is_the_encoders_and_declines_the_rest),
+  CHECK_CASE(tuple_encoding_is_the_encoders_and_declines_the_rest),
   CHECK_CASE(round_trips_floats_keeping_the_subtype),
   CHECK_CASE(integral_floats_stay_floats_in_every_table_position),
   CHECK_CASE(layout_probe_trusts_this_lua_unless_told_not_to),
