@@ -15,15 +15,15 @@ void *mb_sigblock_take(int cls) { return malloc(mb_sigblock_size(cls)); }
 void mb_sigblock_give(void *p, int cls) { (void)cls; free(p); }
 int mb_sigblock_kept(int cls) { (void)cls; return 0; }
 #else
-/* per class (index 1 and 2) a list and its length */
-static __thread struct { void *head[3]; int n[3], keyed; } cache;
+/* per class (index 1 to MB_SIGBLOCK_CLASSES) a list and its length */
+static __thread struct { void *head[MB_SIGBLOCK_CLASSES + 1]; int n[MB_SIGBLOCK_CLASSES + 1], keyed; } cache;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t key;
 static int key_ok;
 
 static void drop_all(void *unused) {
   (void)unused;
-  for (int c = 1; c <= 2; c++) {
+  for (int c = 1; c <= MB_SIGBLOCK_CLASSES; c++) {
     for (void *p = cache.head[c], *next; p; p = next) { next = *(void **)p; free(p); }
     cache.head[c] = NULL;
     cache.n[c] = 0;

@@ -245,8 +245,8 @@ describe("messages", function()
     }, msg)
   end)
 
-  -- Small signals are cached blocks of two sizes (a header and up to 40 or 96 bytes
-  -- of payload), larger ones blocks of their own size: every size across those
+  -- Small signals are cached blocks of three sizes (a header and up to 8, 40 or 96
+  -- bytes of payload), larger ones blocks of their own size: every size across those
   -- bounds, as a lone string and inside a table, through another process and back.
   it("arrive intact at every size around the signal blocks' bounds", function()
     local msg = H.run(node, function(parent)

@@ -603,7 +603,7 @@ TEST(scratch_buffers_are_lent_once_and_detached_exactly) {
   char *lent = a.data;
   /* a small one goes into a signal block (sigblock.h), a larger one is cut to size */
   CHECK(mb_buf_detach(&a) == 0 && !a.scratch && a.data != lent &&
-        a.cap == (a.len <= MB_SIGBLOCK_SMALL ? MB_SIGBLOCK_SMALL : a.len <= MB_SIGBLOCK ? MB_SIGBLOCK : a.len) &&
+        a.cap == (mb_sigblock_class(a.len) ? mb_sigblock_size(mb_sigblock_class(a.len)) : a.len) &&
         a.block == mb_sigblock_class(a.len));
   CHECK(mb_buf_detach(&b) == 0 && !b.scratch);
   CHECK(memcmp(a.data + RESERVE, b.data + RESERVE, a.len - RESERVE) == 0);
