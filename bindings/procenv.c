@@ -440,6 +440,9 @@ static int open_base(lua_State *L) {
 static int lazy_index(lua_State *L) {
   if (lua_type(L, 1) == LUA_TSTRING) {
     open_lib(L, find_lib(LUA_STRLIBNAME));
+    /* package.loaded.string is what it returns, and a script may have put anything
+     * there (this __index stays reachable as getmetatable(_G).__index) */
+    if (!lua_istable(L, -1)) return 0;
     lua_pushvalue(L, 2);
     lua_rawget(L, -2);
     return 1;

@@ -200,6 +200,12 @@ static void proc_recycle(mb_proc *p) {
   if (p->code) mb_code_unref(p->code);
   if (p->code_next) mb_code_unref(p->code_next);
   for (mb_sig *m = p->taken, *next; m; m = next) { next = m->next; mb_sig_free(m); }
+  /* what is never cleared (meta, ext, pool_next) stays last: a field added after it
+   * would survive recycling */
+  _Static_assert(offsetof(mb_proc, pool_next) + sizeof(mb_proc *) == sizeof(mb_proc) &&
+                 offsetof(mb_proc, meta) < offsetof(mb_proc, ext) &&
+                 offsetof(mb_proc, ext) < offsetof(mb_proc, pool_next),
+                 "mb_proc: the never-cleared fields must come last");
   memset((char *)p + offsetof(mb_proc, state), 0, offsetof(mb_proc, meta) - offsetof(mb_proc, state));
   atomic_store(&p->pid, 0);
   mb_ptab_pool_put(n->ptab, p);

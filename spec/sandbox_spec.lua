@@ -291,6 +291,20 @@ describe("a hostile process", function()
     assert.equal("normal", reason)
   end)
 
+  -- Strings share _G's lazy metatable until string opens, and its __index stays
+  -- reachable after: what package.loaded.string holds then is the script's.
+  it("cannot crash the node through the lazy string methods with a non-table string library", function()
+    local _, reason, out = hostile [[
+  local idx = getmetatable(_G).__index
+  package.loaded.string = 42
+  print(type(("x").len), (pcall(idx, "x", "len")), select(2, pcall(idx, "x", "len")) == nil)
+  package.loaded.string = "not a table"
+  print(type(("x").upper))
+]]
+    assert.same({ "nil	true	true", "nil" }, out)
+    assert.equal("normal", reason)
+  end)
+
   it("cannot open a library that does not exist through package.preload", function()
     local _, reason, out = hostile [[
   print((pcall(package.preload.table, "no such library")))
