@@ -461,6 +461,13 @@ static int lazy_index(lua_State *L) {
 /* `require` without the package library: package.loaded, the node's preloads, the
  * standard libraries, then the node's code cache. Touching `package` opens the real
  * library, whose require (with the same loaded table and searchers) replaces this. */
+/* The node's preload of that name (the newest registered), or NULL. */
+static const mb_preload *find_preload(const mb_node *n, const char *name) {
+  for (const mb_preload *pl = n->preloads; pl; pl = pl->next)
+    if (pl->name[0] == name[0] && strcmp(pl->name, name) == 0) return pl;   /* most differ at once */
+  return NULL;
+}
+
 static int light_require(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   lua_settop(L, 1);
@@ -470,14 +477,14 @@ static int light_require(lua_State *L) {
   mb_proc *p = mb_proc_of(L);
   const lib *l = find_lib(name);
   if (l) { open_lib(L, l); return 1; }
-  for (mb_preload *pl = p->node->preloads; pl; pl = pl->next)
-    if (pl->name[0] == name[0] && strcmp(pl->name, name) == 0) {
-      lua_pushcfunction(L, pl->open);
-      lua_pushvalue(L, 1);
-      lua_pushliteral(L, ":preload:");
-      lua_call(L, 2, 1);
-      goto loaded;
-    }
+  const mb_preload *pl = find_preload(p->node, name);
+  if (pl) {
+    lua_pushcfunction(L, pl->open);
+    lua_pushvalue(L, 1);
+    lua_pushliteral(L, ":preload:");
+    lua_call(L, 2, 1);
+    goto loaded;
+  }
   char err[2048];
   mb_code *c = mb_code_get(p->node, name, err, sizeof err);
   if (!c) {
@@ -539,16 +546,14 @@ int mb_procenv_open(lua_State *L, mb_node *n, mb_proc *p) {
  * for it. */
 int mb_procenv_open_lua(lua_State *L, mb_node *n, mb_proc *p) {
   (void)p;
-  for (mb_preload *pl = n->preloads; pl; pl = pl->next)
-    if (strcmp(pl->name, "moonbeam") == 0) {
-      luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-      lua_pushcfunction(L, pl->open);
-      lua_pushstring(L, pl->name);
-      lua_call(L, 1, 1);
-      if (!lua_isnil(L, -1)) lua_setfield(L, -2, pl->name);
-      else lua_pop(L, 1);
-      lua_pop(L, 1);
-      break;
-    }
+  const mb_preload *pl = find_preload(n, "moonbeam");
+  if (!pl) return 0;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushcfunction(L, pl->open);
+  lua_pushstring(L, pl->name);
+  lua_call(L, 1, 1);
+  if (!lua_isnil(L, -1)) lua_setfield(L, -2, pl->name);
+  else lua_pop(L, 1);
+  lua_pop(L, 1);
   return 0;
 }

@@ -53,6 +53,20 @@ static int light_tostring(lua_State *L) {
   return 1;
 }
 
+/* A new metatable on top: __tostring, __name (unless mt is NULL), a hidden
+ * __metatable, room for more. */
+static void new_meta(lua_State *L, int size, const char *mt, lua_CFunction tostr) {
+  lua_createtable(L, 0, size);
+  lua_pushcfunction(L, tostr);
+  lua_setfield(L, -2, "__tostring");
+  if (mt) {
+    lua_pushstring(L, mt);
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+}
+
 /* Give the state's light userdata their metatable, unless they have one: __tostring,
  * and a hidden __metatable as a box's has (the core reads nothing from it: a pid is
  * tested by its bits). Pushing a pid does not make it: only what renders values
@@ -61,11 +75,7 @@ static int light_tostring(lua_State *L) {
 void mb_light_prepare(lua_State *L) {
   lua_pushlightuserdata(L, NULL);
   if (!lua_getmetatable(L, -1)) {
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, light_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
+    new_meta(L, 2, NULL, light_tostring);
     lua_setmetatable(L, -2);
   } else {
     lua_pop(L, 1);
@@ -95,19 +105,6 @@ static int handle_tostring(lua_State *L) {
  * values weak; one table less to build per kind and state), and its string fields
  * are never collected. One table per kind and state; made
  * (replacing the non-table on top) the first time, out of the hot path. */
-/* A new metatable on top: __tostring, __name (unless mt is NULL), a hidden
- * __metatable, room for more. */
-static void new_meta(lua_State *L, int size, const char *mt, lua_CFunction tostr) {
-  lua_createtable(L, 0, size);
-  lua_pushcfunction(L, tostr);
-  lua_setfield(L, -2, "__tostring");
-  if (mt) {
-    lua_pushstring(L, mt);
-    lua_setfield(L, -2, "__name");
-  }
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");
-}
 
 /* The intern table of boxed pids or refs (ids past 2^48), its own metatable. No
  * __name (a type error names the value "userdata"): while every pid was a box, it
