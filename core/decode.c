@@ -129,6 +129,7 @@ typedef struct dec {
   strcache *sc;    /* the state's key cache (see strcache), NULL until made */
   int scx;         /* its stack slot, 0 when there is none (no table to decode) */
   int sc_looked;   /* the registry was asked for it (strcache_look) */
+  int lone;        /* no short string value has come yet in this message */
   rd r;
   int refs;        /* stack index of the decoded tables (by number), 0 = no back-references */
   int inplace;     /* -1 not asked yet; 1 arrays are filled in place (luatab trusts the layout) */
@@ -140,32 +141,37 @@ typedef struct dec {
 /* Stack slots a level may use: table, key, value, and mb_push_pid's own. */
 #define DEC_SLOTS 8
 
-/* Hash keys repeat from message to message ("type", "from", "id"), and pushing
- * one costs Lua a hash and a lookup in its string table. Each state that decodes
- * string keys gets a small two-way set-associative cache: a userdata (kept in the
- * registry) whose user values hold the keys last seen, and whose C part keeps
- * their bytes (pointers into those strings, alive while the user values hold
- * them) for the comparison; ~1.7 KB, counted in the process's heap. While a
- * table is decoded the userdata (or nil, before the first key) sits at a fixed
- * stack slot. A cache that does not pay (fewer than half of a window of lookups
- * hit, as with a dictionary of distinct names) is bypassed for a while. Values
- * are not cached: they repeat far less, and a miss costs more than a plain push. */
-#define SC_SETS   32
+/* Strings repeat from message to message: hash keys ("type", "from", "id") and
+ * short values used as names ("ping", "ok", a status), and pushing one costs Lua
+ * a hash and a lookup in its string table, and a string to collect when it was
+ * not interned already. Each state that decodes strings in tables gets a small
+ * cache in two halves, one for keys and one for values, each two-way
+ * set-associative: a userdata (kept in the registry) whose user values hold the
+ * strings last seen, and whose C part keeps their bytes (pointers into those
+ * strings, alive while the user values hold them) for the comparison; ~1.7 KB,
+ * counted in the process's heap. While a table is decoded the userdata (or nil,
+ * before the first string) sits at a fixed stack slot. A half that does not pay
+ * (fewer than half of a window of lookups hit, as with a dictionary of distinct
+ * names or a stream of unique values) is bypassed for a while; the halves keep
+ * separate counts, so values that never repeat do not turn the key cache off. */
+#define SC_HALF   16   /* sets of each half */
+#define SC_SETS   (2 * SC_HALF)
 #define SC_WAYS   2
 #define SC_MAXLEN 40   /* Lua's short strings */
 #define SC_WINDOW 256  /* lookups between two looks at the hit rate */
-#define SC_BYPASS 4096 /* keys pushed without the cache after a poor window */
+#define SC_BYPASS 4096 /* strings pushed without the cache after a poor window */
+enum { SC_KEYS, SC_VALUES };
 struct strcache {
   const void *tag;   /* &strcache_key: a userdata put in its place is not taken for it */
   const char *s[SC_SETS][SC_WAYS];
   unsigned char len[SC_SETS][SC_WAYS];
   unsigned char older[SC_SETS]; /* the way to replace next */
-  unsigned lookups, hits, bypass;
+  struct { unsigned lookups, hits, bypass; } use[2]; /* per half */
 };
 static const char strcache_key = 0;
 
 /* Reserve the cache's stack slot (nil); the cache is looked up there only when
- * the first string key comes (an array-only message never looks). */
+ * the first short string comes (a message of numbers and pids never looks). */
 static void strcache_slot(dec *d) {
   lua_pushnil(d->L);
   d->scx = lua_gettop(d->L);
@@ -215,7 +221,7 @@ static inline uint32_t str_hash(const unsigned char *s, size_t n) {
     b = 0;
   }
   uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + n) * 0xC2B2AE3D27D4EB4Full;
-  return (uint32_t)(h >> 40) % SC_SETS;
+  return (uint32_t)(h >> 40) % SC_HALF;
 }
 
 /* Two overlapping fixed-size compares for 4..16 bytes (both sides hold n bytes). */
@@ -235,8 +241,9 @@ static inline int same_bytes(const char *a, const unsigned char *b, size_t n) {
   return memcmp(a, b, n) == 0;
 }
 
-/* Push the key s[0..n), through the cache when it is short and the cache pays. */
-static void push_key(dec *d, const unsigned char *s, size_t n) {
+/* Push the string s[0..n), a key or a value (half), through the cache when it is
+ * short, a table is being decoded and that half of the cache pays. */
+static inline __attribute__((always_inline)) void push_str(dec *d, int half, const unsigned char *s, size_t n) {
   lua_State *L = d->L;
   strcache *sc = d->sc;
   if (n > SC_MAXLEN || !d->scx) {
@@ -245,19 +252,19 @@ static void push_key(dec *d, const unsigned char *s, size_t n) {
   }
   if (!sc && !d->sc_looked) { strcache_look(d); sc = d->sc; }
   if (!sc) sc = strcache_make(d);
-  if (sc->bypass) {
-    sc->bypass--;
+  if (sc->use[half].bypass) {
+    sc->use[half].bypass--;
     lua_pushlstring(L, (const char *)s, n);
     return;
   }
-  if (++sc->lookups == SC_WINDOW) {
-    if (sc->hits < SC_WINDOW / 2) sc->bypass = SC_BYPASS;
-    sc->lookups = sc->hits = 0;
+  if (++sc->use[half].lookups == SC_WINDOW) {
+    if (sc->use[half].hits < SC_WINDOW / 2) sc->use[half].bypass = SC_BYPASS;
+    sc->use[half].lookups = sc->use[half].hits = 0;
   }
-  uint32_t h = str_hash(s, n);
+  uint32_t h = str_hash(s, n) + (half == SC_VALUES ? SC_HALF : 0);
   for (int w = 0; w < SC_WAYS; w++)
     if (sc->s[h][w] && sc->len[h][w] == n && same_bytes(sc->s[h][w], s, n)) {
-      sc->hits++;
+      sc->use[half].hits++;
       sc->older[h] = (unsigned char)(w ^ 1);
       lua_getiuservalue(L, d->scx, (int)(h * SC_WAYS + (uint32_t)w) + 1);
       return;
@@ -266,13 +273,18 @@ static void push_key(dec *d, const unsigned char *s, size_t n) {
   sc->older[h] = (unsigned char)(w ^ 1);
   lua_pushlstring(L, (const char *)s, n);
   lua_pushvalue(L, -1);
-  sc->s[h][w] = NULL; /* the old key may go once its slot is overwritten */
+  sc->s[h][w] = NULL; /* the old string may go once its slot is overwritten */
   lua_setiuservalue(L, d->scx, (int)(h * SC_WAYS + (uint32_t)w) + 1);
   sc->s[h][w] = lua_tostring(L, -1);
   sc->len[h][w] = (unsigned char)n;
 }
 
 static int dec_value(dec *d);
+
+/* A value's string through the cache: one copy of push_str for every value site. */
+static __attribute__((noinline)) void push_value_str(dec *d, const unsigned char *s, size_t n) {
+  push_str(d, SC_VALUES, s, n);
+}
 
 /* One element: integers and short strings inline, everything else through
  * dec_value. The hot loops below call this. */
@@ -289,7 +301,14 @@ static inline int dec_elem(dec *d) {
     if (*r->p == T_STR) {
       r->p++;
       if (rd_varint(r, &v) || v > rd_left(r)) return -1;
-      lua_pushlstring(d->L, (const char *)r->p, (size_t)v);
+      /* Finding the cache costs more than a plain push: a message's first string
+       * value does not look (a tuple's tag, {"ping", pid, n}); the next ones do. */
+      if (d->lone && !d->sc) {
+        d->lone = 0;
+        lua_pushlstring(d->L, (const char *)r->p, (size_t)v);
+      } else {
+        push_value_str(d, r->p, (size_t)v);
+      }
       r->p += v;
       return 0;
     }
@@ -453,7 +472,7 @@ static __attribute__((noinline)) int dec_table(dec *d) {
     if (r->p != r->end && *r->p == T_STR) { /* the usual key: no checks needed */
       r->p++;
       if (rd_varint(r, &n) || n > rd_left(r)) return -1;
-      push_key(d, r->p, (size_t)n);
+      push_str(d, SC_KEYS, r->p, (size_t)n);
       r->p += n;
       if (dec_elem(d)) return -1;
       lua_rawset(L, t);
@@ -532,6 +551,7 @@ static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
   d->sc = NULL;
   d->scx = 0;
   d->sc_looked = 0;
+  d->lone = 1;
   d->refs = 0;
   d->inplace = -1;
   d->ntabs = 0;

@@ -572,20 +572,31 @@ TEST(round_trips_every_array_and_hash_layout) {
   done(L);
 }
 
-/* The decoder's key cache: repeated key sets, colliding and evicted keys, keys
- * with NUL bytes or past the short-string length, a stream of distinct keys
- * (which turns the cache off for a while) and full collections in between. */
-TEST(string_keys_decode_right_through_the_key_cache) {
+/* The decoder's string cache, both halves: repeated key sets and values,
+ * colliding and evicted strings (more distinct ones than the cache holds), strings
+ * with NUL bytes, at and past the short-string length, empty, a tuple's lone tag,
+ * strings used as a key and a value at once, arrays of strings (filled in place
+ * and packed), streams of distinct keys and of distinct values (which turn a half
+ * off for a while, then on again) and full collections in between. */
+TEST(strings_decode_right_through_the_string_cache) {
   lua_State *L = new_state();
   run(L, "local function check(t) assert(deq(t, rt(t))) end\n"
-         "local rec = {type = 'call', from = 'me', id = 7, ['a\\0b'] = 1, [string.rep('k', 41)] = 2}\n"
+         "local rec = {type = 'call', from = 'me', id = 7, ['a\\0b'] = 1, [string.rep('k', 41)] = 2,\n"
+         "             v1 = 'call', v2 = 'x\\0y', v3 = string.rep('v', 40), v4 = string.rep('w', 41), v5 = ''}\n"
+         "local names = {} for i = 1, 200 do names[i] = 'name' .. i end\n"
          "for round = 1, 3 do\n"
-         "  for i = 1, 600 do check(rec) end\n"
+         "  for i = 1, 600 do check(rec) check({'ping', i}) check({'tag', 'me', 'call', i}) end\n"
          "  for i = 1, 600 do check({['key' .. i] = i, ['other' .. (i % 7)] = -i, type = 'x'}) end\n"
+         "  for i = 1, 600 do check({a = 'val' .. i, b = 'val' .. (i + 1), c = names[i % 200 + 1]}) end\n"
+         "  for i = 1, 300 do\n"
+         "    local t = {} for j = 1, 20 do t[j] = names[(i * 7 + j) % 200 + 1] end\n"
+         "    check(t) check({names[i % 200 + 1], names[(i + 3) % 200 + 1]})\n"
+         "  end\n"
          "  collectgarbage() collectgarbage()\n"
-         "  for i = 1, 600 do check(rec) end\n"
+         "  for i = 1, 600 do check(rec) check({s = names[i % 200 + 1], [names[i % 200 + 1]] = i}) end\n"
          "end\n"
-         "local r = rt(rec) assert(r['a\\0b'] == 1 and r[string.rep('k', 41)] == 2 and r.type == 'call')");
+         "local r = rt(rec) assert(r['a\\0b'] == 1 and r[string.rep('k', 41)] == 2 and r.type == 'call')\n"
+         "assert(r.v2 == 'x\\0y' and r.v3 == string.rep('v', 40) and r.v4 == string.rep('w', 41) and r.v5 == '')");
   done(L);
 }
 
@@ -1434,7 +1445,7 @@ TEST_MAIN(
   CHECK_CASE(keys_past_alimit_are_kept_every_way),
   CHECK_CASE(a_table_read_again_through_the_api_is_written_once),
   CHECK_CASE(round_trips_every_array_and_hash_layout),
-  CHECK_CASE(string_keys_decode_right_through_the_key_cache),
+  CHECK_CASE(strings_decode_right_through_the_string_cache),
   CHECK_CASE(scratch_buffers_are_lent_once_and_detached_exactly),
   CHECK_CASE(scratch_buffers_are_freed_when_their_thread_ends),
   CHECK_CASE(round_trips_strings_with_any_bytes),
