@@ -184,9 +184,8 @@ static void strcache_slot(dec *d) {
 static void strcache_look(dec *d) {
   lua_State *L = d->L;
   d->sc_looked = 1;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &strcache_key);
-  strcache *sc = lua_touserdata(L, -1);
-  if (sc && lua_type(L, -1) == LUA_TUSERDATA && lua_rawlen(L, -1) == sizeof *sc && sc->tag == &strcache_key) {
+  strcache *sc = lua_rawgetp(L, LUA_REGISTRYINDEX, &strcache_key) == LUA_TUSERDATA ? lua_touserdata(L, -1) : NULL;
+  if (sc && lua_rawlen(L, -1) == sizeof *sc && sc->tag == &strcache_key) {
     d->sc = sc;
     lua_replace(L, d->scx);
   } else {
@@ -474,7 +473,16 @@ static __attribute__((noinline)) int dec_table(dec *d) {
       if (rd_varint(r, &n) || n > rd_left(r)) return -1;
       push_str(d, SC_KEYS, r->p, (size_t)n);
       r->p += n;
-      if (dec_elem(d)) return -1;
+      /* a string value (a record's usual field) through the cache here too: the
+       * message's strings are past their first already */
+      if (r->p != r->end && *r->p == T_STR) {
+        r->p++;
+        if (rd_varint(r, &n) || n > rd_left(r)) return -1;
+        push_str(d, SC_VALUES, r->p, (size_t)n);
+        r->p += n;
+      } else if (dec_elem(d)) {
+        return -1;
+      }
       lua_rawset(L, t);
       continue;
     }
