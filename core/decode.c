@@ -129,7 +129,7 @@ typedef struct dec {
   strcache *sc;    /* the state's key cache (see strcache), NULL until made */
   int scx;         /* its stack slot, 0 when there is none (no table to decode) */
   int sc_looked;   /* the registry was asked for it (strcache_look) */
-  int lone;        /* no short string value has come yet in this message */
+  int lone;        /* no string value has come yet in this message (dec_elem) */
   rd r;
   int refs;        /* stack index of the decoded tables (by number), 0 = no back-references */
   int inplace;     /* -1 not asked yet; 1 arrays are filled in place (luatab trusts the layout) */
