@@ -242,19 +242,18 @@ static inline int same_bytes(const char *a, const unsigned char *b, size_t n) {
 
 /* Push the string s[0..n), a key or a value (half), through the cache when it is
  * short, a table is being decoded and that half of the cache pays. */
-static inline __attribute__((always_inline)) void push_str(dec *d, int half, const unsigned char *s, size_t n) {
-  lua_State *L = d->L;
+/* Look s[0..n) up in a half of the cache: its user value's index (1..) on a hit,
+ * with *ts its string's bytes; -(index) on a miss (the slot it is to take); 0
+ * where the cache is not used (a long string, no table, a bypassed half). */
+static inline __attribute__((always_inline)) int str_find(dec *d, int half, const unsigned char *s, size_t n,
+                                                          const char **ts) {
   strcache *sc = d->sc;
-  if (n > SC_MAXLEN || !d->scx) {
-    lua_pushlstring(L, (const char *)s, n);
-    return;
-  }
+  if (n > SC_MAXLEN || !d->scx) return 0;
   if (!sc && !d->sc_looked) { strcache_look(d); sc = d->sc; }
   if (!sc) sc = strcache_make(d);
   if (sc->use[half].bypass) {
     sc->use[half].bypass--;
-    lua_pushlstring(L, (const char *)s, n);
-    return;
+    return 0;
   }
   if (++sc->use[half].lookups == SC_WINDOW) {
     if (sc->use[half].hits < SC_WINDOW / 2) sc->use[half].bypass = SC_BYPASS;
@@ -265,17 +264,37 @@ static inline __attribute__((always_inline)) void push_str(dec *d, int half, con
     if (sc->s[h][w] && sc->len[h][w] == n && same_bytes(sc->s[h][w], s, n)) {
       sc->use[half].hits++;
       sc->older[h] = (unsigned char)(w ^ 1);
-      lua_getiuservalue(L, d->scx, (int)(h * SC_WAYS + (uint32_t)w) + 1);
-      return;
+      *ts = sc->s[h][w];
+      return (int)(h * SC_WAYS + (uint32_t)w) + 1;
     }
   int w = sc->older[h];
   sc->older[h] = (unsigned char)(w ^ 1);
+  return -((int)(h * SC_WAYS + (uint32_t)w) + 1);
+}
+
+/* Push s[0..n) as str_find left it: from its slot, into its slot, or plain. */
+static inline __attribute__((always_inline)) void str_push(dec *d, int slot, const unsigned char *s, size_t n) {
+  lua_State *L = d->L;
+  if (slot > 0) {
+    lua_getiuservalue(L, d->scx, slot);
+    return;
+  }
   lua_pushlstring(L, (const char *)s, n);
+  if (slot == 0) return;
+  strcache *sc = d->sc;
+  int i = -slot - 1;
   lua_pushvalue(L, -1);
-  sc->s[h][w] = NULL; /* the old string may go once its slot is overwritten */
-  lua_setiuservalue(L, d->scx, (int)(h * SC_WAYS + (uint32_t)w) + 1);
-  sc->s[h][w] = lua_tostring(L, -1);
-  sc->len[h][w] = (unsigned char)n;
+  sc->s[i / SC_WAYS][i % SC_WAYS] = NULL; /* the old string may go once its slot is overwritten */
+  lua_setiuservalue(L, d->scx, -slot);
+  sc->s[i / SC_WAYS][i % SC_WAYS] = lua_tostring(L, -1);
+  sc->len[i / SC_WAYS][i % SC_WAYS] = (unsigned char)n;
+}
+
+/* Push the string s[0..n), a key or a value (half), through the cache when it is
+ * short, a table is being decoded and that half of the cache pays. */
+static inline __attribute__((always_inline)) void push_str(dec *d, int half, const unsigned char *s, size_t n) {
+  const char *ts;
+  str_push(d, str_find(d, half, s, n, &ts), s, n);
 }
 
 static int dec_value(dec *d);
@@ -437,6 +456,62 @@ static int dec_fill(dec *d, int t, uint64_t narr, mb_luatab_slot *a) {
   return 0;
 }
 
+/* The pair of the key kts (bytes of a string the cache holds) and the value at the
+ * reader, written into the table tp without the stack (mb_luatab_newkey): 1, the
+ * value read. Or 0, with nothing written or read, for a value it does not take
+ * (not plain, or a string the cache does not hold) or a pair mb_luatab_newkey
+ * leaves to lua_rawset. Nothing here allocates: no GC step between newkey's look
+ * at the table's colour and its write; both strings stay alive in the cache. */
+static __attribute__((noinline)) int put_pair(dec *d, char *tp, const char *kts) {
+  rd *r = &d->r, save = *r;
+  mb_luatab_value v;
+  unsigned char vtag;
+  uint64_t x;
+  if (r->p == r->end) return 0;
+  unsigned char tag = *r->p++;
+  switch (tag) {
+  case T_STR: {
+    const char *vts = NULL;
+    if (rd_varint(r, &x) || x > rd_left(r) || str_find(d, SC_VALUES, r->p, (size_t)x, &vts) <= 0) {
+      *r = save;   /* a miss took no slot: the push below takes it */
+      return 0;
+    }
+    r->p += x;
+    v.p = mb_luatab_string_object(vts);
+    vtag = MB_LUATAB_SHRSTR;
+    break;
+  }
+  case T_INT:
+    if (rd_varint(r, &x)) { *r = save; return 0; }
+    v.i = unzigzag(x);
+    vtag = MB_LUATAB_INT;
+    break;
+  case T_TRUE: case T_FALSE:
+    v.i = 0;
+    vtag = tag == T_TRUE ? MB_LUATAB_TRUE : MB_LUATAB_FALSE;
+    break;
+  case T_FLOAT:
+    if (rd_left(r) < 8) { *r = save; return 0; }
+    memcpy(&v.n, r->p, 8);
+    r->p += 8;
+    vtag = MB_LUATAB_FLOAT;
+    break;
+  case T_PID: case T_REF:
+    if (rd_varint(r, &x) || x > MB_LIGHT_ID_MASK) { *r = save; return 0; }
+    v.p = (const void *)(uintptr_t)((tag == T_PID ? MB_LIGHT_PID : MB_LIGHT_REF) | x);
+    vtag = MB_LUATAB_LIGHT;
+    break;
+  default:
+    *r = save;
+    return 0;
+  }
+  if (mb_luatab_newkey(tp, mb_luatab_string_object(kts), vtag, v)) {
+    *r = save;
+    return 0;
+  }
+  return 1;
+}
+
 static __attribute__((noinline)) int dec_table(dec *d) {
   lua_State *L = d->L;
   uint64_t narr;
@@ -444,7 +519,7 @@ static __attribute__((noinline)) int dec_table(dec *d) {
   if (rd_table(&d->r, &narr, &nh) || d->depth >= MB_CODEC_MAXDEPTH || d->ntabs == UINT32_MAX ||
       !lua_checkstack(L, DEC_SLOTS))
     return -1;
-  if (narr >= FILL_MIN && d->inplace < 0) d->inplace = mb_luatab_trusted();
+  if ((narr >= FILL_MIN || nh) && d->inplace < 0) d->inplace = mb_luatab_trusted();
   if (d->inplace <= 0 && nh == 0 && narr >= PACK_MIN && narr <= PACK_MAX && narr <= rd_left(&d->r) &&
       lua_checkstack(L, (int)narr + DEC_SLOTS))
     return dec_packed(d, (int)narr);
@@ -465,14 +540,21 @@ static __attribute__((noinline)) int dec_table(dec *d) {
       lua_rawseti(L, t, (lua_Integer)i);
     }
   }
+  /* a pair of a cached key and a plain value is written into the hash part
+   * directly when the layout is trusted (put_pair) */
+  char *tp = nh && d->inplace > 0 ? (char *)lua_topointer(L, t) : NULL;
   for (uint32_t j = 0; j < nh; j++) {
     rd *r = &d->r;
     uint64_t n;
     if (r->p != r->end && *r->p == T_STR) { /* the usual key: no checks needed */
       r->p++;
       if (rd_varint(r, &n) || n > rd_left(r)) return -1;
-      push_str(d, SC_KEYS, r->p, (size_t)n);
+      const unsigned char *ksrc = r->p;
+      const char *kts = NULL;
       r->p += n;
+      int kslot = str_find(d, SC_KEYS, ksrc, (size_t)n, &kts);
+      if (tp && kslot > 0 && put_pair(d, tp, kts)) continue;
+      str_push(d, kslot, ksrc, (size_t)n);
       /* a string value (a record's usual field) through the cache here too: the
        * message's strings are past their first already */
       if (r->p != r->end && *r->p == T_STR) {
@@ -499,6 +581,7 @@ static __attribute__((noinline)) int dec_table(dec *d) {
     if (dec_elem(d)) return -1;
     lua_rawset(L, t);
   }
+  if (tp) tp[MB_LUATAB_FLAGS] &= (char)~MB_LUATAB_TMFLAGS;   /* as lua_rawset leaves it */
   d->depth--;
   return 0;
 }

@@ -12,20 +12,27 @@
  *   TValue:  8 bytes of value, a tag byte (16 bytes).
  *   Node:    a TValue's fields, the key's tag, int next, the key's value (24 bytes).
  *   TString: GC header, extra, shrlen, hash, size_t lnglen, then the bytes.
- * Only reads, only of integers, floats, booleans and strings; everything else
- * goes through the public API. The probe, in a state of its own: lua_version
+ * The encoder only reads, only integers, floats, booleans and strings. The
+ * decoder writes such values into a new table's array slots (values the GC never
+ * follows), and writes pairs of a short string key and a plain value, string or
+ * table into a new table's nodes (mb_luatab_newkey, as luaH_newkey does: it also
+ * reads the Table's mark byte and lastfree, and a TString's hash), only while the
+ * table is not black, so that no GC barrier is owed; everything else goes
+ * through the public API. The probe, in a state of its own: lua_version
  * must be 504; tables and strings built with public calls must read back as the
  * API says; for every table of a corpus (arrays grown, made, holed, shrunk and
  * rehashed, alimit flagged and not, hash parts, nested tables) the view must
  * account for exactly the pairs lua_next visits, in its order, and for what
- * lua_rawgeti returns for 1..size+1; and the codec must encode each the same
- * bytes in place as through the public API. On any mismatch (another Lua,
+ * lua_rawgeti returns for 1..size+1; the codec must encode each the same
+ * bytes in place as through the public API; and a table filled by
+ * mb_luatab_newkey must read back through the API (probe_newkey). On any mismatch (another Lua,
  * layout, ABI or array semantics) nothing is trusted and the codec uses the
  * public API only. MB_CODEC_PORTABLE=1 in the environment skips the probe and
  * forces the public API (the test suite runs the codec both ways). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
@@ -36,6 +43,58 @@
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int trusted, probed;
 static void (*tamper)(mb_buf *b);
+
+/* ---- writing new keys (the decoder's hash pairs) ---- */
+
+static inline unsigned str_hash_of(const char *ts) {
+  unsigned h;
+  memcpy(&h, ts + sizeof(void *) + 4, sizeof h);
+  return h;
+}
+
+int mb_luatab_newkey(char *tp, const void *key, unsigned char vtag, mb_luatab_value v) {
+  const char *ks = key;
+  if ((unsigned char)tp[MB_LUATAB_MARKED] & MB_LUATAB_BLACK) return -1;
+  mb_luatab_node *nodes, *lastfree;
+  memcpy(&nodes, tp + MB_LUATAB_NODE, sizeof nodes);
+  memcpy(&lastfree, tp + MB_LUATAB_LASTFREE, sizeof lastfree);
+  if (!lastfree) return -1;   /* the shared dummy node: no hash part */
+  size_t mask = ((size_t)1 << ((unsigned char)tp[MB_LUATAB_LSIZENODE] & 31)) - 1;
+  mb_luatab_node *mp = &nodes[str_hash_of(ks) & mask];
+  for (mb_luatab_node *n = mp;; n += n->next) {   /* the key's chain: is it there? */
+    if (n->key_tag == MB_LUATAB_SHRSTR && n->key.p == ks) return -1;
+    if (!n->next) break;
+  }
+  if (!mb_luatab_empty(mp->tag)) {   /* main position taken */
+    if (mp->key_tag != MB_LUATAB_SHRSTR) return -1;
+    mb_luatab_node *othern = &nodes[str_hash_of(mp->key.p) & mask], *f = NULL;
+    while (lastfree > nodes) {   /* getfreepos */
+      lastfree--;
+      if (lastfree->key_tag == 0) { f = lastfree; break; }
+    }
+    memcpy(tp + MB_LUATAB_LASTFREE, &lastfree, sizeof lastfree);
+    if (!f) return -1;
+    if (othern != mp) {   /* the colliding node is out of its main position: move it */
+      while (othern + othern->next != mp) othern += othern->next;
+      othern->next = (int)(f - othern);
+      *f = *mp;
+      if (mp->next) {
+        f->next += (int)(mp - f);
+        mp->next = 0;
+      }
+      mp->tag = 0x10;   /* empty (LUA_VEMPTY) */
+    } else {          /* the new key goes to the free node, chained after mp */
+      if (mp->next) f->next = (int)((mp + mp->next) - f);
+      mp->next = (int)(f - mp);
+      mp = f;
+    }
+  }
+  mp->key.p = ks;
+  mp->key_tag = MB_LUATAB_SHRSTR;
+  mp->v = v;
+  mp->tag = vtag;
+  return 0;
+}
 
 /* ---- the probe ---- */
 
@@ -171,6 +230,105 @@ static int probe_hash(lua_State *L) {
         v.nodes[i].v.n == probe_float)
       return 1;
   return 0;
+}
+
+/* mb_luatab_newkey against Lua: a table filled by it, with colliding keys (more
+ * keys than sets of the low hash bits), a key put through lua_rawset between, a
+ * key already there, and values of each kind, reads back through the API as the
+ * pairs written (lua_rawget and a lua_next count); Lua then adds keys of its own to
+ * it; "__index" written in takes effect once the table is a metatable (the
+ * metamethod cache is cleared at the flags' place); a fresh table's lastfree is
+ * its node vector's end; and a table made old by generational collections reads
+ * as black and is refused. */
+static int probe_newkey(lua_State *L) {
+  enum { N = 40 };
+  char name[16];
+  lua_createtable(L, 0, N + 1);
+  int t = lua_gettop(L);
+  char *tp = (char *)lua_topointer(L, t);
+  mb_luatab_node *nodes, *lastfree;
+  memcpy(&nodes, tp + MB_LUATAB_NODE, sizeof nodes);
+  memcpy(&lastfree, tp + MB_LUATAB_LASTFREE, sizeof lastfree);
+  if (lastfree != nodes + 64 || ((unsigned char)tp[MB_LUATAB_MARKED] & MB_LUATAB_BLACK)) return 0;
+  lua_createtable(L, N, 0);   /* the keys, kept alive here */
+  int keys = t + 1;
+  for (int i = 0; i < N; i++) {
+    snprintf(name, sizeof name, "k%d", i);
+    lua_pushstring(L, name);
+    lua_rawseti(L, keys, i + 1);
+  }
+  for (int i = 0; i < N; i++) {
+    lua_rawgeti(L, keys, i + 1);
+    mb_luatab_value v;
+    unsigned char tag;
+    switch (i % 4) {
+    case 0: v.i = i; tag = MB_LUATAB_INT; break;
+    case 1: v.n = i + 0.5; tag = MB_LUATAB_FLOAT; break;
+    case 2: v.i = 0; tag = i % 8 == 2 ? MB_LUATAB_TRUE : MB_LUATAB_FALSE; break;
+    default: v.p = lua_topointer(L, -1); tag = MB_LUATAB_SHRSTR; break;   /* the key itself */
+    }
+    if (i == N / 2) {   /* one through Lua, in the middle */
+      lua_pushinteger(L, i);
+      lua_rawset(L, t);
+      continue;
+    }
+    const void *ks = lua_topointer(L, -1);
+    if (mb_luatab_string_object(lua_tostring(L, -1)) != ks || mb_luatab_newkey(tp, ks, tag, v) != 0 ||
+        mb_luatab_newkey(tp, ks, tag, v) != -1)   /* there now */
+      return 0;
+    lua_pop(L, 1);
+  }
+  lua_newtable(L);           /* a look-up through t as a metatable caches "no __index" */
+  lua_pushvalue(L, t);
+  lua_setmetatable(L, -2);
+  if (lua_getfield(L, -1, "via") != LUA_TNIL) return 0;
+  lua_settop(L, keys);
+  lua_pushliteral(L, "__index");              /* t.__index = {via = true} */
+  lua_createtable(L, 0, 1);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "via");
+  if (mb_luatab_newkey(tp, lua_topointer(L, -2), TABLE_TAG, (mb_luatab_value){ .p = lua_topointer(L, -1) }))
+    return 0;
+  lua_pop(L, 2);
+  tp[MB_LUATAB_FLAGS] &= (char)~MB_LUATAB_TMFLAGS;
+  size_t count = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t)) { count++; lua_pop(L, 1); }
+  if (count != N + 1) return 0;
+  for (int i = 0; i < N; i++) {
+    lua_rawgeti(L, keys, i + 1);
+    int type = lua_rawget(L, t);
+    int ok = i == N / 2 || i % 4 == 0 ? type == LUA_TNUMBER && lua_isinteger(L, -1) && lua_tointeger(L, -1) == i
+           : i % 4 == 1 ? type == LUA_TNUMBER && lua_tonumber(L, -1) == i + 0.5
+           : i % 4 == 2 ? type == LUA_TBOOLEAN && lua_toboolean(L, -1) == (i % 8 == 2)
+           : (lua_rawgeti(L, keys, i + 1), lua_rawequal(L, -1, -2));
+    if (!ok) return 0;
+    lua_settop(L, keys);
+  }
+  lua_newtable(L);           /* setmetatable({}, t).via: through t.__index, before a
+                             * lua_rawset clears the cache itself */
+  lua_pushvalue(L, t);
+  lua_setmetatable(L, -2);
+  if (lua_getfield(L, -1, "via") != LUA_TBOOLEAN) return 0;
+  lua_settop(L, keys);
+  for (int i = 0; i < 100; i++) {   /* Lua's own keys after ours: it grows the table */
+    lua_pushinteger(L, 1000 + i);
+    lua_pushinteger(L, i);
+    lua_rawset(L, t);
+  }
+  lua_rawgeti(L, keys, 4);   /* "k3" */
+  if (lua_rawget(L, t) != LUA_TSTRING) return 0;
+  lua_pop(L, 1);
+  /* an old table is black, and refused */
+  lua_gc(L, LUA_GCGEN, 0, 0);
+  lua_gc(L, LUA_GCCOLLECT);
+  lua_gc(L, LUA_GCCOLLECT);
+  int black = ((unsigned char)tp[MB_LUATAB_MARKED] & MB_LUATAB_BLACK) != 0;
+  lua_pushliteral(L, "late");
+  int refused = mb_luatab_newkey(tp, lua_topointer(L, -1), MB_LUATAB_TRUE, (mb_luatab_value){ .i = 0 }) == -1;
+  lua_gc(L, LUA_GCINC, 0, 0, 0);
+  lua_settop(L, t - 1);
+  return black && refused;
 }
 
 /* The value at idx is the one the layout holds as (tag, v): same kind, same bits,
@@ -381,7 +539,7 @@ static int probe_all(lua_State *L) {
   int *ok = lua_touserdata(L, 1);
   /* the Lua that runs (a host's lua5.4, a linked liblua), not the headers built against */
   *ok = lua_version(L) == 504 && sizeof(mb_luatab_slot) == 16 && sizeof(mb_luatab_node) == 24 &&
-        probe_arrays(L) && probe_hash(L) && probe_kinds(L) && probe_corpus(L);
+        probe_arrays(L) && probe_hash(L) && probe_kinds(L) && probe_corpus(L) && probe_newkey(L);
   return 0;
 }
 

@@ -75,6 +75,30 @@ int mb_luatab_trusted(void);
 #define MB_LUATAB_NODE      (2 * sizeof(void *) + 8)
 #define MB_LUATAB_NOT_REAL_ASIZE 0x80 /* in flags */
 
+/* Table fields the decoder's new-key writer also uses (mb_luatab_newkey): the GC
+ * mark byte (black: bit 5) and Node *lastfree, after node. */
+#define MB_LUATAB_MARKED    (sizeof(void *) + 1)
+#define MB_LUATAB_BLACK     0x20
+#define MB_LUATAB_LASTFREE  (3 * sizeof(void *) + 8)
+#define MB_LUATAB_TMFLAGS   0x3f   /* in flags: the cache of absent metamethods (__index..__eq) */
+
+/* Insert the pair (key, (vtag, v)) into the table tp as a new key, as luaH_newkey
+ * would: 0. key is a short string object (MB_LUATAB_SHRSTR); tp is lua_topointer
+ * of a table with no metatable that the caller is filling. The value is one of
+ * the MB_LUATAB_ tags or a table (0x45) and must be kept alive by the caller (on
+ * its stack or in its cache) until the table holds it: no barrier is written, so
+ * -1, with nothing written, for a table that is black to the GC; also for a key
+ * already there, a collision with a key that is not a short string, or no free
+ * node (Lua then grows the table): lua_rawset must do those. No allocation, no
+ * GC step. Only once mb_luatab_trusted() said 1; the caller clears the table's
+ * metamethod cache (MB_LUATAB_TMFLAGS) once it is done, as lua_rawset does. */
+int mb_luatab_newkey(char *tp, const void *key, unsigned char vtag, mb_luatab_value v);
+
+/* The string object whose bytes are at s (what lua_tolstring returned). */
+static inline const void *mb_luatab_string_object(const char *s) {
+  return s - (sizeof(void *) + 8 + sizeof(size_t));
+}
+
 /* Fill v for the table at idx. Only once mb_luatab_trusted() said 1 (or within
  * the probe, which is deciding that). */
 static inline void mb_luatab_view_of(lua_State *L, int idx, mb_luatab_view *v) {

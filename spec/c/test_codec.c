@@ -600,6 +600,48 @@ TEST(strings_decode_right_through_the_string_cache) {
   done(L);
 }
 
+/* Hash pairs of a cached key and a plain value are written into the table's nodes
+ * directly (luatab.c, mb_luatab_newkey): colliding keys, every kind of value,
+ * mixed with pairs Lua inserts (other keys, nested tables), tables Lua then grows,
+ * full collections and generational mode in between (where old tables are black),
+ * a metamethod written so (the table's cache of absent metamethods is cleared),
+ * and a message that names a key twice (the later value wins, one key). */
+TEST(hash_pairs_written_in_place_read_back_as_lua_would_make_them) {
+  lua_State *L = new_state();
+  run(L, "for i = 1, 3 do\n"   /* first: before the cache's key half meets the keys below and turns off */
+         "  local ok, err = pcall(function() return #setmetatable({}, rt({__len = true, n = 1})) end)\n"
+         "  assert(not ok and err:find('call'), 'a __len written in place is seen: ' .. tostring(err))\n"
+         "end\n"
+         "local function count(t) local n = 0 for _ in pairs(t) do n = n + 1 end return n end\n"
+         "local function check(t) local r = rt(t) assert(deq(t, r) and count(r) == count(t)) return r end\n"
+         "local big = {} for i = 1, 300 do big['key' .. i] = ({i, i + 0.5, true, false, 'v' .. (i % 9)})[i % 5 + 1] end\n"
+         "local mixed = {a = 1, b = 'x', [7] = 'seven', [2.5] = true, c = {1, 2}, d = {e = 'f'}, [false] = 0, g = 1.5}\n"
+         "for round = 1, 6 do\n"
+         "  if round == 4 then collectgarbage('generational') end\n"
+         "  for i = 1, 200 do\n"
+         "    check(big) check(mixed) check({type = 'call', id = i, ok = i % 2 == 0, x = i / 3})\n"
+         "    local r = check({k1 = 1, k2 = 2, k3 = 3}) for j = 1, 50 do r['n' .. j] = j end\n"
+         "    assert(r.k1 == 1 and r.k3 == 3 and r.n50 == 50 and count(r) == 53)\n"
+         "  end\n"
+         "  collectgarbage() collectgarbage()\n"
+         "end\n"
+         "collectgarbage('incremental')");
+  /* {a = 1, a = 2} as bytes, decoded again and again (the keys come from the cache) */
+  static const char dup[] = "\x01\x08\x00\x02\x00\x00\x00\x05\x01" "a\x03\x02\x05\x01" "a\x03\x04";
+  for (int i = 0; i < 5; i++) {
+    lua_settop(L, 0);
+    CHECK(mb_decode(L, dup, sizeof dup - 1) == 0);
+    CHECK(lua_getfield(L, 1, "a") == LUA_TNUMBER && lua_tointeger(L, -1) == 2);
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    CHECK(lua_next(L, 1));   /* one key, then none */
+    lua_pop(L, 1);
+    CHECK(lua_next(L, 1) == 0);
+    lua_settop(L, 0);
+  }
+  done(L);
+}
+
 /* The per-thread scratch buffer: lent to one buffer at a time, detached into a
  * block of the exact length, given back after growing past what is kept. */
 TEST(scratch_buffers_are_lent_once_and_detached_exactly) {
@@ -1446,6 +1488,7 @@ TEST_MAIN(
   CHECK_CASE(a_table_read_again_through_the_api_is_written_once),
   CHECK_CASE(round_trips_every_array_and_hash_layout),
   CHECK_CASE(strings_decode_right_through_the_string_cache),
+  CHECK_CASE(hash_pairs_written_in_place_read_back_as_lua_would_make_them),
   CHECK_CASE(scratch_buffers_are_lent_once_and_detached_exactly),
   CHECK_CASE(scratch_buffers_are_freed_when_their_thread_ends),
   CHECK_CASE(round_trips_strings_with_any_bytes),
