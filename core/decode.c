@@ -655,6 +655,66 @@ static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
   return 0;
 }
 
+/* A short flat tuple, as mb_encode_tuple writes them ({"ping", pid, n}): at most
+ * MB_TUPLE_N elements, no pairs, each an integer, float, boolean, short string or
+ * light pid or ref, and nothing after them. Checked whole first, then built
+ * without the decoder's set-up (no cache slot, no reference table): the
+ * non-strings straight into the array slots (values the GC never follows), the
+ * strings through lua_rawseti. 1 done (the table pushed); 0 not such a message,
+ * nothing pushed: the general decoder takes it. */
+static int dec_tuple(lua_State *L, const unsigned char *u, const unsigned char *end) {
+  unsigned narr = u[2];
+  uint32_t nh;
+  memcpy(&nh, u + 3, 4);
+  if (narr == 0 || narr > MB_TUPLE_N || nh != 0 || !mb_luatab_trusted()) return 0;
+  const unsigned char *at[MB_TUPLE_N], *p = u + 7;
+  for (unsigned i = 0; i < narr; i++) {
+    if (p >= end) return 0;
+    rd r = { p + 1, end };
+    uint64_t v;
+    at[i] = p;
+    switch (*p) {
+    case T_FALSE: case T_TRUE: p++; continue;
+    case T_FLOAT: if (end - p < 9) return 0; p += 9; continue;
+    case T_INT: if (rd_varint(&r, &v)) return 0; break;
+    case T_PID: case T_REF: if (rd_varint(&r, &v) || v > MB_LIGHT_ID_MASK) return 0; break;
+    case T_STR: if (rd_varint(&r, &v) || v > SC_MAXLEN || v > rd_left(&r)) return 0; r.p += v; break;
+    default: return 0;
+    }
+    p = r.p;
+  }
+  if (p != end || !lua_checkstack(L, 2)) return 0;
+  lua_createtable(L, (int)narr, 0);
+  mb_luatab_view tv;
+  mb_luatab_view_of(L, -1, &tv);
+  if (tv.asize != narr || !tv.array) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  mb_luatab_slot *a = (mb_luatab_slot *)tv.array;
+  for (unsigned i = 0; i < narr; i++) {
+    rd r = { at[i] + 1, end };
+    uint64_t v = 0;
+    unsigned char tag = *at[i];
+    if (tag != T_FALSE && tag != T_TRUE && tag != T_FLOAT) rd_varint(&r, &v);   /* checked above */
+    switch (tag) {
+    case T_FALSE: a[i].tag = MB_LUATAB_FALSE; break;
+    case T_TRUE: a[i].tag = MB_LUATAB_TRUE; break;
+    case T_FLOAT: memcpy(&a[i].v.n, at[i] + 1, 8); a[i].tag = MB_LUATAB_FLOAT; break;
+    case T_INT: a[i].v.i = unzigzag(v); a[i].tag = MB_LUATAB_INT; break;
+    case T_PID: case T_REF:
+      a[i].v.p = (const void *)(uintptr_t)((tag == T_PID ? MB_LIGHT_PID : MB_LIGHT_REF) | v);
+      a[i].tag = MB_LUATAB_LIGHT;
+      break;
+    default:   /* T_STR: Lua moves an array part only to resize it; this one keeps its size */
+      lua_pushlstring(L, (const char *)r.p, (size_t)v);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+      break;
+    }
+  }
+  return 1;
+}
+
 int mb_decode(lua_State *L, const char *p, size_t len) {
   /* a lone integer (a ring's token, a counter): pushed at once,
    * without the decoder's set-up (a push needs one slot, which every C function
@@ -668,6 +728,9 @@ int mb_decode(lua_State *L, const char *p, size_t len) {
       return 0;
     }
   }
+  if (p && len >= 8 && len <= 7 + MB_TUPLE_MAX && u[0] == HDR_VERSION && u[1] == T_TABLE &&
+      dec_tuple(L, u, u + len))
+    return 0;
   dec d;
   int top = lua_gettop(L);
   if (dec_open(&d, L, p, len)) return -1;
