@@ -459,10 +459,12 @@ static int dec_fill(dec *d, int t, uint64_t narr, mb_luatab_slot *a) {
 /* The pair of the key kts (bytes of a string the cache holds) and the value at the
  * reader, written into the table tp without the stack (mb_luatab_newkey): 1, the
  * value read. Or 0, with nothing written or read, for a value it does not take
- * (not plain, or a string the cache does not hold) or a pair mb_luatab_newkey
- * leaves to lua_rawset. Nothing here allocates: no GC step between newkey's look
- * at the table's colour and its write; both strings stay alive in the cache. */
-static __attribute__((noinline)) int put_pair(dec *d, char *tp, const char *kts) {
+ * (not plain) or a pair mb_luatab_newkey leaves to lua_rawset. Between newkey's
+ * look at the table's colour and its write nothing allocates, so no GC step runs;
+ * the key stays alive in the cache, the value in the cache or on the stack. A
+ * string value the cache does not hold is pushed here (its one look-up), and the
+ * pair done with it, by newkey or lua_rawset: 1. */
+static __attribute__((noinline)) int put_pair(dec *d, int t, char *tp, int kslot, const char *kts) {
   rd *r = &d->r, save = *r;
   mb_luatab_value v;
   unsigned char vtag;
@@ -472,14 +474,30 @@ static __attribute__((noinline)) int put_pair(dec *d, char *tp, const char *kts)
   switch (tag) {
   case T_STR: {
     const char *vts = NULL;
-    if (rd_varint(r, &x) || x > rd_left(r) || str_find(d, SC_VALUES, r->p, (size_t)x, &vts) <= 0) {
-      *r = save;   /* a miss took no slot: the push below takes it */
-      return 0;
+    if (rd_varint(r, &x) || x > rd_left(r)) { *r = save; return 0; }
+    int vslot = str_find(d, SC_VALUES, r->p, (size_t)x, &vts);
+    if (vslot > 0) {
+      r->p += x;
+      v.p = mb_luatab_string_object(vts);
+      vtag = MB_LUATAB_SHRSTR;
+      break;
     }
+    /* not in the cache: pushed here, once (into the slot str_find chose, so
+     * the cache's replacement and counts see one look-up), and written from the
+     * stack, which holds it; else lua_rawset with the key under it */
+    lua_State *L = d->L;
+    str_push(d, vslot, r->p, (size_t)x);
     r->p += x;
-    v.p = mb_luatab_string_object(vts);
-    vtag = MB_LUATAB_SHRSTR;
-    break;
+    v.p = mb_luatab_string_object(lua_tostring(L, -1));
+    vtag = (unsigned char)(((const char *)v.p)[sizeof(void *)] | 0x40);
+    if (mb_luatab_newkey(tp, mb_luatab_string_object(kts), vtag, v) == 0) {
+      lua_pop(L, 1);
+      return 1;
+    }
+    lua_getiuservalue(L, d->scx, kslot);
+    lua_insert(L, -2);
+    lua_rawset(L, t);
+    return 1;
   }
   case T_INT:
     if (rd_varint(r, &x)) { *r = save; return 0; }
@@ -553,7 +571,7 @@ static __attribute__((noinline)) int dec_table(dec *d) {
       const char *kts = NULL;
       r->p += n;
       int kslot = str_find(d, SC_KEYS, ksrc, (size_t)n, &kts);
-      if (tp && kslot > 0 && put_pair(d, tp, kts)) continue;
+      if (tp && kslot > 0 && put_pair(d, t, tp, kslot, kts)) continue;
       str_push(d, kslot, ksrc, (size_t)n);
       /* a string value (a record's usual field) through the cache here too: the
        * message's strings are past their first already */

@@ -250,6 +250,13 @@ static int probe_newkey(lua_State *L) {
   memcpy(&nodes, tp + MB_LUATAB_NODE, sizeof nodes);
   memcpy(&lastfree, tp + MB_LUATAB_LASTFREE, sizeof lastfree);
   if (lastfree != nodes + 64 || ((unsigned char)tp[MB_LUATAB_MARKED] & MB_LUATAB_BLACK)) return 0;
+  /* the decoder takes a string of at most 40 bytes for a short one (its hash is set) */
+  lua_pushlstring(L, probe_long, 40);
+  lua_pushlstring(L, probe_long, 41);
+  int shrt = ((const char *)lua_topointer(L, -2))[sizeof(void *)] == 0x04 &&
+             ((const char *)lua_topointer(L, -1))[sizeof(void *)] == 0x14;
+  lua_pop(L, 2);
+  if (!shrt) return 0;
   lua_createtable(L, N, 0);   /* the keys, kept alive here */
   int keys = t + 1;
   for (int i = 0; i < N; i++) {

@@ -673,12 +673,18 @@ TEST(hash_pairs_written_in_place_read_back_as_lua_would_make_them) {
          "  collectgarbage() collectgarbage()\n"
          "end\n"
          "collectgarbage('incremental')");
-  /* {a = 1, a = 2} as bytes, decoded again and again (the keys come from the cache) */
+  /* {a = 1, a = 2} and {a = "x", a = "y"} as bytes, decoded again and again (the keys
+   * come from the cache; the strings are new to it the first time), in a state
+   * whose key cache the keys above have not turned off */
+  done(L);
+  L = new_state();
   static const char dup[] = "\x01\x08\x00\x02\x00\x00\x00\x05\x01" "a\x03\x02\x05\x01" "a\x03\x04";
-  for (int i = 0; i < 5; i++) {
+  static const char dups[] = "\x01\x08\x00\x02\x00\x00\x00\x05\x01" "a\x05\x02" "x1\x05\x01" "a\x05\x02" "y2";
+  for (int i = 0; i < 10; i++) {
     lua_settop(L, 0);
-    CHECK(mb_decode(L, dup, sizeof dup - 1) == 0);
-    CHECK(lua_getfield(L, 1, "a") == LUA_TNUMBER && lua_tointeger(L, -1) == 2);
+    CHECK(mb_decode(L, i % 2 ? dups : dup, (i % 2 ? sizeof dups : sizeof dup) - 1) == 0);
+    if (i % 2) CHECK(lua_getfield(L, 1, "a") == LUA_TSTRING && strcmp(lua_tostring(L, -1), "y2") == 0);
+    else CHECK(lua_getfield(L, 1, "a") == LUA_TNUMBER && lua_tointeger(L, -1) == 2);
     lua_pop(L, 1);
     lua_pushnil(L);
     CHECK(lua_next(L, 1));   /* one key, then none */
