@@ -456,6 +456,40 @@ static int dec_fill(dec *d, int t, uint64_t narr, mb_luatab_slot *a) {
   return 0;
 }
 
+/* A plain value that is not a string at the reader, as a table slot holds it:
+ * an integer, float, boolean or light pid or ref. 1 read; 0 anything else (the
+ * reader then stands where it stood). */
+static inline int rd_plain(rd *r, mb_luatab_value *v, unsigned char *vtag) {
+  rd at = *r;
+  uint64_t x;
+  if (r->p == r->end) return 0;
+  unsigned char tag = *r->p++;
+  switch (tag) {
+  case T_INT:
+    if (rd_varint(r, &x)) break;
+    v->i = unzigzag(x);
+    *vtag = MB_LUATAB_INT;
+    return 1;
+  case T_TRUE: case T_FALSE:
+    v->i = 0;
+    *vtag = tag == T_TRUE ? MB_LUATAB_TRUE : MB_LUATAB_FALSE;
+    return 1;
+  case T_FLOAT:
+    if (rd_left(r) < 8) break;
+    memcpy(&v->n, r->p, 8);
+    r->p += 8;
+    *vtag = MB_LUATAB_FLOAT;
+    return 1;
+  case T_PID: case T_REF:
+    if (rd_varint(r, &x) || x > MB_LIGHT_ID_MASK) break;
+    v->p = (const void *)(uintptr_t)((tag == T_PID ? MB_LIGHT_PID : MB_LIGHT_REF) | x);
+    *vtag = MB_LUATAB_LIGHT;
+    return 1;
+  }
+  *r = at;
+  return 0;
+}
+
 /* The pair of the key kts (bytes of a string the cache holds) and the value at the
  * reader, written into the table tp without the stack (mb_luatab_newkey): 1, the
  * value read. Or 0, with nothing written or read, for a value it does not take
@@ -469,58 +503,32 @@ static __attribute__((noinline)) int put_pair(dec *d, int t, char *tp, int kslot
   mb_luatab_value v;
   unsigned char vtag;
   uint64_t x;
-  if (r->p == r->end) return 0;
-  unsigned char tag = *r->p++;
-  switch (tag) {
-  case T_STR: {
+  if (r->p != r->end && *r->p == T_STR) {
+    r->p++;
     const char *vts = NULL;
     if (rd_varint(r, &x) || x > rd_left(r)) { *r = save; return 0; }
     int vslot = str_find(d, SC_VALUES, r->p, (size_t)x, &vts);
-    if (vslot > 0) {
+    if (vslot <= 0) {
+      /* not in the cache: pushed here, once (into the slot str_find chose, so
+       * the cache's replacement and counts see one look-up), and written from
+       * the stack, which holds it; else lua_rawset with the key under it */
+      lua_State *L = d->L;
+      str_push(d, vslot, r->p, (size_t)x);
       r->p += x;
-      v.p = mb_luatab_string_object(vts);
-      vtag = MB_LUATAB_SHRSTR;
-      break;
-    }
-    /* not in the cache: pushed here, once (into the slot str_find chose, so
-     * the cache's replacement and counts see one look-up), and written from the
-     * stack, which holds it; else lua_rawset with the key under it */
-    lua_State *L = d->L;
-    str_push(d, vslot, r->p, (size_t)x);
-    r->p += x;
-    v.p = mb_luatab_string_object(lua_tostring(L, -1));
-    vtag = (unsigned char)(((const char *)v.p)[sizeof(void *)] | 0x40);
-    if (mb_luatab_newkey(tp, mb_luatab_string_object(kts), vtag, v) == 0) {
-      lua_pop(L, 1);
+      v.p = mb_luatab_string_object(lua_tostring(L, -1));
+      if (mb_luatab_newkey(tp, mb_luatab_string_object(kts), mb_luatab_string_tag(v.p), v) == 0) {
+        lua_pop(L, 1);
+        return 1;
+      }
+      lua_getiuservalue(L, d->scx, kslot);
+      lua_insert(L, -2);
+      lua_rawset(L, t);
       return 1;
     }
-    lua_getiuservalue(L, d->scx, kslot);
-    lua_insert(L, -2);
-    lua_rawset(L, t);
-    return 1;
-  }
-  case T_INT:
-    if (rd_varint(r, &x)) { *r = save; return 0; }
-    v.i = unzigzag(x);
-    vtag = MB_LUATAB_INT;
-    break;
-  case T_TRUE: case T_FALSE:
-    v.i = 0;
-    vtag = tag == T_TRUE ? MB_LUATAB_TRUE : MB_LUATAB_FALSE;
-    break;
-  case T_FLOAT:
-    if (rd_left(r) < 8) { *r = save; return 0; }
-    memcpy(&v.n, r->p, 8);
-    r->p += 8;
-    vtag = MB_LUATAB_FLOAT;
-    break;
-  case T_PID: case T_REF:
-    if (rd_varint(r, &x) || x > MB_LIGHT_ID_MASK) { *r = save; return 0; }
-    v.p = (const void *)(uintptr_t)((tag == T_PID ? MB_LIGHT_PID : MB_LIGHT_REF) | x);
-    vtag = MB_LUATAB_LIGHT;
-    break;
-  default:
-    *r = save;
+    r->p += x;
+    v.p = mb_luatab_string_object(vts);
+    vtag = MB_LUATAB_SHRSTR;
+  } else if (!rd_plain(r, &v, &vtag)) {
     return 0;
   }
   if (mb_luatab_newkey(tp, mb_luatab_string_object(kts), vtag, v)) {
@@ -675,8 +683,9 @@ static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
 
 /* A short flat tuple, as mb_encode_tuple writes them ({"ping", pid, n}): at most
  * MB_TUPLE_N elements, no pairs, each an integer, float, boolean, short string or
- * light pid or ref, and nothing after them. Checked whole first, then built
- * without the decoder's set-up (no cache slot, no reference table): the
+ * light pid or ref, and nothing after them. Read whole first (its values kept,
+ * so a message that is not one leaves nothing behind), then built without the
+ * decoder's set-up (no cache slot, no reference table): the
  * non-strings straight into the array slots (values the GC never follows), the
  * strings through lua_rawseti. 1 done (the table pushed); 0 not such a message,
  * nothing pushed: the general decoder takes it. */
@@ -685,23 +694,20 @@ static int dec_tuple(lua_State *L, const unsigned char *u, const unsigned char *
   uint32_t nh;
   memcpy(&nh, u + 3, 4);
   if (narr == 0 || narr > MB_TUPLE_N || nh != 0 || !mb_luatab_trusted()) return 0;
-  const unsigned char *at[MB_TUPLE_N], *p = u + 7;
+  mb_luatab_value v[MB_TUPLE_N];
+  unsigned char tag[MB_TUPLE_N];
+  size_t len[MB_TUPLE_N];
+  rd r = { u + 7, end };
   for (unsigned i = 0; i < narr; i++) {
-    if (p >= end) return 0;
-    rd r = { p + 1, end };
-    uint64_t v;
-    at[i] = p;
-    switch (*p) {
-    case T_FALSE: case T_TRUE: p++; continue;
-    case T_FLOAT: if (end - p < 9) return 0; p += 9; continue;
-    case T_INT: if (rd_varint(&r, &v)) return 0; break;
-    case T_PID: case T_REF: if (rd_varint(&r, &v) || v > MB_LIGHT_ID_MASK) return 0; break;
-    case T_STR: if (rd_varint(&r, &v) || v > SC_MAXLEN || v > rd_left(&r)) return 0; r.p += v; break;
-    default: return 0;
-    }
-    p = r.p;
+    if (rd_plain(&r, &v[i], &tag[i])) continue;
+    uint64_t n;
+    if (r.p == r.end || *r.p++ != T_STR || rd_varint(&r, &n) || n > SC_MAXLEN || n > rd_left(&r)) return 0;
+    v[i].p = r.p;   /* the bytes, pushed below */
+    len[i] = (size_t)n;
+    tag[i] = 0;
+    r.p += n;
   }
-  if (p != end || !lua_checkstack(L, 2)) return 0;
+  if (r.p != end || !lua_checkstack(L, 2)) return 0;
   lua_createtable(L, (int)narr, 0);
   mb_luatab_view tv;
   mb_luatab_view_of(L, -1, &tv);
@@ -711,23 +717,12 @@ static int dec_tuple(lua_State *L, const unsigned char *u, const unsigned char *
   }
   mb_luatab_slot *a = (mb_luatab_slot *)tv.array;
   for (unsigned i = 0; i < narr; i++) {
-    rd r = { at[i] + 1, end };
-    uint64_t v = 0;
-    unsigned char tag = *at[i];
-    if (tag != T_FALSE && tag != T_TRUE && tag != T_FLOAT) rd_varint(&r, &v);   /* checked above */
-    switch (tag) {
-    case T_FALSE: a[i].tag = MB_LUATAB_FALSE; break;
-    case T_TRUE: a[i].tag = MB_LUATAB_TRUE; break;
-    case T_FLOAT: memcpy(&a[i].v.n, at[i] + 1, 8); a[i].tag = MB_LUATAB_FLOAT; break;
-    case T_INT: a[i].v.i = unzigzag(v); a[i].tag = MB_LUATAB_INT; break;
-    case T_PID: case T_REF:
-      a[i].v.p = (const void *)(uintptr_t)((tag == T_PID ? MB_LIGHT_PID : MB_LIGHT_REF) | v);
-      a[i].tag = MB_LUATAB_LIGHT;
-      break;
-    default:   /* T_STR: Lua moves an array part only to resize it; this one keeps its size */
-      lua_pushlstring(L, (const char *)r.p, (size_t)v);
+    if (tag[i]) {
+      a[i].v = v[i];
+      a[i].tag = tag[i];
+    } else {   /* Lua moves an array part only to resize it; this one keeps its size */
+      lua_pushlstring(L, v[i].p, len[i]);
       lua_rawseti(L, -2, (lua_Integer)i + 1);
-      break;
     }
   }
   return 1;

@@ -253,8 +253,8 @@ static int probe_newkey(lua_State *L) {
   /* the decoder takes a string of at most 40 bytes for a short one (its hash is set) */
   lua_pushlstring(L, probe_long, 40);
   lua_pushlstring(L, probe_long, 41);
-  int shrt = ((const char *)lua_topointer(L, -2))[sizeof(void *)] == 0x04 &&
-             ((const char *)lua_topointer(L, -1))[sizeof(void *)] == 0x14;
+  int shrt = mb_luatab_string_tag(lua_topointer(L, -2)) == MB_LUATAB_SHRSTR &&
+             mb_luatab_string_tag(lua_topointer(L, -1)) == MB_LUATAB_LNGSTR;
   lua_pop(L, 2);
   if (!shrt) return 0;
   lua_createtable(L, N, 0);   /* the keys, kept alive here */

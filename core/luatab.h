@@ -94,6 +94,12 @@ int mb_luatab_trusted(void);
  * metamethod cache (MB_LUATAB_TMFLAGS) once it is done, as lua_rawset does. */
 int mb_luatab_newkey(char *tp, const void *key, unsigned char vtag, mb_luatab_value v);
 
+/* The value tag of a string object: MB_LUATAB_SHRSTR or MB_LUATAB_LNGSTR (its
+ * own tag byte, after the GC header's pointer, with the collectable bit). */
+static inline unsigned char mb_luatab_string_tag(const void *ts) {
+  return (unsigned char)(((const char *)ts)[sizeof(void *)] | 0x40);
+}
+
 /* The string object whose bytes are at s (what lua_tolstring returned). */
 static inline const void *mb_luatab_string_object(const char *s) {
   return s - (sizeof(void *) + 8 + sizeof(size_t));
