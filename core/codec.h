@@ -54,6 +54,13 @@ int mb_encode_string(mb_buf *b, const char *s, size_t len);
 /* Decode one value from [p, p+len) and push it. Returns 0, or -1 on malformed input
  * (nothing pushed). Must run where a Lua error is allowed: memory errors raise. */
 int mb_decode(lua_State *L, const char *p, size_t len);
+/* The same, for a caller that decodes into one state again and again (a process's
+ * receive): *cache keeps the address of the state's string cache between calls
+ * (NULL at first; the decoder sets it), so a message does not look it up. Only
+ * ever with threads of the state that set it, for that state's whole life, and
+ * only for a state whose registry no Lua code can reach (a process state: the
+ * cache's address is good while the registry holds it). */
+int mb_decode_in(lua_State *L, const char *p, size_t len, void **cache);
 
 /* Decode what mb_encode_values wrote: pushes the values, returns their count, or -1. */
 int mb_decode_values(lua_State *L, const char *p, size_t len);

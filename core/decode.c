@@ -126,9 +126,11 @@ typedef struct strcache strcache;
 
 typedef struct dec {
   lua_State *L;
-  strcache *sc;    /* the state's key cache (see strcache), NULL until made */
+  strcache *sc;    /* the state's string cache (see strcache), NULL until known */
+  void **memo;     /* where the caller keeps it between messages (mb_decode_in), or NULL */
   int scx;         /* its stack slot, 0 when there is none (no table to decode) */
   int sc_looked;   /* the registry was asked for it (strcache_look) */
+  int sc_here;     /* it sits in its slot (a cache known from memo does not, until needed) */
   int lone;        /* no string value has come yet in this message (dec_elem) */
   rd r;
   int refs;        /* stack index of the decoded tables (by number), 0 = no back-references */
@@ -150,10 +152,14 @@ typedef struct dec {
  * strings last seen, and whose C part keeps their bytes (pointers into those
  * strings, alive while the user values hold them) for the comparison; ~1.7 KB,
  * counted in the process's heap. While a table is decoded the userdata (or nil,
- * before the first string) sits at a fixed stack slot. A half that does not pay
- * (fewer than half of a window of lookups hit, as with a dictionary of distinct
- * names or a stream of unique values) is bypassed for a while; the halves keep
- * separate counts, so values that never repeat do not turn the key cache off. */
+ * before the first string, or while only its C part is needed) sits at a fixed
+ * stack slot. A half that does not pay (fewer than half of a window of lookups
+ * hit, as with a dictionary of distinct names or a stream of unique values) is
+ * bypassed for a while; the halves keep separate counts, so values that never
+ * repeat do not turn the key cache off. A caller that decodes for one state again
+ * and again (a process's receive) keeps the cache's address (mb_decode_in): the
+ * registry, which only this file's key reaches, holds the userdata for the
+ * state's life, so the address stays good, and a message need not look it up. */
 #define SC_HALF   16   /* sets of each half */
 #define SC_SETS   (2 * SC_HALF)
 #define SC_WAYS   2
@@ -170,13 +176,41 @@ struct strcache {
 };
 static const char strcache_key = 0;
 
+/* The state's cache pushed from the registry: its address, or NULL (and whatever
+ * the registry holds there pushed, nil or another value, which is not taken). */
+static strcache *sc_fetch(lua_State *L) {
+  strcache *sc = lua_rawgetp(L, LUA_REGISTRYINDEX, &strcache_key) == LUA_TUSERDATA ? lua_touserdata(L, -1) : NULL;
+  return sc && lua_rawlen(L, -1) == sizeof *sc && sc->tag == &strcache_key ? sc : NULL;
+}
+
+/* A new cache, pushed and put in the registry (replacing what is there). */
+static strcache *sc_new(lua_State *L) {
+  strcache *sc = lua_newuserdatauv(L, sizeof *sc, SC_SETS * SC_WAYS);
+  memset(sc, 0, sizeof *sc);
+  sc->tag = &strcache_key;
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &strcache_key);
+  return sc;
+}
+
+/* The string on top of the stack into the cache sc (the userdata at ud), at the
+ * slot a miss chose (1..); the string stays on top. */
+static void sc_store(lua_State *L, strcache *sc, int ud, int slot, size_t n) {
+  int i = slot - 1;
+  ud = lua_absindex(L, ud);
+  lua_pushvalue(L, -1);
+  sc->s[i / SC_WAYS][i % SC_WAYS] = NULL; /* the old string may go once its slot is overwritten */
+  lua_setiuservalue(L, ud, slot);
+  sc->s[i / SC_WAYS][i % SC_WAYS] = lua_tostring(L, -1);
+  sc->len[i / SC_WAYS][i % SC_WAYS] = (unsigned char)n;
+}
+
 /* Reserve the cache's stack slot (nil); the cache is looked up there only when
  * the first short string comes (a message of numbers and pids never looks). */
 static void strcache_slot(dec *d) {
   lua_pushnil(d->L);
   d->scx = lua_gettop(d->L);
-  d->sc = NULL;
-  d->sc_looked = 0;
+  d->sc_here = 0;
 }
 
 /* The state's cache into the slot: the userdata, or nil when there is none yet (or
@@ -184,24 +218,32 @@ static void strcache_slot(dec *d) {
 static void strcache_look(dec *d) {
   lua_State *L = d->L;
   d->sc_looked = 1;
-  strcache *sc = lua_rawgetp(L, LUA_REGISTRYINDEX, &strcache_key) == LUA_TUSERDATA ? lua_touserdata(L, -1) : NULL;
-  if (sc && lua_rawlen(L, -1) == sizeof *sc && sc->tag == &strcache_key) {
+  strcache *sc = sc_fetch(L);
+  if (sc) {
     d->sc = sc;
+    if (d->memo) *d->memo = sc;
     lua_replace(L, d->scx);
+    d->sc_here = 1;
   } else {
     lua_pop(L, 1);
   }
 }
 
 static strcache *strcache_make(dec *d) {
-  lua_State *L = d->L;
-  strcache *sc = lua_newuserdatauv(L, sizeof *sc, SC_SETS * SC_WAYS);
-  memset(sc, 0, sizeof *sc);
-  sc->tag = &strcache_key;
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &strcache_key);
-  lua_replace(L, d->scx);
+  strcache *sc = sc_new(d->L);
+  if (d->memo) *d->memo = sc;
+  lua_replace(d->L, d->scx);
+  d->sc_here = 1;
   return d->sc = sc;
+}
+
+/* The cache, known from the caller's memo, into its slot (for the user value
+ * calls). It must be the registry's: anything else is a broken state. */
+static void strcache_here(dec *d) {
+  if (d->sc_here) return;
+  if (sc_fetch(d->L) != d->sc) luaL_error(d->L, "moonbeam: the decoder's string cache was replaced");
+  lua_replace(d->L, d->scx);
+  d->sc_here = 1;
 }
 
 static inline uint32_t str_hash(const unsigned char *s, size_t n) {
@@ -240,17 +282,11 @@ static inline int same_bytes(const char *a, const unsigned char *b, size_t n) {
   return memcmp(a, b, n) == 0;
 }
 
-/* Push the string s[0..n), a key or a value (half), through the cache when it is
- * short, a table is being decoded and that half of the cache pays. */
-/* Look s[0..n) up in a half of the cache: its user value's index (1..) on a hit,
- * with *ts its string's bytes; -(index) on a miss (the slot it is to take); 0
- * where the cache is not used (a long string, no table, a bypassed half). */
-static inline __attribute__((always_inline)) int str_find(dec *d, int half, const unsigned char *s, size_t n,
-                                                          const char **ts) {
-  strcache *sc = d->sc;
-  if (n > SC_MAXLEN || !d->scx) return 0;
-  if (!sc && !d->sc_looked) { strcache_look(d); sc = d->sc; }
-  if (!sc) sc = strcache_make(d);
+/* Look the short string s[0..n) up in a half of the cache sc: its user value's
+ * index (1..) on a hit, with *ts its string's bytes; -(index) on a miss (the
+ * slot it is to take); 0 while that half is bypassed. */
+static inline __attribute__((always_inline)) int sc_find(strcache *sc, int half, const unsigned char *s, size_t n,
+                                                         const char **ts) {
   if (sc->use[half].bypass) {
     sc->use[half].bypass--;
     return 0;
@@ -272,22 +308,29 @@ static inline __attribute__((always_inline)) int str_find(dec *d, int half, cons
   return -((int)(h * SC_WAYS + (uint32_t)w) + 1);
 }
 
+/* Look s[0..n) up in a half of the decoder's cache, finding or making the cache:
+ * as sc_find, and 0 also where the cache is not used (a long string, no table). */
+static inline __attribute__((always_inline)) int str_find(dec *d, int half, const unsigned char *s, size_t n,
+                                                          const char **ts) {
+  strcache *sc = d->sc;
+  if (n > SC_MAXLEN || !d->scx) return 0;
+  if (!sc && !d->sc_looked) { strcache_look(d); sc = d->sc; }
+  if (!sc) sc = strcache_make(d);
+  return sc_find(sc, half, s, n, ts);
+}
+
 /* Push s[0..n) as str_find left it: from its slot, into its slot, or plain. */
 static inline __attribute__((always_inline)) void str_push(dec *d, int slot, const unsigned char *s, size_t n) {
   lua_State *L = d->L;
   if (slot > 0) {
+    strcache_here(d);
     lua_getiuservalue(L, d->scx, slot);
     return;
   }
   lua_pushlstring(L, (const char *)s, n);
   if (slot == 0) return;
-  strcache *sc = d->sc;
-  int i = -slot - 1;
-  lua_pushvalue(L, -1);
-  sc->s[i / SC_WAYS][i % SC_WAYS] = NULL; /* the old string may go once its slot is overwritten */
-  lua_setiuservalue(L, d->scx, -slot);
-  sc->s[i / SC_WAYS][i % SC_WAYS] = lua_tostring(L, -1);
-  sc->len[i / SC_WAYS][i % SC_WAYS] = (unsigned char)n;
+  strcache_here(d);
+  sc_store(L, d->sc, d->scx, -slot, n);
 }
 
 /* Push the string s[0..n), a key or a value (half), through the cache when it is
@@ -520,6 +563,7 @@ static __attribute__((noinline)) int put_pair(dec *d, int t, char *tp, int kslot
         lua_pop(L, 1);
         return 1;
       }
+      strcache_here(d);
       lua_getiuservalue(L, d->scx, kslot);
       lua_insert(L, -2);
       lua_rawset(L, t);
@@ -662,12 +706,14 @@ static int dec_value(dec *d) {
   }
 }
 
-static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
+static int dec_open(dec *d, lua_State *L, const char *p, size_t len, void **memo) {
   int backrefs;
   d->L = L;
-  d->sc = NULL;
+  d->memo = memo;
+  d->sc = memo ? *memo : NULL;
   d->scx = 0;
   d->sc_looked = 0;
+  d->sc_here = 0;
   d->lone = 1;
   d->refs = 0;
   d->inplace = -1;
@@ -686,10 +732,14 @@ static int dec_open(dec *d, lua_State *L, const char *p, size_t len) {
  * light pid or ref, and nothing after them. Read whole first (its values kept,
  * so a message that is not one leaves nothing behind), then built without the
  * decoder's set-up (no cache slot, no reference table): the
- * non-strings straight into the array slots (values the GC never follows), the
- * strings through lua_rawseti. 1 done (the table pushed); 0 not such a message,
- * nothing pushed: the general decoder takes it. */
-static int dec_tuple(lua_State *L, const unsigned char *u, const unsigned char *end) {
+ * non-strings straight into the array slots (values the GC never follows). The
+ * strings go through lua_rawseti; or, for a caller that keeps the state's string
+ * cache (memo, mb_decode_in), a string the cache holds is written into its slot
+ * too, while the table is not black (the cache keeps the string alive, and Lua
+ * owes a barrier only for a black table), and one it does not hold joins it.
+ * 1 done (the table pushed); 0 not such a message, nothing pushed: the general
+ * decoder takes it. */
+static int dec_tuple(lua_State *L, const unsigned char *u, const unsigned char *end, void **memo) {
   unsigned narr = u[2];
   uint32_t nh;
   memcpy(&nh, u + 3, 4);
@@ -697,6 +747,7 @@ static int dec_tuple(lua_State *L, const unsigned char *u, const unsigned char *
   mb_luatab_value v[MB_TUPLE_N];
   unsigned char tag[MB_TUPLE_N];
   size_t len[MB_TUPLE_N];
+  int strings = 0;
   rd r = { u + 7, end };
   for (unsigned i = 0; i < narr; i++) {
     if (rd_plain(&r, &v[i], &tag[i])) continue;
@@ -705,12 +756,29 @@ static int dec_tuple(lua_State *L, const unsigned char *u, const unsigned char *
     v[i].p = r.p;   /* the bytes, pushed below */
     len[i] = (size_t)n;
     tag[i] = 0;
+    strings = 1;
     r.p += n;
   }
-  if (r.p != end || !lua_checkstack(L, 2)) return 0;
+  if (r.p != end) return 0;
+  strcache *sc = NULL;
+  if (strings && memo) {
+    sc = *memo;
+    if (!sc) {   /* a process's first: the state's cache, or a new one */
+      if (!lua_checkstack(L, 2)) return 0;
+      if (!(sc = sc_fetch(L))) {
+        lua_pop(L, 1);
+        sc = sc_new(L);
+      }
+      lua_pop(L, 1);
+      *memo = sc;
+    }
+  }
+  /* the table takes the one slot a caller leaves (see mb_decode_in); a string
+   * pushed below asks for more */
   lua_createtable(L, (int)narr, 0);
+  const char *tp = lua_topointer(L, -1);
   mb_luatab_view tv;
-  mb_luatab_view_of(L, -1, &tv);
+  mb_luatab_view_at(tp, &tv);
   if (tv.asize != narr || !tv.array) {
     lua_pop(L, 1);
     return 0;
@@ -720,15 +788,33 @@ static int dec_tuple(lua_State *L, const unsigned char *u, const unsigned char *
     if (tag[i]) {
       a[i].v = v[i];
       a[i].tag = tag[i];
-    } else {   /* Lua moves an array part only to resize it; this one keeps its size */
-      lua_pushlstring(L, v[i].p, len[i]);
-      lua_rawseti(L, -2, (lua_Integer)i + 1);
+      continue;
     }
+    const char *ts;
+    int slot = sc ? sc_find(sc, SC_VALUES, v[i].p, len[i], &ts) : 0;
+    if (slot > 0 && !(tp[MB_LUATAB_MARKED] & MB_LUATAB_BLACK)) {
+      a[i].v.p = mb_luatab_string_object(ts);
+      a[i].tag = MB_LUATAB_SHRSTR;
+      continue;
+    }
+    if (!lua_checkstack(L, 3)) {   /* the general decoder fails the same way */
+      lua_pop(L, 1);
+      return 0;
+    }
+    /* Lua moves an array part only to resize it; this one keeps its size */
+    lua_pushlstring(L, v[i].p, len[i]);
+    if (slot < 0) {
+      if (sc_fetch(L) != sc) luaL_error(L, "moonbeam: the decoder's string cache was replaced");
+      lua_insert(L, -2);
+      sc_store(L, sc, -2, -slot, len[i]);
+      lua_remove(L, -2);
+    }
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   return 1;
 }
 
-int mb_decode(lua_State *L, const char *p, size_t len) {
+int mb_decode_in(lua_State *L, const char *p, size_t len, void **cache) {
   /* a lone integer (a ring's token, a counter): pushed at once,
    * without the decoder's set-up (a push needs one slot, which every C function
    * has: the callers decode from C functions with room left) */
@@ -742,11 +828,11 @@ int mb_decode(lua_State *L, const char *p, size_t len) {
     }
   }
   if (p && len >= 8 && len <= 7 + MB_TUPLE_MAX && u[0] == HDR_VERSION && u[1] == T_TABLE &&
-      dec_tuple(L, u, u + len))
+      dec_tuple(L, u, u + len, cache))
     return 0;
   dec d;
   int top = lua_gettop(L);
-  if (dec_open(&d, L, p, len)) return -1;
+  if (dec_open(&d, L, p, len, cache)) return -1;
   if (d.r.p != d.r.end && *d.r.p == T_TABLE) strcache_slot(&d); /* below the result */
   if (dec_value(&d) || d.r.p != d.r.end) {
     lua_settop(L, top);
@@ -759,11 +845,13 @@ int mb_decode(lua_State *L, const char *p, size_t len) {
   return 0;
 }
 
+int mb_decode(lua_State *L, const char *p, size_t len) { return mb_decode_in(L, p, len, NULL); }
+
 int mb_decode_values(lua_State *L, const char *p, size_t len) {
   dec d;
   uint64_t n;
   int top = lua_gettop(L);
-  if (dec_open(&d, L, p, len) || rd_varint(&d.r, &n) || n > rd_left(&d.r) ||
+  if (dec_open(&d, L, p, len, NULL) || rd_varint(&d.r, &n) || n > rd_left(&d.r) ||
       n > INT_MAX - 2 * DEC_SLOTS || !lua_checkstack(L, (int)n + DEC_SLOTS))
     goto bad;
   for (uint64_t i = 0; i < n; i++)

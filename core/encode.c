@@ -777,6 +777,47 @@ size_t mb_encode_scalar(lua_State *L, int idx, unsigned char out[MB_SCALAR_MAX])
   return encode_scalar(L, idx, lua_type(L, idx), out);
 }
 
+/* One element of a tuple at w, at most room bytes: what it took, or 0 if it is not
+ * a plain value (see encode_tuple) or does not fit. The tuple's own writer: no
+ * buffer to grow, no error to report, a length known before anything is written. */
+static inline size_t tuple_elem(unsigned char *w, size_t room, const mb_luatab_slot *v) {
+  uint64_t id;
+  size_t len;
+  switch (v->tag) {
+  case MB_LUATAB_INT:
+    id = zigzag(v->v.i);
+    len = id < 0x80 ? 1 : (size_t)(64 - __builtin_clzll(id) + 6) / 7;
+    if (room < 1 + len) return 0;
+    w[0] = T_INT;
+    return 1 + put_varint(w + 1, id);
+  case MB_LUATAB_FLOAT:
+    if (room < 9) return 0;
+    w[0] = T_FLOAT;
+    memcpy(w + 1, &v->v.n, 8);
+    return 9;
+  case MB_LUATAB_TRUE: case MB_LUATAB_FALSE:
+    if (room < 1) return 0;
+    w[0] = v->tag == MB_LUATAB_TRUE ? T_TRUE : T_FALSE;
+    return 1;
+  case MB_LUATAB_SHRSTR: case MB_LUATAB_LNGSTR: {   /* a one-byte length, or not here */
+    const char *s = mb_luatab_string(v->v.p, v->tag, &len);
+    if (len >= 0x80 || room < 2 + len) return 0;
+    w[0] = T_STR;
+    w[1] = (unsigned char)len;
+    copy_short((char *)w + 2, s, len);
+    return 2 + len;
+  }
+  case MB_LUATAB_LIGHT:   /* a pid or a ref (no ref watcher: see mb_encode_small) */
+    if (mb_light_is(v->v.p, MB_LIGHT_PID, &id)) w[0] = T_PID;
+    else if (mb_light_is(v->v.p, MB_LIGHT_REF, &id)) w[0] = T_REF;
+    else return 0;
+    len = id < 0x80 ? 1 : (size_t)(64 - __builtin_clzll(id) + 6) / 7;
+    return room < 1 + len ? 0 : 1 + put_varint(w + 1, id);
+  default:
+    return 0;
+  }
+}
+
 static size_t encode_tuple(lua_State *L, int idx, unsigned char *out) {
   if (mb_luatab_trusted() != 1) return 0;
   mb_luatab_view tv;
@@ -787,25 +828,17 @@ static size_t encode_tuple(lua_State *L, int idx, unsigned char *out) {
   if (n == 0 || n > MB_TUPLE_N || tv.asize != n || !tv.array || tv.nnodes != 1 ||
       !mb_luatab_empty(tv.nodes[0].tag))
     return 0;
-  mb_buf b;
-  memset(&b, 0, sizeof b);
-  b.data = (char *)out;
-  b.cap = MB_TUPLE_MAX;
-  enc e;   /* only what the writers below use: they never grow past hard */
-  e.L = L;
-  e.b = &b;
-  e.hard = e.stop = MB_TUPLE_MAX;
   out[0] = HDR_VERSION;
   out[1] = T_TABLE;
   out[2] = (unsigned char)n;   /* n <= MB_TUPLE_N: one varint byte */
   memset(out + 3, 0, 4);       /* no pairs */
-  b.len = 7;
+  size_t len = 7;
   for (lua_Unsigned i = 0; i < n; i++) {
-    const mb_luatab_slot *v = &tv.array[i];
-    int st = 0;
-    if (mb_luatab_empty(v->tag) || !put_plain(&e, v->tag, &v->v, &st) || st) return 0;
+    size_t k = tuple_elem(out + len, MB_TUPLE_MAX - len, &tv.array[i]);
+    if (!k) return 0;
+    len += k;
   }
-  return b.len;
+  return len;
 }
 
 size_t mb_encode_tuple(lua_State *L, int idx, unsigned char out[MB_TUPLE_MAX]) {

@@ -105,10 +105,9 @@ static inline const void *mb_luatab_string_object(const char *s) {
   return s - (sizeof(void *) + 8 + sizeof(size_t));
 }
 
-/* Fill v for the table at idx. Only once mb_luatab_trusted() said 1 (or within
- * the probe, which is deciding that). */
-static inline void mb_luatab_view_of(lua_State *L, int idx, mb_luatab_view *v) {
-  const char *t = lua_topointer(L, idx);
+/* Fill v for the table t (lua_topointer of it). Only once mb_luatab_trusted()
+ * said 1 (or within the probe, which is deciding that). */
+static inline void mb_luatab_view_at(const char *t, mb_luatab_view *v) {
   unsigned alimit;
   memcpy(&alimit, t + MB_LUATAB_ALIMIT, sizeof alimit);
   memcpy(&v->array, t + MB_LUATAB_ARRAY, sizeof v->array);
@@ -124,6 +123,11 @@ static inline void mb_luatab_view_of(lua_State *L, int idx, mb_luatab_view *v) {
   } else {
     v->asize = alimit;
   }
+}
+
+/* The same for the table at idx. */
+static inline void mb_luatab_view_of(lua_State *L, int idx, mb_luatab_view *v) {
+  mb_luatab_view_at(lua_topointer(L, idx), v);
 }
 
 /* The bytes and length of a string value whose tag is MB_LUATAB_SHRSTR or _LNGSTR

@@ -517,7 +517,7 @@ static void on_exit_signal(mb_proc *p, mb_sig *s) {
   mb_proc_doom(p, s);
 }
 
-void mb_proc_drain(mb_proc *p) {
+void mb_proc_drain_counted(mb_proc *p) {
   mb_qnode *q;
   /* Nothing counted, nothing to do (most calls: run, then receive, drain twice).
    * A signal pushed and not yet counted is taken by the next drain: its sender

@@ -137,6 +137,9 @@ struct mb_proc {
   uint32_t mark_seq;             /* the latest receive mark ... */
   int inbox_replies;             /* REPLY signals in the inbox */
   mb_sig *mark_pos;              /* ... and the last inbox message before it (NULL: none) */
+  mb_monset monitored_by;        /* [meta] monitors on this process: ref -> watcher; here, in
+                                  * the fourth line, as every send reads whether it is empty */
+  void *strcache;                /* [owner] L's decoder cache (mb_decode_in), NULL until known */
   /* a call in progress (call.c): the server it waits on, for deadlock detection, and
    * the call's ref; call_to is 0 when it waits on nobody, or its server let go */
   _Atomic mb_pid call_to;
@@ -145,6 +148,8 @@ struct mb_proc {
   /* colder: a process's start and end, calls, I/O */
   mb_sig *exit_reason;           /* set at its end: signals that reach it later get this reason */
   int io_woken;                  /* a WAKE for io_wait was drained */
+  uint8_t trap_exit;             /* [meta] (here, where io_woken leaves room) */
+  uint8_t resources_closed;      /* [meta] set at its end: no resource may join the list */
   uint64_t io_wait, io_waits;    /* the current I/O wait's number (0: none), and the last one given */
   mb_monset calls;               /* live call refs -> the server monitored for it, or 0: a REPLY to another is dropped */
   mb_code *code;                /* what to run: a module ... */
@@ -158,9 +163,6 @@ struct mb_proc {
   /* [meta] */
   mb_pidset links;
   mb_monset monitors;      /* monitors this process holds: ref -> target */
-  mb_monset monitored_by;  /* monitors on this process: ref -> watcher */
-  uint8_t trap_exit;
-  uint8_t resources_closed;        /* set at its end: no resource may join the list */
   char *name;              /* registered name: name_len bytes (and a NUL) */
   size_t name_len;
   char *module;
@@ -240,8 +242,15 @@ int mb_proc_exit_signal(mb_proc *self, mb_pid to, mb_sig *reason);  /* exit/2 */
  * if it is doomed already: the first reason wins). */
 void mb_proc_doom(mb_proc *p, mb_sig *s);
 /* [owner] Take signals off the mailbox: messages go to the inbox, control signals are
- * acted on (which may set p->doom). */
-void mb_proc_drain(mb_proc *p);
+ * acted on (which may set p->doom). Inline, the common case of nothing counted
+ * (a process drains when it runs and again when it receives); mb_proc_drain_counted
+ * does the work. */
+void mb_proc_drain_counted(mb_proc *p);
+static inline void mb_proc_drain(mb_proc *p) {
+  if (atomic_load_explicit(&p->over_heap, memory_order_relaxed) ||
+      atomic_load_explicit(&p->mq_count, memory_order_relaxed) > 0)
+    mb_proc_drain_counted(p);
+}
 /* [owner] Remove a message from the inbox (prev = its predecessor or NULL). */
 void mb_proc_take(mb_proc *p, mb_sig *prev, mb_sig *m);
 

@@ -7,11 +7,17 @@
 #include "codec.h"
 #include "term.h"
 
+/* Where the decoder keeps p's string cache between messages: in a process state,
+ * whose registry no Lua code reaches. Not in a host's state (an external process,
+ * p->L NULL), whose Lua code has the whole debug library and may change what the
+ * registry holds. */
+static void **strcache_memo(mb_proc *p) { return p->L ? &p->strcache : NULL; }
+
 /* Push the Lua value of message m (cached if it was decoded before). */
-static void push_message(lua_State *L, mb_sig *m) {
+static void push_message(lua_State *L, mb_proc *p, mb_sig *m) {
   if (m->lref != LUA_NOREF) { lua_rawgeti(L, LUA_REGISTRYINDEX, m->lref); return; }
   if (m->kind == MB_SIG_MSG || m->kind == MB_SIG_REPLY) {
-    if (mb_decode(L, mb_sig_payload(m), m->len) != 0) luaL_error(L, "receive: corrupt message");
+    if (mb_decode_in(L, mb_sig_payload(m), m->len, strcache_memo(p)) != 0) luaL_error(L, "receive: corrupt message");
     return;
   }
   if (m->kind == MB_SIG_CALL || m->kind == MB_SIG_CAST) {   /* Erlang's shapes, for plain receives */
@@ -20,7 +26,7 @@ static void push_message(lua_State *L, mb_sig *m) {
     lua_pushstring(L, !call ? "$gen_cast" : (m->flags & MB_SIGF_SYSTEM) ? "$gen_stop" : "$gen_call");
     lua_rawseti(L, -2, 1);
     if (call) { mb_push_from(L, m->from, m->ref); lua_rawseti(L, -2, 2); }
-    if (mb_decode(L, mb_sig_payload(m), m->len) != 0) luaL_error(L, "receive: corrupt message");
+    if (mb_decode_in(L, mb_sig_payload(m), m->len, strcache_memo(p)) != 0) luaL_error(L, "receive: corrupt message");
     lua_rawseti(L, -2, call ? 3 : 2);
     return;
   }
@@ -32,7 +38,7 @@ static void push_message(lua_State *L, mb_sig *m) {
   if (down) { mb_push_ref(L, m->ref); lua_rawseti(L, -2, i++); }
   mb_push_pid(L, m->from);
   lua_rawseti(L, -2, i++);
-  if (mb_decode(L, mb_sig_payload(m), m->len) != 0) luaL_error(L, "receive: corrupt message");
+  if (mb_decode_in(L, mb_sig_payload(m), m->len, strcache_memo(p)) != 0) luaL_error(L, "receive: corrupt message");
   lua_rawseti(L, -2, i);
 }
 
@@ -57,11 +63,11 @@ static void push_taken(lua_State *L, mb_proc *p, mb_sig *m, int payload) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, m->lref);
     luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
   } else if (!payload) {
-    push_message(L, m);
+    push_message(L, p, m);
   } else {
     if (m->lref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
     m->lref = LUA_NOREF;
-    if (mb_decode(L, mb_sig_payload(m), m->len) != 0) luaL_error(L, "receive: corrupt message");
+    if (mb_decode_in(L, mb_sig_payload(m), m->len, strcache_memo(p)) != 0) luaL_error(L, "receive: corrupt message");
   }
   p->taken = m->next;   /* nested receives have popped theirs by now */
   mb_sig_free(m);
@@ -94,7 +100,7 @@ static int select_match(lua_State *L) {
       p->recv_pos = prev;
       continue;
     }
-    push_message(L, m);
+    push_message(L, p, m);
     if (m->lref == LUA_NOREF) { lua_pushvalue(L, -1); m->lref = luaL_ref(L, LUA_REGISTRYINDEX); }
     lua_pushvalue(L, 2);
     lua_pushvalue(L, -2);

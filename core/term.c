@@ -217,6 +217,13 @@ static void *test_box(lua_State *L, int idx, const char *key, size_t size, uint6
  * cannot be made: it is not taken). */
 static int test_id(lua_State *L, int idx, uint64_t tag, const char *key, uint64_t *out) {
   uint64_t id;
+  /* the commonest, a light one, by its pointer alone: a full userdata's block is
+   * never at an address with a pid's or ref's tag bits (bits 48..62, above any
+   * user-space address, tagged or not) */
+  if (mb_light_is(lua_touserdata(L, idx), tag, &id)) {
+    if (out) *out = id;
+    return 1;
+  }
   int t = lua_type(L, idx);
   if (t == LUA_TLIGHTUSERDATA) {
     if (!mb_light_is(lua_touserdata(L, idx), tag, &id)) return 0;
