@@ -38,21 +38,25 @@ static void *chunk_map(void) {
 
 static inline size_t class_of(size_t n) { return (n + MB_ALLOC_GRAIN - 1) >> MB_ALLOC_GRAIN_SHIFT; }
 
+/* A new chunk for the cache to carve from (the rest of the old one is left). -1: none. */
+static int new_chunk(mb_arena *a, mb_acache *c) {
+  mb_chunk *ch = chunk_map();
+  if (!ch) return -1;
+  int shared = c == &a->shared;   /* the shared cache is used under the lock already */
+  if (!shared) pthread_mutex_lock(&a->lock);
+  ch->next = a->chunks;
+  a->chunks = ch;
+  if (!shared) pthread_mutex_unlock(&a->lock);
+  /* the chunk header takes the first 16 bytes */
+  c->bump = (char *)ch + 16;
+  c->bump_end = (char *)ch + CHUNK_SIZE;
+  return 0;
+}
+
 /* Carve a block of class k from the cache's chunk, taking a new chunk when needed. */
 static void *carve(mb_arena *a, mb_acache *c, size_t k) {
   size_t bytes = k << MB_ALLOC_GRAIN_SHIFT;
-  if ((size_t)(c->bump_end - c->bump) < bytes) {
-    mb_chunk *ch = chunk_map();
-    if (!ch) return NULL;
-    int shared = c == &a->shared;   /* the shared cache is used under the lock already */
-    if (!shared) pthread_mutex_lock(&a->lock);
-    ch->next = a->chunks;
-    a->chunks = ch;
-    if (!shared) pthread_mutex_unlock(&a->lock);
-    /* the chunk header takes the first 16 bytes */
-    c->bump = (char *)ch + 16;
-    c->bump_end = (char *)ch + CHUNK_SIZE;
-  }
+  if ((size_t)(c->bump_end - c->bump) < bytes && new_chunk(a, c)) return NULL;
   void *p = c->bump;
   c->bump += bytes;
   return p;
@@ -67,6 +71,23 @@ static void *small_alloc(mb_arena *a, mb_acache *c, size_t k) {
 static void small_free(mb_acache *c, void *p, size_t k) {
   *(void **)p = c->free[k];
   c->free[k] = p;
+}
+
+/* Carve bytes (a multiple of 64, at most MB_ALLOC_SMALL) at a 64-byte boundary; the
+ * gap skipped to reach it joins the free list of its size. */
+static void *carve_lines(mb_arena *a, mb_acache *c, size_t bytes) {
+  size_t gap = (size_t)(-(uintptr_t)c->bump & 63);
+  if ((size_t)(c->bump_end - c->bump) < gap + bytes) {
+    if (new_chunk(a, c)) return NULL;
+    gap = (size_t)(-(uintptr_t)c->bump & 63);
+  }
+  if (gap) {
+    small_free(c, c->bump, gap >> MB_ALLOC_GRAIN_SHIFT);
+    c->bump += gap;
+  }
+  void *p = c->bump;
+  c->bump += bytes;
+  return p;
 }
 
 static void *realloc_in(mb_arena *a, mb_acache *c, void *ptr, size_t old, size_t nsize) {
@@ -100,6 +121,19 @@ void *mb_arena_realloc(mb_arena *a, mb_acache *c, void *ptr, size_t old, size_t 
   if (c) return realloc_in(a, c, ptr, old, nsize);
   pthread_mutex_lock(&a->lock);
   void *p = realloc_in(a, &a->shared, ptr, old, nsize);
+  pthread_mutex_unlock(&a->lock);
+  return p;
+#endif
+}
+
+void *mb_arena_alloc_lines(mb_arena *a, mb_acache *c, size_t nsize) {
+#ifdef MB_ALLOC_PLAIN
+  (void)a; (void)c;
+  return aligned_alloc(64, nsize);
+#else
+  if (c) return carve_lines(a, c, nsize);
+  pthread_mutex_lock(&a->lock);
+  void *p = carve_lines(a, &a->shared, nsize);
   pthread_mutex_unlock(&a->lock);
   return p;
 #endif

@@ -217,11 +217,14 @@ void mb_proc_unref(mb_proc *p) {
   if (atomic_fetch_sub(&p->refs, 1) == 1) proc_recycle(p);
 }
 
-/* A struct comes from the node's arena (no malloc header: 512 bytes take 512) and
- * goes back to it only when the node is freed. Its mutexes are made once, when it
- * is built, and live as long as it. */
+/* A struct comes from the node's arena (no malloc header: 512 bytes take 512), at a
+ * cache line's start (its hot fields are grouped by line), and goes back to it only
+ * when the node is freed. Its mutexes are made once, when it is built, and live as
+ * long as it. */
 static mb_proc *proc_construct(mb_node *n) {
-  mb_proc *p = mb_arena_realloc(&n->arena, mb_sched_acache(n), NULL, 0, sizeof *p);
+  _Static_assert(sizeof(mb_proc) % 64 == 0 && sizeof(mb_proc) <= MB_ALLOC_SMALL,
+                 "mb_proc: whole cache lines, from the arena");
+  mb_proc *p = mb_arena_alloc_lines(&n->arena, mb_sched_acache(n), sizeof *p);
   if (!p) return NULL;
   memset(p, 0, sizeof *p);
   pthread_mutex_init(&p->meta, NULL);
