@@ -58,8 +58,9 @@ int mb_decode(lua_State *L, const char *p, size_t len);
  * receive): *cache keeps the address of the state's string cache between calls
  * (NULL at first; the decoder sets it), so a message does not look it up. Only
  * ever with threads of the state that set it, for that state's whole life, and
- * only for a state whose registry no Lua code can reach (a process state: the
- * cache's address is good while the registry holds it). */
+ * only for a state whose registry no Lua code can reach (a process state; a C
+ * library could, on a node with c_modules): the address is good while the
+ * registry holds the cache, and a hit reads through it unchecked. */
 int mb_decode_in(lua_State *L, const char *p, size_t len, void **cache);
 
 /* Decode what mb_encode_values wrote: pushes the values, returns their count, or -1. */

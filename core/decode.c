@@ -251,6 +251,11 @@ static inline uint32_t str_hash(const unsigned char *s, size_t n) {
   if (n >= 8) {
     memcpy(&a, s, 8);
     memcpy(&b, s + n - 8, 8);
+    /* bits 40..43 of a product depend on its factors' bits 0..43 only: the high
+     * halves are folded in, or a word's last two bytes would not count (and
+     * "user:0000".."user:0099" would all share one set) */
+    a ^= a >> 32;
+    b ^= b >> 32;
   } else if (n >= 4) {
     uint32_t x, y;
     memcpy(&x, s, 4);

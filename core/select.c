@@ -8,9 +8,10 @@
 #include "term.h"
 
 /* Where the decoder keeps p's string cache between messages: in a process state,
- * whose registry no Lua code reaches. Not in a host's state (an external process,
- * p->L NULL), whose Lua code has the whole debug library and may change what the
- * registry holds. */
+ * whose registry no Lua code reaches (only a C library can, on a node started with
+ * c_modules: native code, trusted as the core is). Not in a host's state (an
+ * external process, p->L NULL), whose Lua code has the whole debug library and may
+ * change what the registry holds. */
 static void **strcache_memo(mb_proc *p) { return p->L ? &p->strcache : NULL; }
 
 /* Push the Lua value of message m (cached if it was decoded before). */

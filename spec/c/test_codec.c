@@ -676,11 +676,12 @@ static int registry_holds(lua_State *L, const void *p) {
 /* The same, with the cache's address kept by the caller (mb_decode_in, as a
  * process's receive does): the tuple path then takes the strings of {"ping", ...}
  * from the cache into the array's slots. The workload above; then tuples of
- * strings that only the cache and the decoded tables hold, evicted while those
+ * strings sent twice (the second from the cache), evicted while the decoded
  * tables live, with GC steps at every allocation in incremental mode and in
- * generational mode, where a new table can be black before its strings are
- * written; and a cache the registry no longer holds is an error, not a read of a
- * stale one. */
+ * generational mode; and a cache the registry no longer holds is an error, not a
+ * read of a stale one. (The case where the new table is black and its string
+ * white is driven step by step in the next test: here the sender's table still
+ * holds the string while it is decoded.) */
 TEST(strings_decode_right_with_the_cache_kept_by_the_caller) {
   lua_State *L = new_state();
   run(L, "RT = rtm");
@@ -1613,6 +1614,129 @@ TEST(decoder_raises_cleanly_when_memory_runs_out) {
   done(L);
 }
 
+/* ---- the tuple path's black check (dec_tuple) ----
+ * A string the cache holds goes into a new tuple's array slot without a barrier
+ * only while the table is not black. This drives Lua 5.4's incremental collector
+ * so that the step run inside the tuple's lua_createtable traverses the decoding
+ * thread and then the new table (black) while the string is white (only the cache
+ * holds it); then the string leaves the cache and the cycle ends. With the check,
+ * lua_rawseti's barrier keeps the string; without it the table keeps a freed string.
+ * Freed blocks are poisoned and kept until the state closes, so a freed string
+ * reads back wrong, with or without ASan. */
+typedef struct { void **v; size_t n, cap; } quarantine;
+static void *q_alloc(void *ud, void *p, size_t osize, size_t nsize) {
+  quarantine *q = ud;
+  if (nsize == 0) {
+    if (!p) return NULL;
+    memset(p, 0xAA, osize);
+    if (q->n == q->cap) {
+      size_t cap = q->cap ? 2 * q->cap : 4096;
+      void **v = realloc(q->v, cap * sizeof *v);
+      if (!v) { free(p); return NULL; }   /* no room to keep it: freed at once */
+      q->v = v;
+      q->cap = cap;
+    }
+    q->v[q->n++] = p;
+    return NULL;
+  }
+  if (!p) return malloc(nsize);
+  void *np = malloc(nsize);   /* a move is a free of the old block: it too is kept, poisoned */
+  if (!np) return NULL;
+  memcpy(np, p, osize < nsize ? osize : nsize);
+  q_alloc(ud, p, osize, 0);
+  return np;
+}
+
+/* Encode the tuple {s} (s[0..n)) into a fresh buffer: its bytes and length. */
+static char *tuple_of(lua_State *L, const char *s, size_t n, size_t *len) {
+  mb_buf b;
+  char err[256];
+  lua_createtable(L, 1, 0);
+  lua_pushlstring(L, s, n);
+  lua_rawseti(L, -2, 1);
+  CHECK(mb_buf_init(&b, RESERVE, 0) == 0);
+  CHECK(mb_encode(L, -1, &b, "msg", err, sizeof err) == MB_ENC_OK);
+  lua_pop(L, 1);
+  *len = b.len - b.start;
+  char *out = malloc(*len);
+  CHECK(out != NULL);
+  memcpy(out, b.data + b.start, *len);
+  mb_buf_free(&b);
+  return out;
+}
+
+static const char black_key = 0;
+
+TEST(a_cached_string_never_goes_into_a_black_tuple_without_a_barrier) {
+  if (mb_luatab_trusted() != 1) return;   /* no tuple path (MB_CODEC_PORTABLE) */
+  quarantine q = { NULL, 0, 0 };
+  lua_State *L = lua_newstate(q_alloc, &q);
+  CHECK(L != NULL);
+  void *memo = NULL;
+  static const char s[] = "only the cache holds this";
+  size_t len, n;
+  char *msg;
+  /* the cache, made by a first string */
+  msg = tuple_of(L, "warm", 4, &len);
+  CHECK(mb_decode_in(L, msg, len, &memo) == 0 && memo != NULL);
+  lua_pop(L, 1);
+  free(msg);
+  /* ballast, traversed one table per step: the cycle stays in its propagate phase */
+  lua_createtable(L, 20000, 0);
+  for (int i = 1; i <= 20000; i++) { lua_createtable(L, 1, 0); lua_rawseti(L, -2, i); }
+  int ballast = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* a userdata without user values: black as soon as the registry is traversed */
+  lua_newuserdatauv(L, 1, 0);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &black_key);
+  msg = tuple_of(L, s, sizeof s - 1, &len);
+  /* steps of one object each (stepsize 2^1 bytes: no credit), run only by hand */
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  lua_gc(L, LUA_GCINC, 200, 100, 1);
+  lua_gc(L, LUA_GCSTOP, 0);
+  for (int i = 0; i < 5000; i++) lua_gc(L, LUA_GCSTEP, 0);   /* a new cycle: the registry, part of the ballast */
+  /* s joins the cache after the cycle began: white, and only the cache holds it */
+  CHECK(mb_decode_in(L, msg, len, &memo) == 0);
+  lua_pop(L, 1);
+  /* m = {co}, made the userdata's metatable: the forward barrier puts m on top of
+   * the gray list, so the next step traverses m, then co, then co's new table */
+  lua_State *co = lua_newthread(L);
+  lua_createtable(L, 1, 0);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &black_key);
+  lua_pushvalue(L, -2);
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+  /* the step runs inside dec_tuple's lua_createtable: the table is black when s,
+   * a cache hit, is to be written */
+  lua_gc(L, LUA_GCRESTART, 0);
+  CHECK(mb_decode_in(co, msg, len, &memo) == 0);
+  lua_gc(L, LUA_GCSTOP, 0);
+  lua_xmove(co, L, 1);   /* L: co, m, t */
+  /* s leaves the cache: a few hundred other strings (under the hit rate's window) */
+  for (int i = 0; i < 200; i++) {
+    char other[32];
+    int k = snprintf(other, sizeof other, "%d: evict", i * 7919);
+    char *e = tuple_of(L, other, (size_t)k, &n);
+    CHECK(mb_decode_in(L, e, n, &memo) == 0);
+    lua_pop(L, 1);
+    free(e);
+  }
+  /* the cycle ends, step by step (a full collection would start afresh) */
+  while (!lua_gc(L, LUA_GCSTEP, 0)) {}
+  lua_rawgeti(L, -1, 1);
+  const char *got = lua_tolstring(L, -1, &n);
+  CHECK(n == sizeof s - 1 && memcmp(got, s, n) == 0);
+  lua_pushlstring(L, s, sizeof s - 1);
+  CHECK(lua_rawequal(L, -1, -2));   /* still the interned string */
+  lua_settop(L, 0);
+  luaL_unref(L, LUA_REGISTRYINDEX, ballast);
+  free(msg);
+  lua_close(L);
+  for (size_t i = 0; i < q.n; i++) free(q.v[i]);
+  free(q.v);
+}
+
 TEST_MAIN(
   CHECK_CASE(round_trips_nil_and_booleans),
   CHECK_CASE(round_trips_integers),
@@ -1629,6 +1753,7 @@ TEST_MAIN(
   CHECK_CASE(round_trips_every_array_and_hash_layout),
   CHECK_CASE(strings_decode_right_through_the_string_cache),
   CHECK_CASE(strings_decode_right_with_the_cache_kept_by_the_caller),
+  CHECK_CASE(a_cached_string_never_goes_into_a_black_tuple_without_a_barrier),
   CHECK_CASE(hash_pairs_written_in_place_read_back_as_lua_would_make_them),
   CHECK_CASE(scratch_buffers_are_lent_once_and_detached_exactly),
   CHECK_CASE(scratch_buffers_are_freed_when_their_thread_ends),
