@@ -237,11 +237,16 @@ static strcache *strcache_make(dec *d) {
   return d->sc = sc;
 }
 
-/* The cache, known from the caller's memo, into its slot (for the user value
- * calls). It must be the registry's: anything else is a broken state. */
+/* Push the cache sc, known from a caller's memo, from the registry, for the user
+ * value calls. It must be the registry's: anything else is a broken state. */
+static void sc_push_known(lua_State *L, strcache *sc) {
+  if (sc_fetch(L) != sc) luaL_error(L, "moonbeam: the decoder's string cache was replaced");
+}
+
+/* The cache, known from the caller's memo, into its slot. */
 static void strcache_here(dec *d) {
   if (d->sc_here) return;
-  if (sc_fetch(d->L) != d->sc) luaL_error(d->L, "moonbeam: the decoder's string cache was replaced");
+  sc_push_known(d->L, d->sc);
   lua_replace(d->L, d->scx);
   d->sc_here = 1;
 }
@@ -809,7 +814,7 @@ static int dec_tuple(lua_State *L, const unsigned char *u, const unsigned char *
     /* Lua moves an array part only to resize it; this one keeps its size */
     lua_pushlstring(L, v[i].p, len[i]);
     if (slot < 0) {
-      if (sc_fetch(L) != sc) luaL_error(L, "moonbeam: the decoder's string cache was replaced");
+      sc_push_known(L, sc);
       lua_insert(L, -2);
       sc_store(L, sc, -2, -slot, len[i]);
       lua_remove(L, -2);

@@ -21,6 +21,11 @@ static size_t put_varint(unsigned char *w, uint64_t v) {
   return n;
 }
 
+/* The bytes put_varint writes for v. */
+static inline size_t varint_len(uint64_t v) {
+  return v < 0x80 ? 1 : (size_t)(64 - __builtin_clzll(v) + 6) / 7;
+}
+
 static uint64_t zigzag(lua_Integer i) {
   uint64_t u = (uint64_t)i;
   return (u << 1) ^ (0 - (u >> 63));
@@ -109,7 +114,7 @@ static inline int put_byte(enc *e, unsigned char c) {
 
 /* A tag and a varint, written in place (the hottest write: every integer). */
 static inline int put_tagvar(enc *e, int tag, uint64_t v) {
-  size_t n = v < 0x80 ? 1 : (size_t)(64 - __builtin_clzll(v) + 6) / 7;
+  size_t n = varint_len(v);
   int st = room(e, 1 + n);
   if (st) return st;
   unsigned char *w = (unsigned char *)e->b->data + e->b->len;
@@ -211,7 +216,7 @@ static inline int put_float(enc *e, lua_Number d) {
 }
 
 static inline __attribute__((always_inline)) int put_string(enc *e, const char *s, size_t len) {
-  size_t n = len < 0x80 ? 1 : (size_t)(64 - __builtin_clzll((uint64_t)len) + 6) / 7;
+  size_t n = varint_len((uint64_t)len);
   int st = room(e, 1 + n + len);
   if (st) return st;
   unsigned char *w = (unsigned char *)e->b->data + e->b->len;
@@ -786,7 +791,7 @@ static inline size_t tuple_elem(unsigned char *w, size_t room, const mb_luatab_s
   switch (v->tag) {
   case MB_LUATAB_INT:
     id = zigzag(v->v.i);
-    len = id < 0x80 ? 1 : (size_t)(64 - __builtin_clzll(id) + 6) / 7;
+    len = varint_len(id);
     if (room < 1 + len) return 0;
     w[0] = T_INT;
     return 1 + put_varint(w + 1, id);
@@ -811,7 +816,7 @@ static inline size_t tuple_elem(unsigned char *w, size_t room, const mb_luatab_s
     if (mb_light_is(v->v.p, MB_LIGHT_PID, &id)) w[0] = T_PID;
     else if (mb_light_is(v->v.p, MB_LIGHT_REF, &id)) w[0] = T_REF;
     else return 0;
-    len = id < 0x80 ? 1 : (size_t)(64 - __builtin_clzll(id) + 6) / 7;
+    len = varint_len(id);
     return room < 1 + len ? 0 : 1 + put_varint(w + 1, id);
   default:
     return 0;

@@ -522,16 +522,14 @@ static void on_exit_signal(mb_proc *p, mb_sig *s) {
 
 void mb_proc_drain_counted(mb_proc *p) {
   mb_qnode *q;
-  /* Nothing counted, nothing to do (most calls: run, then receive, drain twice).
-   * A signal pushed and not yet counted is taken by the next drain: its sender
+  /* Called when something is counted (mb_proc_drain looked; most drains find
+   * nothing). A signal pushed and not yet counted is taken by the next drain: its sender
    * counts it, then looks whether we wait (mb_send_sig), as park looks at the
    * count after it says we do. While a sender is between its push and its count,
    * the count may say nothing is left with another sender's signal queued: that
    * one waits for the next drain too, as any signal queued behind a sender that
    * is between its exchange and its link waits for it (mailbox.c). */
-  int over = atomic_load_explicit(&p->over_heap, memory_order_relaxed);
-  if (!over && atomic_load_explicit(&p->mq_count, memory_order_relaxed) <= 0) return;
-  if (over) mb_proc_doom(p, mb_sig_static("out of memory"));
+  if (atomic_load_explicit(&p->over_heap, memory_order_relaxed)) mb_proc_doom(p, mb_sig_static("out of memory"));
   int64_t left = 1;   /* what the count said was left after the last pop */
   while (left > 0 && !p->doom && (q = mb_mpsc_pop(&p->mq)) != NULL) {
     mb_sig *s = (mb_sig *)q;

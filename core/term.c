@@ -224,12 +224,9 @@ static int test_id(lua_State *L, int idx, uint64_t tag, const char *key, uint64_
     if (out) *out = id;
     return 1;
   }
-  int t = lua_type(L, idx);
-  if (t == LUA_TLIGHTUSERDATA) {
-    if (!mb_light_is(lua_touserdata(L, idx), tag, &id)) return 0;
-  } else if (t != LUA_TUSERDATA || !test_box(L, idx, key, sizeof(box), &id) || id <= MB_LIGHT_ID_MASK) {
+  /* else only a box of an id too large to be light */
+  if (lua_type(L, idx) != LUA_TUSERDATA || !test_box(L, idx, key, sizeof(box), &id) || id <= MB_LIGHT_ID_MASK)
     return 0;
-  }
   if (out) *out = id;
   return 1;
 }
