@@ -64,16 +64,19 @@ describe("gen_server.start", function()
   end)
 end)
 
--- Start gs_echo with cfg through gen_server[fun] ("start" or "start_link") and opts.timeout 200
--- in a process that traps exits or not; it reports what start returned, whether the server
--- (which reports its pid from init) ended, whether an EXIT came after that, and its link count.
+-- Start gs_echo with cfg through gen_server[fun] ("start" or "start_link") in a process that
+-- traps exits or not; it reports what start returned, whether the server (which reports its pid
+-- from init) ended, whether an EXIT came after that, and its link count. opts.timeout is 200 for
+-- an init that overruns it, and H.timeout for the others: an init that fails at once must not
+-- be taken for a timeout when a loaded machine delays the server's start.
 local function failed_start(node, fun, cfg, trap)
-  G.spawn(node, function(host, fun_, cfg_, trap_, quiet)
+  local timeout = cfg.init == "sleep" and 200 or H.timeout
+  G.spawn(node, function(host, fun_, cfg_, trap_, quiet, timeout_)
     local mb = require "moonbeam"
     local gs = require "moonbeam.gen_server"
     if trap_ then mb.trap_exit(true) end
     cfg_.report = mb.self()
-    local pid, reason = gs[fun_]("gs_echo", cfg_, { timeout = 200 })
+    local pid, reason = gs[fun_]("gs_echo", cfg_, { timeout = timeout_ })
     local init = mb.receive(function(m) return type(m) == "table" and m[1] == "init" end, 5000)
     local down
     if init then
@@ -84,7 +87,7 @@ local function failed_start(node, fun, cfg, trap)
     local exit = mb.receive(function(m) return type(m) == "table" and m[1] == "EXIT" end, quiet)
     mb.send(host, { "failed start", pid == nil, reason, init ~= nil, down ~= nil, exit == nil,
       #mb.info(mb.self()).links })
-  end, node:self(), fun, cfg, trap, H.quiet)
+  end, node:self(), fun, cfg, trap, H.quiet, timeout)
   local m = G.wait(node, "failed start")
   return { returned_nil = m[2], reason = m[3], ran_init = m[4], server_ended = m[5], no_exit = m[6], links = m[7] }
 end
