@@ -47,8 +47,14 @@ end
 
 -- Spawn fn(host_pid, ...) and return the first message the host receives from then on.
 function M.run(node, fn, ...)
+  return M.run_within(node, M.timeout, fn, ...)
+end
+
+-- M.run for a body whose work is long (thousands of round trips, tens of MiB): waits up to
+-- `timeout` ms, so that a slow sanitizer build on a loaded machine still makes it.
+function M.run_within(node, timeout, fn, ...)
   node:spawn(fn, node:self(), ...)
-  return M.wait_for(node, nil)
+  return M.wait_for(node, nil, timeout)
 end
 
 local function never() return false end
