@@ -129,11 +129,17 @@ describe("mb.cancel_timer", function()
   it("works from another process: the ms left, and the message never comes", function()
     local msg = H.run(node, function(parent)
       local mb = require "moonbeam"
-      local tref = mb.send_after(300, mb.self(), "never")
-      local other = mb.spawn(function(p, r)
+      -- the other process is up and waiting before the timer is set: only a message's trip,
+      -- not a spawn, has to fit in the 300 ms
+      local other = mb.spawn(function(p)
         local m = require "moonbeam"
+        m.send(p, "up")
+        local r = m.receive()
         m.send(p, { "left", m.cancel_timer(r), m.cancel_timer(r) })
-      end, mb.self(), tref)
+      end, mb.self())
+      mb.receive(function(m) return m == "up" end, 5000)
+      local tref = mb.send_after(300, mb.self(), "never")
+      mb.send(other, tref)
       local r = mb.receive(function(m) return type(m) == "table" end, 5000)
       local late = mb.receive(function(m) return m == "never" end, 500)
       mb.send(parent, { type(r[2]), r[2] > 0 and r[2] <= 300, r[3], late == nil, other ~= nil })
