@@ -31,10 +31,12 @@ describe("stopping a child", function()
     assert.equal("shutdown", S.down(node, rp))
   end)
 
+  -- A child reports the shutdown before it ignores it, and must get to run within its shutdown
+  -- ms to do so: 1000, so that a loaded machine's delays do not kill it first.
   it("kills a child that has not ended after shutdown ms", function()
     local sup, owner = S.start_link(node, { children = {
-      S.worker(node, "g", { terminate = "block" }, { shutdown = 200 }),
-      S.proc(node, "p", { on_exit = "ignore" }, { shutdown = 200 }) } })
+      S.worker(node, "g", { terminate = "block" }, { shutdown = 1000 }),
+      S.proc(node, "p", { on_exit = "ignore" }, { shutdown = 1000 }) } })
     S.events(node, 2)
     for _, id in ipairs { "g", "p" } do
       local pid = S.pid(node, sup, id)
@@ -95,7 +97,7 @@ describe("stopping a child", function()
 
   it("applies shutdown when a strategy restarts siblings and when the supervisor gives up", function()
     local sup, owner = S.start_link(node, { strategy = "one_for_all", intensity = 1, period = 60, children = {
-      S.worker(node, "a"), S.worker(node, "s", { terminate = "block" }, { shutdown = 100 }), S.worker(node, "c") } },
+      S.worker(node, "a"), S.worker(node, "s", { terminate = "block" }, { shutdown = 1000 }), S.worker(node, "c") } },
       { trap = true })
     S.events(node, 3)
     local ref = S.monitor(node, owner, sup)
