@@ -15,7 +15,7 @@ local function run_source(src, args, env)
   local argv = {}
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   argv[#argv + 1] = path
-  local r = C.run(argv, { env = env })
+  local r = C.run(argv, { env = env, timeout = 90 })   -- an ASan build on a loaded machine
   os.remove(path)
   return r
 end
@@ -27,9 +27,9 @@ local function hostile(body, opts)
   local r = run_source(([[
 local mb = require "moonbeam"
 local _, ref = mb.spawn_monitor(%s)
-local down = mb.receive(function(m) return m[1] == "DOWN" and m[2] == ref end, 10000)
+local down = mb.receive(function(m) return m[1] == "DOWN" and m[2] == ref end, 30000)
 mb.spawn(function(p) require("moonbeam").send(p, "still serving") end, mb.self())
-print("node: " .. (down and "down" or "no down"), mb.receive(function(m) return m == "still serving" end, 10000))
+print("node: " .. (down and "down" or "no down"), mb.receive(function(m) return m == "still serving" end, 30000))
 print("reason: " .. (down and tostring(down[4]) or "?"))
 ]]):format(opts and opts.module and ("%q"):format(opts.module) or
              "function()\n  local mb = require 'moonbeam'\n" .. body .. "\nend"),
