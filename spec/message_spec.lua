@@ -385,7 +385,7 @@ describe("messages", function()
   end)
 
   it("refuse a message over the size limit and enqueue nothing", function()
-    local msg = H.run_within(node, 60000, function(parent)
+    local msg = H.run_within(node, H.long_timeout, function(parent)
       local mb = require "moonbeam"
       local big = string.rep("x", 64 * 1024 * 1024 + 1024)
       local ok, err = pcall(mb.send, mb.self(), big)

@@ -47,7 +47,7 @@ describe("pids", function()
   end)
 
   it("are never reused during the node's life", function()
-    local msg = H.run_within(node, 60000, function(parent)
+    local msg = H.run_within(node, H.long_timeout, function(parent)
       local mb = require "moonbeam"
       local names, dups, n = {}, 0, 2000
       for _ = 1, n do

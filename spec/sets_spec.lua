@@ -10,7 +10,7 @@ describe("many links and monitors", function()
 
   it("keeps 100,000 monitors of one target apart: own refs, demonitor, one DOWN each", function()
     local N = 100000
-    local msg = H.run_within(node, 60000, function(parent, n)
+    local msg = H.run_within(node, H.long_timeout, function(parent, n)
       local mb = require "moonbeam"
       local self = mb.self()
       local target = mb.spawn(function()
@@ -53,7 +53,7 @@ describe("many links and monitors", function()
 
   it("links to and unlinks from 5,000 processes and hears the end of exactly those still linked", function()
     local N = 5000
-    local msg = H.run_within(node, 60000, function(parent, n)
+    local msg = H.run_within(node, H.long_timeout, function(parent, n)
       local mb = require "moonbeam"
       local self = mb.self()
       mb.trap_exit(true)

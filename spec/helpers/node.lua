@@ -12,6 +12,8 @@ M.host = require "moonbeam.host"
 M.fixtures = "spec/fixtures/?.lua"
 -- How long a positive wait may take before the spec fails (ms). Generous: sanitizer builds are slow.
 M.timeout = tonumber(os.getenv("MB_SPEC_TIMEOUT")) or 5000
+-- The same for a body with long work (thousands of round trips, tens of MiB): M.run_within.
+M.long_timeout = 12 * M.timeout
 -- How long a "nothing more arrives" check listens (ms). Used only after a synchronising message.
 M.quiet = 300
 
