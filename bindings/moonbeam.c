@@ -292,10 +292,10 @@ static int l_trap_exit(lua_State *L) {
   mb_proc *p = self_proc(L);
   luaL_checkany(L, 1);
   int on = lua_toboolean(L, 1);
-  pthread_mutex_lock(&p->meta);
+  mb_lock_take(&p->meta);
   int old = p->trap_exit;
   p->trap_exit = (uint8_t)on;
-  pthread_mutex_unlock(&p->meta);
+  mb_lock_give(&p->meta);
   lua_pushboolean(L, old);
   return 1;
 }

@@ -28,9 +28,9 @@ static void put_pid(mb_node *n, char *buf, size_t cap, size_t *len, mb_pid pid) 
   char name[64] = "";
   mb_proc *q = mb_proc_get(n, pid);
   if (q) {
-    pthread_mutex_lock(&q->meta);
+    mb_lock_take(&q->meta);
     if (q->name) snprintf(name, sizeof name, " (%.*s)", (int)(q->name_len < 40 ? q->name_len : 40), q->name);
-    pthread_mutex_unlock(&q->meta);
+    mb_lock_give(&q->meta);
     mb_proc_unref(q);
   }
   if (*len < cap) {
@@ -133,9 +133,9 @@ int mb_call_reply(mb_node *n, mb_proc *self, mb_pid to, uint64_t ref, mb_sig *re
   /* the monitor goes only for the caller it is for: a `from` whose pid was
    * changed must not end another caller's */
   if (self && to && mb_monset_get(&self->monitored_by, ref) == to) {
-    pthread_mutex_lock(&self->meta);
+    mb_lock_take(&self->meta);
     mb_monset_del(&self->monitored_by, ref, NULL);
-    pthread_mutex_unlock(&self->meta);
+    mb_lock_give(&self->meta);
     reply->flags = MB_SIGF_UNMONITORED;
   }
   mb_proc *c = mb_proc_get(n, to);

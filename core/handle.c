@@ -45,9 +45,9 @@ struct mb_htab {
 /* ---- resources ---- */
 
 int mb_proc_add_resource(mb_proc *p, mb_resource *r) {
-  pthread_mutex_lock(&p->meta);
+  mb_lock_take(&p->meta);
   if (p->resources_closed) {
-    pthread_mutex_unlock(&p->meta);
+    mb_lock_give(&p->meta);
     return MB_ENOPROC;
   }
   r->prev = NULL;
@@ -55,12 +55,12 @@ int mb_proc_add_resource(mb_proc *p, mb_resource *r) {
   if (r->next) r->next->prev = r;
   p->resources = r;
   r->proc = p;
-  pthread_mutex_unlock(&p->meta);
+  mb_lock_give(&p->meta);
   return 0;
 }
 
 void mb_proc_remove_resource(mb_proc *p, mb_resource *r) {
-  pthread_mutex_lock(&p->meta);
+  mb_lock_take(&p->meta);
   if (r->proc == p) {
     if (r->prev) r->prev->next = r->next;
     else p->resources = r->next;
@@ -68,15 +68,15 @@ void mb_proc_remove_resource(mb_proc *p, mb_resource *r) {
     r->next = r->prev = NULL;
     r->proc = NULL;
   }
-  pthread_mutex_unlock(&p->meta);
+  mb_lock_give(&p->meta);
 }
 
 void mb_resources_close_all(mb_proc *p) {
-  pthread_mutex_lock(&p->meta);
+  mb_lock_take(&p->meta);
   mb_resource *r = p->resources;
   p->resources = NULL;
   p->resources_closed = 1;
-  pthread_mutex_unlock(&p->meta);
+  mb_lock_give(&p->meta);
   /* nothing else reaches these now: off the list, and the list refuses adds */
   while (r) {
     mb_resource *next = r->next;
@@ -197,9 +197,9 @@ int mb_handle_set_owner(mb_node *n, uint64_t id, mb_proc *self, mb_pid to) {
   mb_resource *r = h.res;
   int listed = 0;
   if (r) {
-    pthread_mutex_lock(&self->meta);
+    mb_lock_take(&self->meta);
     listed = r->proc == self;
-    pthread_mutex_unlock(&self->meta);
+    mb_lock_give(&self->meta);
   }
   if (listed) {
     mb_proc_remove_resource(self, r);

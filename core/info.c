@@ -14,11 +14,11 @@ long mb_snapshot_take(mb_node *n, mb_pid pid, mb_snapshot *s, size_t room) {
   mb_proc *q = mb_proc_get(n, pid);
   if (q && !mb_proc_alive(q)) { mb_proc_unref(q); q = NULL; }
   if (!q) return -1;
-  pthread_mutex_lock(&q->meta);
+  mb_lock_take(&q->meta);
   size_t nlen = q->name ? q->name_len : 0, mlen = q->module ? strlen(q->module) : 0;
   size_t need = sizeof(mb_pid) * (size_t)(q->links.n + q->monitors.n) + nlen + mlen;
   if (need > room) {
-    pthread_mutex_unlock(&q->meta);
+    mb_lock_give(&q->meta);
     mb_proc_unref(q);
     return (long)need;
   }
@@ -31,7 +31,7 @@ long mb_snapshot_take(mb_node *n, mb_pid pid, mb_snapshot *s, size_t room) {
   s->module_len = q->module ? mlen : (size_t)-1;
   if (q->module) memcpy(text + nlen, q->module, mlen);
   s->trap = q->trap_exit;
-  pthread_mutex_unlock(&q->meta);
+  mb_lock_give(&q->meta);
   s->status = atomic_load(&q->state);
   s->memory = atomic_load(&q->heap_bytes) + atomic_load(&q->queue_bytes) + (int64_t)sizeof(mb_proc);
   int64_t qlen = atomic_load(&q->mq_count) - atomic_load(&q->mq_ctrl) + atomic_load(&q->inbox_len);

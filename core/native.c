@@ -26,9 +26,9 @@ int mb_native_spawn_call(mb_node *n, const mb_native_ops *ops, void *data, mb_pr
   /* it has not run: the LINK is the first signal it drains */
   if (link_to) mb_proc_link(link_to, pid);
   if (ref && link_to) {   /* its start is link_to's call (call.h): link_to monitors it */
-    pthread_mutex_lock(&p->meta);
+    mb_lock_take(&p->meta);
     mb_monset_add(&p->monitored_by, ref, atomic_load(&link_to->pid));
-    pthread_mutex_unlock(&p->meta);
+    mb_lock_give(&p->meta);
   }
   /* a stop that listed the processes before this one existed must still end it */
   if (atomic_load(&n->state) >= MB_NODE_STOPPING) p->doom = mb_sig_static("killed");
@@ -38,9 +38,9 @@ int mb_native_spawn_call(mb_node *n, const mb_native_ops *ops, void *data, mb_pr
 }
 
 void mb_native_trap_exit(mb_proc *p, int on) {
-  pthread_mutex_lock(&p->meta);   /* where exit signals decide whether they are fatal */
+  mb_lock_take(&p->meta);   /* where exit signals decide whether they are fatal */
   p->trap_exit = on != 0;
-  pthread_mutex_unlock(&p->meta);
+  mb_lock_give(&p->meta);
 }
 
 void mb_native_exit(mb_proc *p, mb_sig *reason) {

@@ -200,13 +200,12 @@ static void proc_recycle(mb_proc *p) {
   if (p->code) mb_code_unref(p->code);
   if (p->code_next) mb_code_unref(p->code_next);
   for (mb_sig *m = p->taken, *next; m; m = next) { next = m->next; mb_sig_free(m); }
-  /* what is never cleared (meta, ext, pool_next) stays last: a field added after it
-   * would survive recycling */
-  _Static_assert(offsetof(mb_proc, pool_next) + sizeof(mb_proc *) == sizeof(mb_proc) &&
-                 offsetof(mb_proc, meta) < offsetof(mb_proc, ext) &&
-                 offsetof(mb_proc, ext) < offsetof(mb_proc, pool_next),
-                 "mb_proc: the never-cleared fields must come last");
-  memset((char *)p + offsetof(mb_proc, state), 0, offsetof(mb_proc, meta) - offsetof(mb_proc, state));
+  /* what is never cleared (ext) stays last: a field added after it would survive
+   * recycling. The meta lock is cleared with the rest: nobody holds it now, as
+   * nobody holds a reference. */
+  _Static_assert(offsetof(mb_proc, ext) + sizeof(struct mb_extwait *) == sizeof(mb_proc),
+                 "mb_proc: the never-cleared field must come last");
+  memset((char *)p + offsetof(mb_proc, state), 0, offsetof(mb_proc, ext) - offsetof(mb_proc, state));
   atomic_store(&p->pid, 0);
   mb_ptab_pool_put(n->ptab, p);
 }
@@ -217,22 +216,20 @@ void mb_proc_unref(mb_proc *p) {
   if (atomic_fetch_sub(&p->refs, 1) == 1) proc_recycle(p);
 }
 
-/* A struct comes from the node's arena (no malloc header: 512 bytes take 512), at a
+/* A struct comes from the node's arena (no malloc header: 448 bytes take 448), at a
  * cache line's start (its hot fields are grouped by line), and goes back to it only
- * when the node is freed. Its mutexes are made once, when it is built, and live as
- * long as it. */
+ * when the node is freed. Its lock is a word (zero is free); the external kind's wait
+ * is made once, by ext_make, and lives as long as it. */
 static mb_proc *proc_construct(mb_node *n) {
   _Static_assert(sizeof(mb_proc) % 64 == 0 && sizeof(mb_proc) <= MB_ALLOC_SMALL,
                  "mb_proc: whole cache lines, from the arena");
   mb_proc *p = mb_arena_alloc_lines(&n->arena, mb_sched_acache(n), sizeof *p);
   if (!p) return NULL;
   memset(p, 0, sizeof *p);
-  pthread_mutex_init(&p->meta, NULL);
   return p;
 }
 
 void mb_proc_destroy(mb_node *n, mb_proc *p) {
-  pthread_mutex_destroy(&p->meta);
   if (p->ext) {
     pthread_mutex_destroy(&p->ext->lock);
     pthread_cond_destroy(&p->ext->cond);
@@ -263,6 +260,7 @@ mb_proc *mb_proc_new(mb_node *n, int kind) {
   }
   p->node = n;
   p->kind = kind;
+  p->rq_next = NULL;   /* it linked the pool */
   mb_mpsc_init(&p->mq);
   atomic_store(&p->state, MB_PS_RUNNABLE);
   return p;
@@ -371,9 +369,9 @@ static void self_push(mb_proc *self, mb_sig *s) {
 void mb_proc_link(mb_proc *self, mb_pid other) {
   mb_pid me = atomic_load(&self->pid);
   if (other == me) return;
-  pthread_mutex_lock(&self->meta);
+  mb_lock_take(&self->meta);
   int added = mb_pidset_add(&self->links, other);
-  pthread_mutex_unlock(&self->meta);
+  mb_lock_give(&self->meta);
   if (added <= 0) return;   /* already linked (or no memory) */
   mb_sig *s = mb_sig_new(MB_SIG_LINK, me, 0);
   if (s && mb_send_sig(self->node, other, s) == 0) return;
@@ -383,18 +381,18 @@ void mb_proc_link(mb_proc *self, mb_pid other) {
 }
 
 void mb_proc_unlink(mb_proc *self, mb_pid other) {
-  pthread_mutex_lock(&self->meta);
+  mb_lock_take(&self->meta);
   int had = mb_pidset_del(&self->links, other);
-  pthread_mutex_unlock(&self->meta);
+  mb_lock_give(&self->meta);
   if (!had) return;
   mb_sig *s = mb_sig_new(MB_SIG_UNLINK, atomic_load(&self->pid), 0);
   if (s) mb_send_sig(self->node, other, s);
 }
 
 void mb_proc_monitor(mb_proc *self, mb_pid other, uint64_t ref) {
-  pthread_mutex_lock(&self->meta);
+  mb_lock_take(&self->meta);
   mb_monset_add(&self->monitors, ref, other);
-  pthread_mutex_unlock(&self->meta);
+  mb_lock_give(&self->meta);
   mb_sig *s = mb_sig_new(MB_SIG_MONITOR, atomic_load(&self->pid), ref);
   if (s && mb_send_sig(self->node, other, s) == 0) return;
   self_push(self, mb_sig_share(mb_sig_static("noproc"), MB_SIG_DOWN, other, ref));
@@ -402,9 +400,9 @@ void mb_proc_monitor(mb_proc *self, mb_pid other, uint64_t ref) {
 
 int mb_proc_demonitor(mb_proc *self, uint64_t ref) {
   mb_pid target;
-  pthread_mutex_lock(&self->meta);
+  mb_lock_take(&self->meta);
   int had = mb_monset_del(&self->monitors, ref, &target);
-  pthread_mutex_unlock(&self->meta);
+  mb_lock_give(&self->meta);
   if (had) {
     mb_sig *s = mb_sig_new(MB_SIG_DEMONITOR, atomic_load(&self->pid), ref);
     if (s) mb_send_sig(self->node, target, s);
@@ -440,12 +438,12 @@ int mb_proc_exit_signal(mb_proc *self, mb_pid to, mb_sig *reason) {
   if (!t) { mb_sig_free(reason); return MB_ENOPROC; }
   if (!mb_kind_of(t)->traps_all) {
     int kill = mb_encoded_is_string(reason->data, reason->len, "kill");
-    pthread_mutex_lock(&t->meta);
+    mb_lock_take(&t->meta);
     if (kill || (!t->trap_exit && !mb_encoded_is_string(reason->data, reason->len, "normal"))) {
       reason->flags |= MB_SIGF_FATAL;
       atomic_store(&t->dying, 1);
     }
-    pthread_mutex_unlock(&t->meta);
+    mb_lock_give(&t->meta);
   }
   mb_send_sig_to(t, reason);
   mb_proc_unref(t);
@@ -497,9 +495,9 @@ static void on_exit_signal(mb_proc *p, mb_sig *s) {
   int from_link = s->flags & MB_SIGF_LINK;
   const char *r = mb_sig_payload(s);
   if (from_link) {
-    pthread_mutex_lock(&p->meta);
+    mb_lock_take(&p->meta);
     int had = mb_pidset_del(&p->links, s->from);
-    pthread_mutex_unlock(&p->meta);
+    mb_lock_give(&p->meta);
     if (!had) { drop(p, s); return; }
   }
   int traps_all = mb_kind_of(p)->traps_all;
@@ -543,9 +541,9 @@ void mb_proc_drain_counted(mb_proc *p) {
       break;
     case MB_SIG_DOWN:
       if (mb_monset_has(&p->monitors, s->ref)) {
-        pthread_mutex_lock(&p->meta);
+        mb_lock_take(&p->meta);
         mb_monset_del(&p->monitors, s->ref, NULL);
-        pthread_mutex_unlock(&p->meta);
+        mb_lock_give(&p->meta);
         inbox_append(p, s);
       } else if (mb_monset_del(&p->calls, s->ref, NULL)) {
         inbox_append(p, s);   /* a call's server ended: no reply is taken after this */
@@ -556,9 +554,9 @@ void mb_proc_drain_counted(mb_proc *p) {
     case MB_SIG_CALL:
       /* the caller monitors us for the call's length (call.c): a DOWN if we end
        * before replying; the reply drops it */
-      pthread_mutex_lock(&p->meta);
+      mb_lock_take(&p->meta);
       mb_monset_add(&p->monitored_by, s->ref, s->from);
-      pthread_mutex_unlock(&p->meta);
+      mb_lock_give(&p->meta);
       inbox_append(p, s);
       break;
     case MB_SIG_CAST:
@@ -588,27 +586,27 @@ void mb_proc_drain_counted(mb_proc *p) {
       break;
     }
     case MB_SIG_LINK:
-      pthread_mutex_lock(&p->meta);
+      mb_lock_take(&p->meta);
       mb_pidset_add(&p->links, s->from);
-      pthread_mutex_unlock(&p->meta);
+      mb_lock_give(&p->meta);
       mb_sig_free(s);
       break;
     case MB_SIG_UNLINK:
-      pthread_mutex_lock(&p->meta);
+      mb_lock_take(&p->meta);
       mb_pidset_del(&p->links, s->from);
-      pthread_mutex_unlock(&p->meta);
+      mb_lock_give(&p->meta);
       mb_sig_free(s);
       break;
     case MB_SIG_MONITOR:
-      pthread_mutex_lock(&p->meta);
+      mb_lock_take(&p->meta);
       mb_monset_add(&p->monitored_by, s->ref, s->from);
-      pthread_mutex_unlock(&p->meta);
+      mb_lock_give(&p->meta);
       mb_sig_free(s);
       break;
     case MB_SIG_DEMONITOR:
-      pthread_mutex_lock(&p->meta);
+      mb_lock_take(&p->meta);
       mb_monset_del(&p->monitored_by, s->ref, NULL);
-      pthread_mutex_unlock(&p->meta);
+      mb_lock_give(&p->meta);
       mb_sig_free(s);
       break;
     case MB_SIG_WAKE:
@@ -656,11 +654,11 @@ void mb_proc_finish(mb_proc *p, mb_sig *reason) {
     mb_sig *d = mb_monset_pid(&p->calls, i) ? mb_sig_new(MB_SIG_DEMONITOR, me, mb_monset_ref(&p->calls, i)) : NULL;
     if (d) mb_send_sig(n, mb_monset_pid(&p->calls, i), d);
   }
-  pthread_mutex_lock(&p->meta);
+  mb_lock_take(&p->meta);
   mb_pidset_free(&p->links);
   mb_monset_free(&p->monitors);
   mb_monset_free(&p->monitored_by);
-  pthread_mutex_unlock(&p->meta);
+  mb_lock_give(&p->meta);
 
   for (mb_sig *m = p->inbox, *next; m; m = next) { next = m->next; mb_sig_free(m); }
   p->inbox = p->inbox_tail = p->mark_pos = NULL;

@@ -18,6 +18,7 @@
 #include "mailbox.h"
 #include "codec.h"
 #include "sets.h"
+#include "lock.h"
 
 typedef struct mb_sched mb_sched;
 typedef struct mb_code mb_code;
@@ -94,7 +95,7 @@ struct mb_proc {
   _Atomic uint64_t pid;
   _Atomic int refs;
 
-  /* everything from here to `meta` is cleared when the struct returns to the pool.
+  /* everything from here to `ext` is cleared when the struct returns to the pool.
    * What a message's path touches, on its sender's side and its receiver's, comes
    * first, in the struct's first four cache lines: in a ring of 1000 processes
    * every hop reaches a process whose lines have left the cache. */
@@ -114,7 +115,8 @@ struct mb_proc {
   _Atomic int64_t heap_bytes;   /* bytes of the Lua state, fed by its allocator */
   _Atomic uint64_t reductions;
   size_t max_heap;              /* 0 = unbounded */
-  mb_proc *rq_next;             /* the run queue or inject list it is on (RUNNABLE) */
+  mb_proc *rq_next;             /* the run queue or inject list it is on (RUNNABLE), or,
+                                 * pooled, the next struct in the pool */
 
   /* [owner] */
   lua_State *L;                 /* the process state; its main thread runs the body */
@@ -147,32 +149,34 @@ struct mb_proc {
 
   /* colder: a process's start and end, calls, I/O */
   mb_sig *exit_reason;           /* set at its end: signals that reach it later get this reason */
-  int io_woken;                  /* a WAKE for io_wait was drained */
-  uint8_t trap_exit;             /* [meta] (here, where io_woken leaves room) */
+  uint8_t io_woken;              /* a WAKE for io_wait was drained */
+  uint8_t trap_exit;             /* [meta] */
   uint8_t resources_closed;      /* [meta] set at its end: no resource may join the list */
+  mb_lock meta;                  /* guards the [meta] fields (a zeroed word is free) */
   uint64_t io_wait, io_waits;    /* the current I/O wait's number (0: none), and the last one given */
   mb_monset calls;               /* live call refs -> the server monitored for it, or 0: a REPLY to another is dropped */
   mb_code *code;                /* what to run: a module ... */
   mb_code *code_next;           /* [owner] a gen_server's upgrade in progress, or its last failed one */
-  char *fn_code; size_t fn_len; /* ... or a dumped function */
+  char *fn_code;                /* ... or a dumped function, fn_len bytes */
+  uint32_t fn_len;
+  uint32_t name_len;            /* [meta] of `name`, below */
   mb_sig *args;                 /* encoded spawn arguments */
-  lua_CFunction body;           /* ... or a C body (spawn.h) */
+  union {                       /* by kind: */
+    lua_CFunction body;         /* a Lua process's C body (spawn.h), or NULL */
+    const struct mb_native_ops *native_ops;   /* a native's handler and destroy of data (native.c) */
+  };
   void *native_data;
-  const struct mb_native_ops *native_ops;   /* native.c: the handler and destroy of data */
 
   /* [meta] */
   mb_pidset links;
   mb_monset monitors;      /* monitors this process holds: ref -> target */
   char *name;              /* registered name: name_len bytes (and a NUL) */
-  size_t name_len;
   char *module;
   struct mb_resource *resources;   /* closed at its end (handle.h) */
 
-  /* initialised once per struct (pooled), never copied nor cleared */
-  pthread_mutex_t meta;
+  /* made once per struct (pooled), never copied nor cleared */
   struct mb_extwait *ext;       /* made for the first external process the struct is:
                                  * the host thread waits on its condition */
-  mb_proc *pool_next;
 };
 
 static inline const mb_kind *mb_kind_of(const mb_proc *p) { return &mb_kinds[p->kind]; }

@@ -38,7 +38,7 @@ void mb_ptab_free(mb_ptab *t, mb_node *n) {
   if (!t) return;
   while (t->pool) {
     mb_proc *p = t->pool;
-    t->pool = p->pool_next;
+    t->pool = p->rq_next;
     mb_proc_destroy(n, p);
   }
   free(t->slots);
@@ -100,14 +100,14 @@ size_t mb_ptab_list(mb_ptab *t, mb_pid *out, size_t max) {
 mb_proc *mb_ptab_pool_get(mb_ptab *t) {
   pthread_mutex_lock(&t->pool_lock);
   mb_proc *p = t->pool;
-  if (p) t->pool = p->pool_next;
+  if (p) t->pool = p->rq_next;
   pthread_mutex_unlock(&t->pool_lock);
   return p;
 }
 
 void mb_ptab_pool_put(mb_ptab *t, mb_proc *p) {
   pthread_mutex_lock(&t->pool_lock);
-  p->pool_next = t->pool;
+  p->rq_next = t->pool;
   t->pool = p;
   pthread_mutex_unlock(&t->pool_lock);
 }

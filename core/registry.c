@@ -47,22 +47,23 @@ static entry **find(mb_registry *r, const char *name, size_t len) {
 
 int mb_registry_add(mb_node *n, const char *name, size_t len, mb_pid pid) {
   mb_registry *r = n->reg;
+  if (len > UINT32_MAX) return MB_EINVAL;   /* the process struct keeps a 32-bit length */
   mb_proc *p = mb_proc_get(n, pid);
   if (!p) return MB_ENOPROC;
   int rc = 0;
   pthread_mutex_lock(&r->lock);
   entry **pp = find(r, name, len);
   if (*pp) { rc = MB_EINVAL; goto out; }
-  pthread_mutex_lock(&p->meta);
+  mb_lock_take(&p->meta);
   if (p->name) rc = MB_EINVAL;
   else if (atomic_load(&p->state) == MB_PS_DEAD) rc = MB_ENOPROC;
   else {
     entry *e = malloc(sizeof *e);
     char *a = copy(name, len), *b = copy(name, len);
     if (!e || !a || !b) { free(e); free(a); free(b); rc = MB_ENOMEM; }
-    else { e->name = a; e->len = len; e->pid = pid; e->next = NULL; *pp = e; p->name = b; p->name_len = len; }
+    else { e->name = a; e->len = len; e->pid = pid; e->next = NULL; *pp = e; p->name = b; p->name_len = (uint32_t)len; }
   }
-  pthread_mutex_unlock(&p->meta);
+  mb_lock_give(&p->meta);
 out:
   pthread_mutex_unlock(&r->lock);
   mb_proc_unref(p);
@@ -77,9 +78,9 @@ int mb_registry_unregister(mb_node *n, const char *name, size_t len) {
   *pp = e->next;
   mb_proc *p = mb_proc_get(n, e->pid);
   if (p) {
-    pthread_mutex_lock(&p->meta);
+    mb_lock_take(&p->meta);
     if (p->name && p->name_len == len && memcmp(p->name, name, len) == 0) { free(p->name); p->name = NULL; }
-    pthread_mutex_unlock(&p->meta);
+    mb_lock_give(&p->meta);
     mb_proc_unref(p);
   }
   pthread_mutex_unlock(&r->lock);
@@ -97,21 +98,21 @@ mb_pid mb_registry_whereis(mb_registry *r, const char *name, size_t len) {
 }
 
 void mb_registry_end(mb_node *n, mb_proc *p) {
-  pthread_mutex_lock(&p->meta);
+  mb_lock_take(&p->meta);
   if (!p->name) {   /* no name: DEAD under meta is enough (mb_registry_add checks it there) */
     atomic_store(&p->state, MB_PS_DEAD);
-    pthread_mutex_unlock(&p->meta);
+    mb_lock_give(&p->meta);
     return;
   }
-  pthread_mutex_unlock(&p->meta);
+  mb_lock_give(&p->meta);
   mb_registry *r = n->reg;
   pthread_mutex_lock(&r->lock);
-  pthread_mutex_lock(&p->meta);
+  mb_lock_take(&p->meta);
   char *name = p->name;
   size_t len = p->name_len;
   p->name = NULL;
   atomic_store(&p->state, MB_PS_DEAD);
-  pthread_mutex_unlock(&p->meta);
+  mb_lock_give(&p->meta);
   mb_test_point("registry_end");   /* dead, name not yet gone: whereis waits on the lock */
   entry *e = NULL;
   if (name) {

@@ -13,6 +13,7 @@
 
 int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out) {
   if (atomic_load(&n->state) >= MB_NODE_STOPPING && !r->first) goto fail_state;
+  if (r->fn && r->fn_len > UINT32_MAX) goto fail_mem;   /* the struct keeps a 32-bit length */
   mb_proc *p = mb_proc_new(n, MB_PK_LUA);
   if (!p) goto fail_mem;
   /* everything another thread may read is set before the pid is published */
@@ -20,7 +21,7 @@ int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out) {
     p->fn_code = malloc(r->fn_len);
     if (!p->fn_code) { mb_proc_discard(p); goto fail_mem; }
     memcpy(p->fn_code, r->fn, r->fn_len);
-    p->fn_len = r->fn_len;
+    p->fn_len = (uint32_t)r->fn_len;
   }
   p->code = r->code;
   p->args = r->args;
@@ -38,21 +39,21 @@ int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out) {
   mb_pid pid = atomic_load(&p->pid);
   if (r->link) {
     mb_pid other = atomic_load(&r->link->pid);
-    pthread_mutex_lock(&p->meta);
+    mb_lock_take(&p->meta);
     mb_pidset_add(&p->links, other);
-    pthread_mutex_unlock(&p->meta);
-    pthread_mutex_lock(&r->link->meta);
+    mb_lock_give(&p->meta);
+    mb_lock_take(&r->link->meta);
     mb_pidset_add(&r->link->links, pid);
-    pthread_mutex_unlock(&r->link->meta);
+    mb_lock_give(&r->link->meta);
   }
   if (r->monitor) {
-    pthread_mutex_lock(&p->meta);
+    mb_lock_take(&p->meta);
     mb_monset_add(&p->monitored_by, r->mref, atomic_load(&r->monitor->pid));
-    pthread_mutex_unlock(&p->meta);
+    mb_lock_give(&p->meta);
     if (!r->call_monitor) {
-      pthread_mutex_lock(&r->monitor->meta);
+      mb_lock_take(&r->monitor->meta);
       mb_monset_add(&r->monitor->monitors, r->mref, pid);
-      pthread_mutex_unlock(&r->monitor->meta);
+      mb_lock_give(&r->monitor->meta);
     }
   }
   /* a stop that listed the processes before this one existed must still end it */

@@ -46,9 +46,9 @@ static int probe_monitored_by(lua_State *L) {
   if (!mb_test_pid(L, 1, &pid)) return luaL_typeerror(L, 1, "pid");
   mb_proc *q = mb_proc_get(mb_proc_of(L)->node, pid);
   if (!q) return luaL_error(L, "probe: %d is gone", (int)pid);
-  pthread_mutex_lock(&q->meta);
+  mb_lock_take(&q->meta);
   lua_pushinteger(L, q->monitored_by.n);
-  pthread_mutex_unlock(&q->meta);
+  mb_lock_give(&q->meta);
   mb_proc_unref(q);
   return 1;
 }

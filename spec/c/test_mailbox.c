@@ -1,8 +1,13 @@
-/* test_mailbox: the MPSC queue — order, emptiness, and a multi-producer hammer. */
+/* test_mailbox: the MPSC queue — order, emptiness, and a multi-producer hammer;
+ * signal blocks across threads; the one-word lock (lock.h) a process's links,
+ * monitors and name live under. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include "check.h"
+#include "lock.h"
 #include "mailbox.h"
 #include "sigblock.h"
 
@@ -123,5 +128,62 @@ TEST(signal_blocks_cross_threads_and_stay_bounded) {
   }
 }
 
+/* The lock: threads that hammer it never find another inside, and no increment made
+ * under it is lost (plain ints: the thread sanitizer build also sees any race). */
+#define LOCKERS 4
+#define LOCK_ROUNDS 200000
+static mb_lock hl;
+static int inside;
+static long counted;
+
+static void *locker(void *arg) {
+  (void)arg;
+  for (int i = 0; i < LOCK_ROUNDS; i++) {
+    mb_lock_take(&hl);
+    CHECK(inside == 0);
+    inside = 1;
+    counted++;
+    if (i % 1000 == 0) sched_yield();   /* held while off the core: the others sleep on it */
+    inside = 0;
+    mb_lock_give(&hl);
+  }
+  return NULL;
+}
+
+TEST(lock_excludes_under_a_hammer) {
+  pthread_t t[LOCKERS];
+  for (int i = 0; i < LOCKERS; i++) CHECK(pthread_create(&t[i], NULL, locker, NULL) == 0);
+  for (int i = 0; i < LOCKERS; i++) CHECK(pthread_join(t[i], NULL) == 0);
+  CHECK_EQ_INT(counted, (long)LOCKERS * LOCK_ROUNDS);
+  CHECK_EQ_INT(atomic_load(&hl), 0);   /* free, and no waiter mark left behind */
+}
+
+static _Atomic int waiter_in;
+
+static void *late_taker(void *arg) {
+  (void)arg;
+  mb_lock_take(&hl);
+  atomic_store(&waiter_in, 1);
+  mb_lock_give(&hl);
+  return NULL;
+}
+
+/* A thread that finds the lock held marks it (2) and sleeps; letting go wakes it. */
+TEST(lock_wakes_a_sleeping_waiter) {
+  mb_lock_take(&hl);
+  CHECK_EQ_INT(atomic_load(&hl), 1);
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, late_taker, NULL) == 0);
+  struct timespec ms = { 0, 1000000 };
+  for (int i = 0; i < 10000 && atomic_load(&hl) != 2; i++) nanosleep(&ms, NULL);   /* bounded: 10 s */
+  CHECK_EQ_INT(atomic_load(&hl), 2);
+  CHECK_EQ_INT(atomic_load(&waiter_in), 0);
+  mb_lock_give(&hl);
+  CHECK(pthread_join(t, NULL) == 0);
+  CHECK_EQ_INT(atomic_load(&waiter_in), 1);
+  CHECK_EQ_INT(atomic_load(&hl), 0);
+}
+
 TEST_MAIN(CHECK_CASE(fifo_single_thread), CHECK_CASE(interleaved_push_pop),
-          CHECK_CASE(hammer_many_producers), CHECK_CASE(signal_blocks_cross_threads_and_stay_bounded))
+          CHECK_CASE(hammer_many_producers), CHECK_CASE(signal_blocks_cross_threads_and_stay_bounded),
+          CHECK_CASE(lock_excludes_under_a_hammer), CHECK_CASE(lock_wakes_a_sleeping_waiter))
