@@ -8,7 +8,7 @@
 #include <unistd.h>
 #include <lauxlib.h>
 #include <lualib.h>
-#include "check.h"
+#include "nodecheck.h"
 #include "moonbeam.h"
 #include "node.h"
 #include "receive.h"
@@ -428,6 +428,70 @@ TEST(hammer_live_and_dead_replies) {
   teardown();
 }
 
+/* ---- a message handed straight to a waiting Lua process (proc.c, hand_over) ---- */
+
+static mb_sig *numbered(int i) {
+  char text[16];
+  snprintf(text, sizeof text, "m%d", i);
+  mb_sig *s = mb_sig_string(MB_SIG_MSG, 7, 0, text);
+  CHECK(s != NULL);
+  return s;
+}
+
+static int number_of(const mb_sig *s) {
+  CHECK_EQ_INT(mb_decode(DL, mb_sig_payload(s), s->len), 0);
+  int i = -1;
+  CHECK(sscanf(lua_tostring(DL, -1), "m%d", &i) == 1);
+  lua_pop(DL, 1);
+  return i;
+}
+
+/* Driven by hand on a node that never starts (nothing runs the struct): the states
+ * are set as a scheduler would set them. A message to a waiting Lua process with an
+ * empty mailbox goes into its inbox at once and makes it runnable. One that finds
+ * it waiting with a signal counted in its mailbox (its sender's earlier message,
+ * pushed while it ran: park's window between WAITING and its count check) goes in
+ * behind that one, so the sender's order holds. A process with a max_heap, or
+ * running, gets the mailbox as before. */
+TEST(a_waiting_process_gets_a_message_in_order) {
+  mb_node *n = check_quiet_node(1);
+  DL = luaL_newstate();
+  mb_proc *p = mb_proc_alloc(n, MB_PK_LUA);
+  CHECK(p != NULL);
+
+  atomic_store(&p->state, MB_PS_WAITING);
+  mb_sig *m1 = numbered(1);
+  mb_send_sig_to(p, m1);
+  CHECK_EQ_INT(atomic_load(&p->state), MB_PS_RUNNABLE);
+  CHECK(p->inbox == m1 && p->inbox_tail == m1);
+  CHECK_EQ_INT(atomic_load(&p->mq_count), 0);
+  CHECK_EQ_INT(atomic_load(&p->inbox_len), 1);
+  CHECK_EQ_INT(atomic_load(&p->queue_bytes), (int64_t)m1->len);
+
+  atomic_store(&p->state, MB_PS_RUNNING);   /* it runs: the next one is pushed */
+  mb_send_sig_to(p, numbered(2));
+  CHECK_EQ_INT(atomic_load(&p->mq_count), 1);
+  atomic_store(&p->state, MB_PS_WAITING);   /* parked, its count not yet looked at */
+  mb_send_sig_to(p, numbered(3));
+  CHECK_EQ_INT(atomic_load(&p->state), MB_PS_RUNNABLE);
+  CHECK_EQ_INT(atomic_load(&p->mq_count), 2);   /* behind 2, not before it */
+  CHECK(p->inbox == m1 && p->inbox_tail == m1);
+
+  p->max_heap = 1 << 20;   /* a bound: the usual way, which checks it */
+  atomic_store(&p->state, MB_PS_WAITING);
+  mb_proc_drain(p);
+  mb_send_sig_to(p, numbered(4));
+  CHECK_EQ_INT(atomic_load(&p->mq_count), 1);
+  mb_proc_drain(p);
+
+  int want = 1;
+  for (mb_sig *m = p->inbox; m; m = m->next) CHECK_EQ_INT(number_of(m), want++);
+  CHECK_EQ_INT(want, 5);
+  CHECK_EQ_INT(atomic_load(&p->inbox_len), 4);
+  mb_node_free(n);   /* takes what its never-run process holds */
+  lua_close(DL);
+}
+
 TEST_MAIN(CHECK_CASE(select_by_predicate_keeps_the_order_of_the_rest),
           CHECK_CASE(marker_skips_older_messages_after_selective_removals),
           CHECK_CASE(reply_with_a_live_ref_arrives_once),
@@ -435,4 +499,5 @@ TEST_MAIN(CHECK_CASE(select_by_predicate_keeps_the_order_of_the_rest),
           CHECK_CASE(reply_to_a_ref_removed_while_in_the_mailbox_is_dropped),
           CHECK_CASE(reply_queued_but_not_taken_goes_with_its_ref),
           CHECK_CASE(lua_receive_skips_replies),
-          CHECK_CASE(hammer_live_and_dead_replies))
+          CHECK_CASE(hammer_live_and_dead_replies),
+          CHECK_CASE(a_waiting_process_gets_a_message_in_order))
