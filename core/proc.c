@@ -329,7 +329,8 @@ static void push(mb_proc *p, mb_sig *s) {
 
 static void inbox_append(mb_proc *p, mb_sig *s);
 
-/* A message to a Lua process that waits goes straight into its inbox, without the
+/* A message (or a gen_server's cast: a drain only appends either) to a Lua process
+ * that waits goes straight into its inbox, without the
  * mailbox's push, count and drain. Whoever moves a process from WAITING to RUNNABLE
  * owns it until it queues it (park publishes WAITING only once it has read all it
  * needs of the struct, and a Lua process runs only when a scheduler takes it off a
@@ -356,7 +357,7 @@ static int hand_over(mb_proc *p, mb_sig *s) {
 }
 
 int mb_send_sig_to(mb_proc *to, mb_sig *s) {
-  if (s->kind == MB_SIG_MSG && hand_over(to, s)) return 0;
+  if ((s->kind == MB_SIG_MSG || s->kind == MB_SIG_CAST) && hand_over(to, s)) return 0;
   push(to, s);
   if (atomic_load(&to->state) == MB_PS_RUNNING)
     mb_sched_poke(to->node);   /* it may be a loop only preemption can stop */

@@ -451,8 +451,9 @@ static int number_of(const mb_sig *s) {
  * empty mailbox goes into its inbox at once and makes it runnable. One that finds
  * it waiting with a signal counted in its mailbox (its sender's earlier message,
  * pushed while it ran: park's window between WAITING and its count check) goes in
- * behind that one, so the sender's order holds. A process with a max_heap, or
- * running, gets the mailbox as before. */
+ * behind that one, so the sender's order holds. A cast goes straight in as a
+ * message does; a link, a process with a max_heap, or one running gets the
+ * mailbox as before. */
 TEST(a_waiting_process_gets_a_message_in_order) {
   mb_node *n = check_quiet_node(1);
   DL = luaL_newstate();
@@ -477,17 +478,31 @@ TEST(a_waiting_process_gets_a_message_in_order) {
   CHECK_EQ_INT(atomic_load(&p->mq_count), 2);   /* behind 2, not before it */
   CHECK(p->inbox == m1 && p->inbox_tail == m1);
 
-  p->max_heap = 1 << 20;   /* a bound: the usual way, which checks it */
   atomic_store(&p->state, MB_PS_WAITING);
   mb_proc_drain(p);
-  mb_send_sig_to(p, numbered(4));
+  mb_sig *cast = numbered(4);   /* a cast is only appended too */
+  cast->kind = MB_SIG_CAST;
+  mb_send_sig_to(p, cast);
+  CHECK(p->inbox_tail == cast);
+  CHECK_EQ_INT(atomic_load(&p->mq_count), 0);
+
+  atomic_store(&p->state, MB_PS_WAITING);   /* a link is not: the drain acts on it */
+  mb_send_sig_to(p, mb_sig_new(MB_SIG_LINK, 9, 0));
+  CHECK_EQ_INT(atomic_load(&p->mq_count), 1);
+  CHECK_EQ_INT(atomic_load(&p->state), MB_PS_RUNNABLE);   /* woken as before */
+  mb_proc_drain(p);
+  CHECK(mb_pidset_has(&p->links, 9));
+
+  p->max_heap = 1 << 20;   /* a bound: the usual way, which checks it */
+  atomic_store(&p->state, MB_PS_WAITING);
+  mb_send_sig_to(p, numbered(5));
   CHECK_EQ_INT(atomic_load(&p->mq_count), 1);
   mb_proc_drain(p);
 
   int want = 1;
   for (mb_sig *m = p->inbox; m; m = m->next) CHECK_EQ_INT(number_of(m), want++);
-  CHECK_EQ_INT(want, 5);
-  CHECK_EQ_INT(atomic_load(&p->inbox_len), 4);
+  CHECK_EQ_INT(want, 6);
+  CHECK_EQ_INT(atomic_load(&p->inbox_len), 5);
   mb_node_free(n);   /* takes what its never-run process holds */
   lua_close(DL);
 }
