@@ -8,6 +8,7 @@
  * ticker, which must never miss a wake-up (mb_preempt_wake). */
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,11 +19,11 @@
 #define QUIET_NS 10000000 /* the longest the ticker sleeps while nothing is contended */
 
 typedef struct mb_ticker {
+  _Atomic int parked;   /* first: mb_preempt_wake reads it inline (sched_internal.h) */
   pthread_t thread;
   int started, signo;
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  _Atomic int parked;
   _Atomic int quit;   /* set once every scheduler thread has been joined */
 } mb_ticker;
 
@@ -95,9 +96,10 @@ static int contended(mb_node *n, mb_sched *s, uint64_t now) {
  * needed (a process running, a queue length, a timer, a signal count) and then
  * loads `parked`; the ticker stores `parked` and then re-reads those (ticker_park).
  * One of the two sees the other's store. */
-void mb_preempt_wake(mb_node *n) {
+_Static_assert(offsetof(mb_ticker, parked) == 0, "mb_preempt_wake reads `parked` at the struct's start");
+
+void mb_preempt_unpark(mb_node *n) {
   mb_ticker *t = n->ticker;
-  if (!t || !atomic_load(&t->parked)) return;
   pthread_mutex_lock(&t->lock);
   atomic_store(&t->parked, 0);
   pthread_cond_signal(&t->cond);

@@ -220,9 +220,8 @@ int mb_sched_arm_wait(mb_proc *p, uint64_t deadline) {
   return 0;
 }
 
-void mb_sched_disarm_wait(mb_proc *p) {
+void mb_sched_disarm_armed(mb_proc *p) {
   mb_timer *t = p->wait_timer;
-  if (!t) return;
   p->wait_timer = NULL;
   uint32_t armed = p->wait_armed_seq;
   /* Whoever consumes the wait's sequence owns the timer: if it already fired,

@@ -36,7 +36,12 @@ mb_sched *mb_sched_self(void);
 
 /* [owner] Timers on the current scheduler. */
 int mb_sched_arm_wait(mb_proc *p, uint64_t deadline);
-void mb_sched_disarm_wait(mb_proc *p);
+void mb_sched_disarm_armed(mb_proc *p);
+/* [owner] Cancel the current wait's timer, if one is armed (most waits have none:
+ * the test is inline). */
+static inline void mb_sched_disarm_wait(mb_proc *p) {
+  if (p->wait_timer) mb_sched_disarm_armed(p);
+}
 /* send_after: t (ref, pid or name, message) into this thread's heap and the node's
  * map; one aimed at a pid that already ended is cancelled at once. On 0 the
  * timer belongs to the scheduler (the caller must not touch it); -1: not armed. */
