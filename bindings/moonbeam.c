@@ -33,16 +33,10 @@ static mb_sig *encode_sig(lua_State *L, mb_node *n, int idx, const char *op, int
   return mb_l_encode(L, n, NULL, idx, op, "msg", kind);
 }
 
-mb_sig *mb_l_encode(lua_State *L, mb_node *n, mb_proc *self, int idx, const char *op, const char *root, int kind) {
-  /* a lone number, boolean or short string, or a short tuple of those (not for a
-   * sender that watches refs): its signal at once, at its size */
-  unsigned char sc[MB_SMALL_MAX];
-  size_t sl = mb_encode_small(L, idx, sc, !mb_call_watches_refs(self));
-  if (sl && sl <= n->max_message) {
-    mb_sig *s = mb_sig_raw(kind, 0, 0, sc, sl);
-    if (!s) luaL_error(L, "%s: not enough memory", op);
-    return s;
-  }
+/* The encoder's way, with its scratch buffer and its error text (a frame of its own,
+ * which the small values' way does not set up). */
+static __attribute__((noinline)) mb_sig *encode_full(lua_State *L, mb_node *n, mb_proc *self, int idx,
+                                                     const char *op, const char *root, int kind) {
   mb_buf b;
   char err[512];
   if (mb_buf_init_scratch(&b, MB_SIG_HDR, n->max_message) != 0) luaL_error(L, "%s: not enough memory", op);
@@ -57,6 +51,19 @@ mb_sig *mb_l_encode(lua_State *L, mb_node *n, mb_proc *self, int idx, const char
     luaL_error(L, "%s: %s", op, err);
   }
   return mb_sig_from_buf(&b, kind, 0, 0);
+}
+
+mb_sig *mb_l_encode(lua_State *L, mb_node *n, mb_proc *self, int idx, const char *op, const char *root, int kind) {
+  /* a lone number, boolean or short string, or a short tuple of those (not for a
+   * sender that watches refs): its signal at once, at its size */
+  unsigned char sc[MB_SMALL_MAX];
+  size_t sl = mb_encode_small(L, idx, sc, !mb_call_watches_refs(self));
+  if (sl && sl <= n->max_message) {
+    mb_sig *s = mb_sig_raw(kind, 0, 0, sc, sl);
+    if (!s) luaL_error(L, "%s: not enough memory", op);
+    return s;
+  }
+  return encode_full(L, n, self, idx, op, root, kind);
 }
 
 /* Raise after freeing; for errors found once a signal exists. */
