@@ -22,5 +22,11 @@ void mb_mpsc_push(mb_mpsc *q, mb_qnode *n);
 /* Consumer only. NULL when empty, or while a push is half done (that producer
  * completes it and then wakes the consumer, so NULL is safe to wait on). */
 mb_qnode *mb_mpsc_pop(mb_mpsc *q);
+/* Consumer only (or whoever holds the consumer's side for it). Nothing is queued
+ * that a pop has not returned, counting a push between its exchange and its link:
+ * the consumer's tail is the stub, and no producer has swapped the head since. */
+static inline int mb_mpsc_empty(mb_mpsc *q) {
+  return q->tail == &q->stub && atomic_load_explicit(&q->head, memory_order_acquire) == &q->stub;
+}
 
 #endif

@@ -330,23 +330,25 @@ static void push(mb_proc *p, mb_sig *s) {
 static void inbox_append(mb_proc *p, mb_sig *s);
 
 /* A message (or a gen_server's cast: a drain only appends either) to a Lua process
- * that waits goes straight into its inbox, without the
- * mailbox's push, count and drain. Whoever moves a process from WAITING to RUNNABLE
- * owns it until it queues it (park publishes WAITING only once it has read all it
- * needs of the struct, and a Lua process runs only when a scheduler takes it off a
- * queue), so the sender may write the owner's inbox itself. Only with nothing
- * counted in the mailbox: a signal there (this sender's own earlier one, which a
- * process in park's window between WAITING and its count check has not drained)
- * must come out first, so the message is pushed behind it instead. A process with
- * a max_heap goes the usual way, which checks the bound. 1 delivered; 0 not taken
- * (nothing changed). */
+ * that waits goes straight into its inbox, without the mailbox's push, count and
+ * drain. Whoever moves a process from WAITING to RUNNABLE owns it until it queues
+ * it (park publishes WAITING only once it has read all it needs of the struct, and
+ * a Lua process runs only when a scheduler takes it off a queue), so the sender
+ * may write the owner's inbox, and look at the mailbox's consumer side, itself.
+ * Only with the mailbox empty: a signal still there, this sender's own earlier one
+ * included, must come out first, so the message is pushed behind it. The count
+ * cannot tell: a process in park's window (WAITING stored, its count not yet read)
+ * has not drained what it counts, and a drain stops when the count says nothing is
+ * left, which leaves a signal queued behind another sender's that is pushed and
+ * not yet counted. A process with a max_heap goes the usual way, which checks the
+ * bound. 1 delivered; 0 not taken (nothing changed). */
 static int hand_over(mb_proc *p, mb_sig *s) {
   int st = MB_PS_WAITING;
   if (p->kind != MB_PK_LUA || p->max_heap ||
       atomic_load_explicit(&p->state, memory_order_relaxed) != MB_PS_WAITING ||
       !atomic_compare_exchange_strong(&p->state, &st, MB_PS_RUNNABLE))
     return 0;
-  if (atomic_load(&p->mq_count) > 0) {
+  if (!mb_mpsc_empty(&p->mq)) {
     push(p, s);
   } else {
     atomic_fetch_add_explicit(&p->queue_bytes, (int64_t)s->len, memory_order_relaxed);

@@ -39,6 +39,26 @@ TEST(interleaved_push_pop) {
   }
 }
 
+/* Empty means nothing a pop has not returned, a push that has swapped the head
+ * and not yet linked included (its pop would say NULL). */
+TEST(empty_counts_a_half_done_push) {
+  mb_mpsc q;
+  mb_mpsc_init(&q);
+  CHECK(mb_mpsc_empty(&q));
+  item a, b;
+  mb_mpsc_push(&q, &a.q);
+  CHECK(!mb_mpsc_empty(&q));
+  CHECK(mb_mpsc_pop(&q) == &a.q);
+  CHECK(mb_mpsc_empty(&q));   /* the stub went back in behind a */
+  atomic_store(&b.q.next, NULL);
+  mb_qnode *prev = atomic_exchange(&q.head, &b.q);   /* a producer's first half */
+  CHECK(mb_mpsc_pop(&q) == NULL);
+  CHECK(!mb_mpsc_empty(&q));
+  atomic_store(&prev->next, &b.q);   /* and its second */
+  CHECK(mb_mpsc_pop(&q) == &b.q);
+  CHECK(mb_mpsc_empty(&q));
+}
+
 #define PRODUCERS 4
 #define PER_PRODUCER 200000
 
@@ -184,6 +204,6 @@ TEST(lock_wakes_a_sleeping_waiter) {
   CHECK_EQ_INT(atomic_load(&hl), 0);
 }
 
-TEST_MAIN(CHECK_CASE(fifo_single_thread), CHECK_CASE(interleaved_push_pop),
+TEST_MAIN(CHECK_CASE(fifo_single_thread), CHECK_CASE(interleaved_push_pop), CHECK_CASE(empty_counts_a_half_done_push),
           CHECK_CASE(hammer_many_producers), CHECK_CASE(signal_blocks_cross_threads_and_stay_bounded),
           CHECK_CASE(lock_excludes_under_a_hammer), CHECK_CASE(lock_wakes_a_sleeping_waiter))

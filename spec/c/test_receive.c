@@ -446,14 +446,25 @@ static int number_of(const mb_sig *s) {
   return i;
 }
 
+/* What a scheduler would do with p, made runnable on a node that never starts:
+ * take it off the inject list, where it must be once. */
+static void take_back(mb_node *n, mb_proc *p) {
+  pthread_mutex_lock(&n->inject_lock);
+  CHECK(n->inject_head == p && n->inject_tail == p && p->rq_next == NULL);
+  n->inject_head = n->inject_tail = NULL;
+  atomic_store(&n->inject_count, 0);
+  pthread_mutex_unlock(&n->inject_lock);
+}
+
 /* Driven by hand on a node that never starts (nothing runs the struct): the states
  * are set as a scheduler would set them. A message to a waiting Lua process with an
  * empty mailbox goes into its inbox at once and makes it runnable. One that finds
- * it waiting with a signal counted in its mailbox (its sender's earlier message,
- * pushed while it ran: park's window between WAITING and its count check) goes in
- * behind that one, so the sender's order holds. A cast goes straight in as a
- * message does; a link, a process with a max_heap, or one running gets the
- * mailbox as before. */
+ * the mailbox not empty goes in behind what is there, so the order holds: a signal
+ * of its own sender pushed while the process ran (park's window between WAITING
+ * and its count check), or one another sender pushed and has not counted yet
+ * (the count says 0; the drain stopped before what was queued behind it). A cast
+ * goes straight in as a message does; a link, a process with a max_heap, or one
+ * running gets the mailbox as before. */
 TEST(a_waiting_process_gets_a_message_in_order) {
   mb_node *n = check_quiet_node(1);
   DL = luaL_newstate();
@@ -464,6 +475,7 @@ TEST(a_waiting_process_gets_a_message_in_order) {
   mb_sig *m1 = numbered(1);
   mb_send_sig_to(p, m1);
   CHECK_EQ_INT(atomic_load(&p->state), MB_PS_RUNNABLE);
+  take_back(n, p);
   CHECK(p->inbox == m1 && p->inbox_tail == m1);
   CHECK_EQ_INT(atomic_load(&p->mq_count), 0);
   CHECK_EQ_INT(atomic_load(&p->inbox_len), 1);
@@ -475,14 +487,16 @@ TEST(a_waiting_process_gets_a_message_in_order) {
   atomic_store(&p->state, MB_PS_WAITING);   /* parked, its count not yet looked at */
   mb_send_sig_to(p, numbered(3));
   CHECK_EQ_INT(atomic_load(&p->state), MB_PS_RUNNABLE);
+  take_back(n, p);
   CHECK_EQ_INT(atomic_load(&p->mq_count), 2);   /* behind 2, not before it */
   CHECK(p->inbox == m1 && p->inbox_tail == m1);
+  mb_proc_drain(p);
 
   atomic_store(&p->state, MB_PS_WAITING);
-  mb_proc_drain(p);
   mb_sig *cast = numbered(4);   /* a cast is only appended too */
   cast->kind = MB_SIG_CAST;
   mb_send_sig_to(p, cast);
+  take_back(n, p);
   CHECK(p->inbox_tail == cast);
   CHECK_EQ_INT(atomic_load(&p->mq_count), 0);
 
@@ -490,19 +504,37 @@ TEST(a_waiting_process_gets_a_message_in_order) {
   mb_send_sig_to(p, mb_sig_new(MB_SIG_LINK, 9, 0));
   CHECK_EQ_INT(atomic_load(&p->mq_count), 1);
   CHECK_EQ_INT(atomic_load(&p->state), MB_PS_RUNNABLE);   /* woken as before */
+  take_back(n, p);
   mb_proc_drain(p);
   CHECK(mb_pidset_has(&p->links, 9));
 
+  /* another sender between its push and its count */
+  atomic_store(&p->state, MB_PS_WAITING);
+  mb_sig *other = numbered(5);
+  atomic_fetch_add(&p->queue_bytes, (int64_t)other->len);
+  mb_mpsc_push(&p->mq, &other->q);
+  mb_sig *m6 = numbered(6);
+  mb_send_sig_to(p, m6);
+  take_back(n, p);
+  CHECK_EQ_INT(atomic_load(&p->mq_count), 1);   /* pushed behind, though nothing was counted */
+  mb_proc_drain(p);   /* takes 5, and stops as the count says */
+  CHECK(p->inbox_tail == other);
+  atomic_fetch_add(&p->mq_count, 1);   /* the other sender counts */
+  mb_proc_drain(p);
+  CHECK(p->inbox_tail == m6);
+
   p->max_heap = 1 << 20;   /* a bound: the usual way, which checks it */
   atomic_store(&p->state, MB_PS_WAITING);
-  mb_send_sig_to(p, numbered(5));
+  mb_send_sig_to(p, numbered(7));
+  take_back(n, p);
   CHECK_EQ_INT(atomic_load(&p->mq_count), 1);
   mb_proc_drain(p);
 
   int want = 1;
   for (mb_sig *m = p->inbox; m; m = m->next) CHECK_EQ_INT(number_of(m), want++);
-  CHECK_EQ_INT(want, 6);
-  CHECK_EQ_INT(atomic_load(&p->inbox_len), 5);
+  CHECK_EQ_INT(want, 8);
+  CHECK_EQ_INT(atomic_load(&p->inbox_len), 7);
+  CHECK_EQ_INT(atomic_load(&p->mq_count), 0);
   mb_node_free(n);   /* takes what its never-run process holds */
   lua_close(DL);
 }
