@@ -96,10 +96,10 @@ static int contended(mb_node *n, mb_sched *s, uint64_t now) {
  * needed (a process running, a queue length, a timer, a signal count) and then
  * loads `parked`; the ticker stores `parked` and then re-reads those (ticker_park).
  * One of the two sees the other's store. */
-_Static_assert(offsetof(mb_ticker, parked) == 0, "mb_preempt_wake reads `parked` at the struct's start");
+_Static_assert(offsetof(mb_ticker, parked) == 0 && _Generic(&((mb_ticker *)0)->parked, _Atomic int *: 1, default: 0),
+               "mb_preempt_wake reads `parked`, an _Atomic int, at the struct's start");
 
-void mb_preempt_unpark(mb_node *n) {
-  mb_ticker *t = n->ticker;
+void mb_preempt_unpark(struct mb_ticker *t) {
   pthread_mutex_lock(&t->lock);
   atomic_store(&t->parked, 0);
   pthread_cond_signal(&t->cond);

@@ -39,12 +39,12 @@ extern _Thread_local mb_sched *mb_tls_sched;
 void mb_preempt_start(mb_node *n);     /* the ticker thread, if preemption is on */
 void mb_preempt_stop(mb_node *n);      /* ends the ticker thread (after every scheduler joined) */
 void mb_preempt_free(mb_node *n);      /* frees the ticker (when the node is freed) */
-void mb_preempt_unpark(mb_node *n);    /* wake the parked ticker: see preempt.c */
+void mb_preempt_unpark(struct mb_ticker *t);   /* wake the parked ticker: see preempt.c */
 /* Wake the ticker if parked (every wake-up and run asks: the test is inline). Its
  * struct starts with `parked`. */
 static inline void mb_preempt_wake(mb_node *n) {
-  _Atomic int *parked = (_Atomic int *)(void *)n->ticker;
-  if (parked && atomic_load(parked)) mb_preempt_unpark(n);
+  struct mb_ticker *t = n->ticker;
+  if (t && atomic_load((_Atomic int *)(void *)t)) mb_preempt_unpark(t);
 }
 void mb_preempt_unblock(mb_node *n);   /* unblock the preemption signal in this thread */
 

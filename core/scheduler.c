@@ -306,7 +306,7 @@ static void fire_timer(mb_sched *s, mb_timer *t) {
 }
 
 static void fire_due(mb_sched *s) {
-  drain_cancelled(s);
+  if (!mb_mpsc_empty(&s->cancelq)) drain_cancelled(s);   /* every loop turn: a test, not a pop */
   if (!s->timers.n) return;
   uint64_t now = mb_now_ns();
   mb_timer *t;
