@@ -1,5 +1,6 @@
 /* lock: a one-word mutex (a futex: 0 free, 1 held, 2 held with waiters), for data
- * every process struct carries: a pthread mutex is 40 bytes, a twelfth of the struct.
+ * every process struct carries: a pthread mutex is 40 bytes, near a tenth of the
+ * 448-byte struct.
  * Uncontended, taking it is one compare-and-swap and letting go one exchange; a
  * thread that finds it held sleeps in the kernel, as a default pthread mutex does.
  * Not recursive, no owner check. A zeroed word is a free lock. */
