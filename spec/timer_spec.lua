@@ -212,6 +212,18 @@ describe("mb.sleep", function()
     assert.same({ 1, 2 }, msg)
   end)
 
+  it("is not ended early by a message: the message waits until the sleep is over", function()
+    node = H.start()
+    local msg = H.run(node, function(parent)
+      local mb = require "moonbeam"
+      local t0 = mb.now()
+      mb.send_after(5, mb.self(), "during")   -- wakes the sleeper's process (delivered to its inbox)
+      mb.sleep(100)
+      mb.send(parent, { mb.now() - t0 >= 95, mb.receive(0) })
+    end)
+    assert.same({ true, "during" }, msg)
+  end)
+
   it("raises for an argument that is not a number", function()
     node = H.start()
     local msg = H.run(node, function(parent)
