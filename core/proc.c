@@ -289,11 +289,16 @@ mb_proc *mb_proc_alloc(mb_node *n, int kind) {
 
 /* ---- delivery ---- */
 
-void mb_proc_wake(mb_proc *p) {
+/* Move a waiting process to RUNNABLE; 1 if this caller did it (and must now queue
+ * it or signal its thread), 0 if it was not waiting or another caller did. */
+static inline int claim_waiting(mb_proc *p) {
   int st = MB_PS_WAITING;
-  if (atomic_load(&p->state) != MB_PS_WAITING ||
-      !atomic_compare_exchange_strong(&p->state, &st, MB_PS_RUNNABLE))
-    return;
+  return atomic_load(&p->state) == MB_PS_WAITING &&
+         atomic_compare_exchange_strong(&p->state, &st, MB_PS_RUNNABLE);
+}
+
+void mb_proc_wake(mb_proc *p) {
+  if (!claim_waiting(p)) return;
   if (mb_kind_of(p)->waits_off_scheduler) {
     pthread_mutex_lock(&p->ext->lock);
     pthread_cond_signal(&p->ext->cond);
@@ -343,11 +348,7 @@ static void inbox_append(mb_proc *p, mb_sig *s);
  * not yet counted. A process with a max_heap goes the usual way, which checks the
  * bound. 1 delivered; 0 not taken (nothing changed). */
 static int hand_over(mb_proc *p, mb_sig *s) {
-  int st = MB_PS_WAITING;
-  if (p->kind != MB_PK_LUA || p->max_heap ||
-      atomic_load_explicit(&p->state, memory_order_relaxed) != MB_PS_WAITING ||
-      !atomic_compare_exchange_strong(&p->state, &st, MB_PS_RUNNABLE))
-    return 0;
+  if (p->kind != MB_PK_LUA || p->max_heap || !claim_waiting(p)) return 0;
   if (!mb_mpsc_empty(&p->mq)) {
     push(p, s);
   } else {
