@@ -53,17 +53,23 @@ static __attribute__((noinline)) mb_sig *encode_full(lua_State *L, mb_node *n, m
   return mb_sig_from_buf(&b, kind, 0, 0);
 }
 
-mb_sig *mb_l_encode(lua_State *L, mb_node *n, mb_proc *self, int idx, const char *op, const char *root, int kind) {
+/* mb_l_encode of a value whose type the caller has read (a send reads it once). */
+static mb_sig *encode_typed(lua_State *L, mb_node *n, mb_proc *self, int idx, int type, const char *op,
+                            const char *root, int kind) {
   /* a lone number, boolean or short string, or a short tuple of those (not for a
    * sender that watches refs): its signal at once, at its size */
   unsigned char sc[MB_SMALL_MAX];
-  size_t sl = mb_encode_small(L, idx, sc, !mb_call_watches_refs(self));
+  size_t sl = mb_encode_small(L, idx, type, sc, !mb_call_watches_refs(self));
   if (sl && sl <= n->max_message) {
     mb_sig *s = mb_sig_raw(kind, 0, 0, sc, sl);
     if (!s) luaL_error(L, "%s: not enough memory", op);
     return s;
   }
   return encode_full(L, n, self, idx, op, root, kind);
+}
+
+mb_sig *mb_l_encode(lua_State *L, mb_node *n, mb_proc *self, int idx, const char *op, const char *root, int kind) {
+  return encode_typed(L, n, self, idx, lua_type(L, idx), op, root, kind);
 }
 
 /* Raise after freeing; for errors found once a signal exists. */
@@ -196,8 +202,9 @@ int mb_l_send(lua_State *L, mb_node *n, mb_proc *self, int dest, int msg) {
     if (lua_type(L, dest) != LUA_TSTRING) return luaL_typeerror(L, dest, "pid or registered name");
     name = lua_tolstring(L, dest, &nlen);
   }
-  if (lua_isnoneornil(L, msg)) return luaL_error(L, "send: cannot send nil");
-  mb_sig *s = mb_l_encode(L, n, self, msg, "send", "msg", MB_SIG_MSG);
+  int type = lua_type(L, msg);
+  if (type == LUA_TNONE || type == LUA_TNIL) return luaL_error(L, "send: cannot send nil");
+  mb_sig *s = encode_typed(L, n, self, msg, type, "send", "msg", MB_SIG_MSG);
   s->from = from;
   if (name) {
     to = mb_registry_whereis(n->reg, name, nlen);

@@ -44,9 +44,10 @@ size_t mb_encode_scalar(lua_State *L, int idx, unsigned char out[MB_SCALAR_MAX])
 #define MB_TUPLE_MAX 96
 size_t mb_encode_tuple(lua_State *L, int idx, unsigned char out[MB_TUPLE_MAX]);
 
-/* Either of the two, with one look at the type: tuples only when `tuples`. */
+/* Either of the two for the value at idx of the given type (lua_type's, which the
+ * caller has read): tuples only when `tuples`. */
 #define MB_SMALL_MAX (MB_TUPLE_MAX > MB_SCALAR_MAX ? MB_TUPLE_MAX : MB_SCALAR_MAX)
-size_t mb_encode_small(lua_State *L, int idx, unsigned char out[MB_SMALL_MAX], int tuples);
+size_t mb_encode_small(lua_State *L, int idx, int type, unsigned char out[MB_SMALL_MAX], int tuples);
 
 /* C-side writers for values the core builds itself (exit reasons, DOWN messages). */
 int mb_encode_string(mb_buf *b, const char *s, size_t len);

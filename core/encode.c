@@ -850,8 +850,7 @@ size_t mb_encode_tuple(lua_State *L, int idx, unsigned char out[MB_TUPLE_MAX]) {
   return lua_type(L, idx) == LUA_TTABLE ? encode_tuple(L, idx, out) : 0;
 }
 
-size_t mb_encode_small(lua_State *L, int idx, unsigned char out[MB_SMALL_MAX], int tuples) {
-  int type = lua_type(L, idx);
+size_t mb_encode_small(lua_State *L, int idx, int type, unsigned char out[MB_SMALL_MAX], int tuples) {
   if (type == LUA_TTABLE) return tuples ? encode_tuple(L, idx, out) : 0;
   return encode_scalar(L, idx, type, out);
 }

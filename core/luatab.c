@@ -551,8 +551,8 @@ static int probe_all(lua_State *L) {
 }
 
 /* trusted, published once probed: later calls read it without pthread_once (the
- * send of every small tuple asks) */
-static _Atomic int answer = -1;
+ * send of every small tuple asks, inline: luatab.h) */
+_Atomic int mb_luatab_answer = -1;
 
 static void probe(void) {
   int ok = 0;
@@ -566,12 +566,10 @@ static void probe(void) {
     lua_close(L);
   }
   trusted = ok;
-  atomic_store_explicit(&answer, ok, memory_order_release);
+  atomic_store_explicit(&mb_luatab_answer, ok, memory_order_release);
 }
 
-int mb_luatab_trusted(void) {
-  int a = atomic_load_explicit(&answer, memory_order_acquire);
-  if (a >= 0) return a;
+int mb_luatab_probe_once(void) {
   pthread_once(&once, probe);
   return trusted;
 }

@@ -2,6 +2,7 @@
 #ifndef MB_LUATAB_H
 #define MB_LUATAB_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
 #include <lua.h>
@@ -63,8 +64,14 @@ typedef struct mb_luatab_view {
   size_t nnodes;
 } mb_luatab_view;
 
-/* 1 when the running Lua passed the probe (done once per program). */
-int mb_luatab_trusted(void);
+/* 1 when the running Lua passed the probe (done once per program). The answer,
+ * once published, is read inline: every small tuple's send and receive asks. */
+extern _Atomic int mb_luatab_answer;   /* -1 until probed */
+int mb_luatab_probe_once(void);
+static inline int mb_luatab_trusted(void) {
+  int a = atomic_load_explicit(&mb_luatab_answer, memory_order_acquire);
+  return a >= 0 ? a : mb_luatab_probe_once();
+}
 
 /* Table: GC header (a pointer, two bytes), flags, lsizenode, unsigned alimit,
  * TValue *array, Node *node. */

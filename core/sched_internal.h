@@ -32,8 +32,8 @@ struct mb_sched {
   mb_mpsc cancelq;               /* timers of this heap cancelled on other threads */
 };
 
-/* The scheduler running on this thread, or NULL (also read by the signal handler). */
-extern _Thread_local mb_sched *mb_tls_sched;
+/* mb_tls_sched (scheduler.h), the scheduler running on this thread, is also read
+ * by the signal handler. */
 
 /* preempt.c, for scheduler.c */
 void mb_preempt_start(mb_node *n);     /* the ticker thread, if preemption is on */

@@ -26,7 +26,6 @@
 
 _Thread_local mb_sched *mb_tls_sched;
 
-mb_sched *mb_sched_self(void) { return mb_tls_sched; }
 
 
 /* ---- run queues ---- */

@@ -31,8 +31,9 @@ struct mb_acache *mb_sched_acache(mb_node *n);
  * pool's filling). */
 void mb_sched_want_idle(mb_node *n);
 
-/* The scheduler running on this thread, or NULL. */
-mb_sched *mb_sched_self(void);
+/* The scheduler running on this thread, or NULL (every wait asks: inline). */
+extern _Thread_local mb_sched *mb_tls_sched;
+static inline mb_sched *mb_sched_self(void) { return mb_tls_sched; }
 
 /* [owner] Timers on the current scheduler. */
 int mb_sched_arm_wait(mb_proc *p, uint64_t deadline);

@@ -213,25 +213,27 @@ static void *test_box(lua_State *L, int idx, const char *key, size_t size, uint6
   return b;
 }
 
-/* A light one, or a box of an id too large to be light (a box of a smaller id
- * cannot be made: it is not taken). */
-static int test_id(lua_State *L, int idx, uint64_t tag, const char *key, uint64_t *out) {
+/* A box of an id too large to be light (a box of a smaller id cannot be made: it
+ * is not taken). */
+static int test_boxed_id(lua_State *L, int idx, const char *key, uint64_t *out) {
   uint64_t id;
-  /* the commonest, a light one, by its pointer alone: a full userdata's block is
-   * never at an address with a pid's or ref's tag bits (bits 48..62, above any
-   * user-space address, tagged or not) */
-  if (mb_light_is(lua_touserdata(L, idx), tag, &id)) {
-    if (out) *out = id;
-    return 1;
-  }
-  /* else only a box of an id too large to be light */
   if (lua_type(L, idx) != LUA_TUSERDATA || !test_box(L, idx, key, sizeof(box), &id) || id <= MB_LIGHT_ID_MASK)
     return 0;
   if (out) *out = id;
   return 1;
 }
 
-int mb_test_pid(lua_State *L, int idx, mb_pid *out) { return test_id(L, idx, MB_LIGHT_PID, &pid_key, out); }
+/* A light one by its pointer alone (term.h), or a box. */
+static int test_id(lua_State *L, int idx, uint64_t tag, const char *key, uint64_t *out) {
+  uint64_t id;
+  if (mb_light_is(lua_touserdata(L, idx), tag, &id)) {
+    if (out) *out = id;
+    return 1;
+  }
+  return test_boxed_id(L, idx, key, out);
+}
+
+int mb_test_pid_boxed(lua_State *L, int idx, mb_pid *out) { return test_boxed_id(L, idx, &pid_key, out); }
 int mb_test_ref(lua_State *L, int idx, uint64_t *out) { return test_id(L, idx, MB_LIGHT_REF, &ref_key, out); }
 
 int mb_test_handle(lua_State *L, int idx, int *kind, uint64_t *id) {

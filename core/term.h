@@ -41,8 +41,18 @@ const char *mb_tolstring(lua_State *L, int idx, size_t *len);
 void mb_push_pid(lua_State *L, mb_pid pid);
 void mb_push_ref(lua_State *L, uint64_t ref);
 
-/* 1 and *out set if the value at idx is a pid (ref); else 0. Never raises. */
-int mb_test_pid(lua_State *L, int idx, mb_pid *out);
+/* 1 and *out set if the value at idx is a pid (ref); else 0. Never raises. A light
+ * pid, the commonest (every send asks), is told inline by its pointer alone: a full
+ * userdata's block is never at an address with a pid's or ref's tag bits (bits
+ * 48..62, above any user-space address, tagged or not); mb_test_pid_boxed looks at
+ * the rest (a box of an id too large to be light). */
+int mb_test_pid_boxed(lua_State *L, int idx, mb_pid *out);
+static inline int mb_test_pid(lua_State *L, int idx, mb_pid *out) {
+  uint64_t id;
+  if (!mb_light_is(lua_touserdata(L, idx), MB_LIGHT_PID, &id)) return mb_test_pid_boxed(L, idx, out);
+  if (out) *out = id;
+  return 1;
+}
 int mb_test_ref(lua_State *L, int idx, uint64_t *out);
 
 /* A call's `from` (gen_server): the table {pid, ref}, Erlang's {Pid, Tag}. test: 1
