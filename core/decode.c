@@ -132,6 +132,7 @@ typedef struct dec {
   int sc_looked;   /* the registry was asked for it (strcache_look) */
   int sc_here;     /* it sits in its slot (a cache known from memo does not, until needed) */
   int lone;        /* no string value has come yet in this message (dec_elem) */
+  unsigned nth[2]; /* strings of each half of the cache looked up so far (strcache's `at`) */
   rd r;
   int refs;        /* stack index of the decoded tables (by number), 0 = no back-references */
   int inplace;     /* -1 not asked yet; 1 arrays are filled in place (luatab trusts the layout) */
@@ -159,13 +160,22 @@ typedef struct dec {
  * repeat do not turn the key cache off. A caller that decodes for one state again
  * and again (a process's receive) keeps the cache's address (mb_decode_in): the
  * registry, which only this file's key reaches, holds the userdata for the
- * state's life, so the address stays good, and a message need not look it up. */
+ * state's life, so the address stays good, and a message need not look it up.
+ *
+ * Messages of one shape follow each other (a record's keys, in the order the
+ * sender's table holds them; a tuple's tag): the cache also keeps, for the n-th
+ * string of each half in a message, where that string was in the last message
+ * (`at`; a tuple's element i has its own, `tuple_at`). That slot is tried first:
+ * if it holds the same bytes, the string is found without its hash, its set's
+ * search or the half's counts (which then count what the shape did not foretell).
+ * A slot whose string changed since is only a miss of that try. */
 #define SC_HALF   16   /* sets of each half */
 #define SC_SETS   (2 * SC_HALF)
 #define SC_WAYS   2
 #define SC_MAXLEN 40   /* Lua's short strings */
 #define SC_WINDOW 256  /* lookups between two looks at the hit rate */
 #define SC_BYPASS 4096 /* strings pushed without the cache after a poor window */
+#define SC_AT     64   /* strings of a half per message whose last place is kept */
 enum { SC_KEYS, SC_VALUES };
 struct strcache {
   const void *tag;   /* &strcache_key: a userdata put in its place is not taken for it */
@@ -173,6 +183,8 @@ struct strcache {
   unsigned char len[SC_SETS][SC_WAYS];
   unsigned char older[SC_SETS]; /* the way to replace next */
   struct { unsigned lookups, hits, bypass; } use[2]; /* per half */
+  unsigned char at[2][SC_AT];              /* by half and rank in the message: 1 + the slot, 0 none */
+  unsigned char tuple_at[MB_TUPLE_N];      /* by a tuple's element */
 };
 static const char strcache_key = 0;
 
@@ -292,10 +304,10 @@ static inline int same_bytes(const char *a, const unsigned char *b, size_t n) {
   return memcmp(a, b, n) == 0;
 }
 
-/* Look the short string s[0..n) up in a half of the cache sc: its user value's
- * index (1..) on a hit, with *ts its string's bytes; -(index) on a miss (the
- * slot it is to take); 0 while that half is bypassed. */
-static inline __attribute__((always_inline)) int sc_find(strcache *sc, int half, const unsigned char *s, size_t n,
+/* Look the short string s[0..n) up in a half of the cache sc by its hash: its
+ * user value's index (1..) on a hit, with *ts its string's bytes; -(index) on a
+ * miss (the slot it is to take); 0 while that half is bypassed. */
+static inline __attribute__((always_inline)) int sc_look(strcache *sc, int half, const unsigned char *s, size_t n,
                                                          const char **ts) {
   if (sc->use[half].bypass) {
     sc->use[half].bypass--;
@@ -318,6 +330,24 @@ static inline __attribute__((always_inline)) int sc_find(strcache *sc, int half,
   return -((int)(h * SC_WAYS + (uint32_t)w) + 1);
 }
 
+/* sc_look, trying first the slot `at` says (see strcache), then setting `at` to
+ * the answer; at may be NULL (a rank past SC_AT). */
+static inline __attribute__((always_inline)) int sc_find(strcache *sc, int half, unsigned char *at,
+                                                         const unsigned char *s, size_t n, const char **ts) {
+  if (at && *at) {
+    unsigned k = *at - 1u, h = k / SC_WAYS, w = k % SC_WAYS;
+    const char *c = sc->s[h][w];
+    if (c && sc->len[h][w] == n && same_bytes(c, s, n)) {
+      sc->older[h] = (unsigned char)(w ^ 1);
+      *ts = c;
+      return (int)k + 1;
+    }
+  }
+  int slot = sc_look(sc, half, s, n, ts);
+  if (at) *at = (unsigned char)(slot < 0 ? -slot : slot);
+  return slot;
+}
+
 /* Look s[0..n) up in a half of the decoder's cache, finding or making the cache:
  * as sc_find, and 0 also where the cache is not used (a long string, no table). */
 static inline __attribute__((always_inline)) int str_find(dec *d, int half, const unsigned char *s, size_t n,
@@ -326,7 +356,8 @@ static inline __attribute__((always_inline)) int str_find(dec *d, int half, cons
   if (n > SC_MAXLEN || !d->scx) return 0;
   if (!sc && !d->sc_looked) { strcache_look(d); sc = d->sc; }
   if (!sc) sc = strcache_make(d);
-  return sc_find(sc, half, s, n, ts);
+  unsigned nth = d->nth[half]++;
+  return sc_find(sc, half, nth < SC_AT ? &sc->at[half][nth] : NULL, s, n, ts);
 }
 
 /* Push s[0..n) as str_find left it: from its slot, into its slot, or plain. */
@@ -725,6 +756,7 @@ static int dec_open(dec *d, lua_State *L, const char *p, size_t len, void **memo
   d->sc_looked = 0;
   d->sc_here = 0;
   d->lone = 1;
+  d->nth[SC_KEYS] = d->nth[SC_VALUES] = 0;
   d->refs = 0;
   d->inplace = -1;
   d->ntabs = 0;
@@ -801,7 +833,7 @@ static int dec_tuple(lua_State *L, const unsigned char *u, const unsigned char *
       continue;
     }
     const char *ts;
-    int slot = sc ? sc_find(sc, SC_VALUES, v[i].p, len[i], &ts) : 0;
+    int slot = sc ? sc_find(sc, SC_VALUES, &sc->tuple_at[i], v[i].p, len[i], &ts) : 0;
     if (slot > 0 && !(tp[MB_LUATAB_MARKED] & MB_LUATAB_BLACK)) {
       a[i].v.p = mb_luatab_string_object(ts);
       a[i].tag = MB_LUATAB_SHRSTR;

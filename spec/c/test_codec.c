@@ -734,6 +734,45 @@ TEST(strings_decode_right_with_the_cache_kept_by_the_caller) {
   done(L);
 }
 
+/* The cache's memory of where a message's n-th string was in the last one (the
+ * slot tried before the hash, decode.c's `at`), as a process's receive uses it:
+ * one shape again and again (every string found by its place); those places
+ * taken over by other strings of the same lengths (the try must compare the
+ * bytes); two shapes taking turns, with a key's rank moving; a message with more
+ * strings than places are kept; tuples whose tag changes; and the halves each
+ * bypassed by a stream of distinct strings in between. Each decoded value is
+ * checked against what was sent. */
+TEST(strings_decode_right_when_the_last_messages_places_change) {
+  lua_State *L = new_state();
+  run(L, "local function check(t) assert(deq(t, rtm(t))) end\n"
+         "local rec = {alpha = 'one', beta = 'two', gamma = 'three', delta = 'fours'}\n"
+         "for round = 1, 4 do\n"
+         "  for _ = 1, 20 do check(rec) end\n"
+         "  for i = 1, 400 do\n"   /* same lengths as rec's keys and values */
+         "    local k, v = string.format('x%04d', i), string.format('%03d', i)\n"
+         "    check({[k] = v, [string.format('y%04d', i)] = string.format('v%04d', i)})\n"
+         "    check({k, v})\n"
+         "  end\n"
+         "  local r = rtm(rec)\n"
+         "  assert(r.alpha == 'one' and r.beta == 'two' and r.gamma == 'three' and r.delta == 'fours')\n"
+         "  for i = 1, 50 do\n"
+         "    check({a = 'p', b = 'q'}) check({b = 'p', c = 'q', a = 'r'}) check({c = i, a = 'q'})\n"
+         "    check({'ping', 'a', i}) check({'pong', 'a', 'ping'}) check({'a', 'ping', 'pong'})\n"
+         "  end\n"
+         "  local big = {} for i = 1, 100 do big['key' .. i] = 'value' .. i end\n"
+         "  check(big) check(big)\n"
+         "  local list = {} for i = 1, 100 do list[i] = 'item' .. (i % 70) end\n"
+         "  check(list) check({list = list, big = big}) check(list)\n"
+         "  if round % 2 == 0 then\n"   /* both halves bypassed for a while, then back */
+         "    for i = 1, 600 do check({['distinct' .. i .. '_' .. round] = 'value' .. i .. '_' .. round}) end\n"
+         "  end\n"
+         "  collectgarbage()\n"
+         "end\n"
+         "local r = rtm(rec)\n"
+         "assert(r.alpha == 'one' and r.beta == 'two' and r.gamma == 'three' and r.delta == 'fours')");
+  done(L);
+}
+
 /* Hash pairs of a cached key and a plain value are written into the table's nodes
  * directly (luatab.c, mb_luatab_newkey): colliding keys, every kind of value,
  * mixed with pairs Lua inserts (other keys, nested tables), tables Lua then grows,
@@ -1753,6 +1792,7 @@ TEST_MAIN(
   CHECK_CASE(round_trips_every_array_and_hash_layout),
   CHECK_CASE(strings_decode_right_through_the_string_cache),
   CHECK_CASE(strings_decode_right_with_the_cache_kept_by_the_caller),
+  CHECK_CASE(strings_decode_right_when_the_last_messages_places_change),
   CHECK_CASE(a_cached_string_never_goes_into_a_black_tuple_without_a_barrier),
   CHECK_CASE(hash_pairs_written_in_place_read_back_as_lua_would_make_them),
   CHECK_CASE(scratch_buffers_are_lent_once_and_detached_exactly),
