@@ -401,6 +401,27 @@ static inline __attribute__((always_inline)) int enc_rest_plain(enc *e, lua_Unsi
   for (size_t j = 0; j < tv->nnodes; j++) {
     const mb_luatab_node *nd = &tv->nodes[j];
     if (mb_luatab_empty(nd->tag)) continue;
+    if (nd->key_tag == MB_LUATAB_SHRSTR && nd->tag == MB_LUATAB_SHRSTR) {
+      /* a record's usual pair, two short strings: one room check and one length
+       * update for both (put_plain's bytes) */
+      size_t kl, vl;
+      const char *ks = mb_luatab_string(nd->key.p, MB_LUATAB_SHRSTR, &kl);
+      const char *vs = mb_luatab_string(nd->v.p, MB_LUATAB_SHRSTR, &vl);
+      if (kl < 0x80 && vl < 0x80) {
+        if ((st = room(e, 4 + kl + vl))) return st;
+        char *w = e->b->data + e->b->len;
+        w[0] = T_STR;
+        w[1] = (char)kl;
+        copy_short(w + 2, ks, kl);
+        w += 2 + kl;
+        w[0] = T_STR;
+        w[1] = (char)vl;
+        copy_short(w + 2, vs, vl);
+        e->b->len += 4 + kl + vl;
+        count++;
+        continue;
+      }
+    }
     if (!put_plain(e, nd->key_tag, &nd->key, &st)) {
       tag = nd->key_tag;
       goto not_plain;
