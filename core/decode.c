@@ -348,16 +348,23 @@ static inline __attribute__((always_inline)) int sc_find(strcache *sc, int half,
   return slot;
 }
 
-/* Look s[0..n) up in a half of the decoder's cache, finding or making the cache:
- * as sc_find, and 0 also where the cache is not used (a long string, no table). */
+/* Look s[0..n) up in a half of the decoder's cache, known to be there (d->sc):
+ * as sc_find, and 0 for a long string. */
+static inline __attribute__((always_inline)) int str_find_in(dec *d, int half, const unsigned char *s, size_t n,
+                                                             const char **ts) {
+  if (n > SC_MAXLEN) return 0;
+  unsigned nth = d->nth[half]++;
+  return sc_find(d->sc, half, nth < SC_AT ? &d->sc->at[half][nth] : NULL, s, n, ts);
+}
+
+/* The same, finding or making the cache first; 0 also where the cache is not
+ * used (no table). */
 static inline __attribute__((always_inline)) int str_find(dec *d, int half, const unsigned char *s, size_t n,
                                                           const char **ts) {
-  strcache *sc = d->sc;
   if (n > SC_MAXLEN || !d->scx) return 0;
-  if (!sc && !d->sc_looked) { strcache_look(d); sc = d->sc; }
-  if (!sc) sc = strcache_make(d);
-  unsigned nth = d->nth[half]++;
-  return sc_find(sc, half, nth < SC_AT ? &sc->at[half][nth] : NULL, s, n, ts);
+  if (!d->sc && !d->sc_looked) strcache_look(d);
+  if (!d->sc) strcache_make(d);
+  return str_find_in(d, half, s, n, ts);
 }
 
 /* Push s[0..n) as str_find left it: from its slot, into its slot, or plain. */
@@ -591,7 +598,7 @@ static __attribute__((noinline)) int put_pair(dec *d, int t, char *tp, int kslot
     r->p++;
     const char *vts = NULL;
     if (rd_varint(r, &x) || x > rd_left(r)) { *r = save; return 0; }
-    int vslot = str_find(d, SC_VALUES, r->p, (size_t)x, &vts);
+    int vslot = str_find_in(d, SC_VALUES, r->p, (size_t)x, &vts);   /* the key's cache */
     if (vslot <= 0) {
       /* not in the cache: pushed here, once (into the slot str_find chose, so
        * the cache's replacement and counts see one look-up), and written from
