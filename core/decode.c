@@ -179,8 +179,8 @@ typedef struct dec {
 enum { SC_KEYS, SC_VALUES };
 struct strcache {
   const void *tag;   /* &strcache_key: a userdata put in its place is not taken for it */
-  const char *s[SC_SETS][SC_WAYS];
-  unsigned char len[SC_SETS][SC_WAYS];
+  const char *s[SC_SETS * SC_WAYS];       /* by slot: set * SC_WAYS + way */
+  unsigned char len[SC_SETS * SC_WAYS];
   unsigned char older[SC_SETS]; /* the way to replace next */
   struct { unsigned lookups, hits, bypass; } use[2]; /* per half */
   unsigned char at[2][SC_AT];              /* by half and rank in the message: 1 + the slot, 0 none */
@@ -211,10 +211,10 @@ static void sc_store(lua_State *L, strcache *sc, int ud, int slot, size_t n) {
   int i = slot - 1;
   ud = lua_absindex(L, ud);
   lua_pushvalue(L, -1);
-  sc->s[i / SC_WAYS][i % SC_WAYS] = NULL; /* the old string may go once its slot is overwritten */
+  sc->s[i] = NULL; /* the old string may go once its slot is overwritten */
   lua_setiuservalue(L, ud, slot);
-  sc->s[i / SC_WAYS][i % SC_WAYS] = lua_tostring(L, -1);
-  sc->len[i / SC_WAYS][i % SC_WAYS] = (unsigned char)n;
+  sc->s[i] = lua_tostring(L, -1);
+  sc->len[i] = (unsigned char)n;
 }
 
 /* Reserve the cache's stack slot (nil); the cache is looked up there only when
@@ -318,13 +318,15 @@ static inline __attribute__((always_inline)) int sc_look(strcache *sc, int half,
     sc->use[half].lookups = sc->use[half].hits = 0;
   }
   uint32_t h = str_hash(s, n) + (half == SC_VALUES ? SC_HALF : 0);
-  for (int w = 0; w < SC_WAYS; w++)
-    if (sc->s[h][w] && sc->len[h][w] == n && same_bytes(sc->s[h][w], s, n)) {
+  for (int w = 0; w < SC_WAYS; w++) {
+    uint32_t k = h * SC_WAYS + (uint32_t)w;
+    if (sc->s[k] && sc->len[k] == n && same_bytes(sc->s[k], s, n)) {
       sc->use[half].hits++;
       sc->older[h] = (unsigned char)(w ^ 1);
-      *ts = sc->s[h][w];
-      return (int)(h * SC_WAYS + (uint32_t)w) + 1;
+      *ts = sc->s[k];
+      return (int)k + 1;
     }
+  }
   int w = sc->older[h];
   sc->older[h] = (unsigned char)(w ^ 1);
   return -((int)(h * SC_WAYS + (uint32_t)w) + 1);
@@ -335,10 +337,10 @@ static inline __attribute__((always_inline)) int sc_look(strcache *sc, int half,
 static inline __attribute__((always_inline)) int sc_find(strcache *sc, int half, unsigned char *at,
                                                          const unsigned char *s, size_t n, const char **ts) {
   if (at && *at) {
-    unsigned k = *at - 1u, h = k / SC_WAYS, w = k % SC_WAYS;
-    const char *c = sc->s[h][w];
-    if (c && sc->len[h][w] == n && same_bytes(c, s, n)) {
-      sc->older[h] = (unsigned char)(w ^ 1);
+    unsigned k = *at - 1u;
+    const char *c = sc->s[k];
+    if (c && sc->len[k] == n && same_bytes(c, s, n)) {
+      sc->older[k / SC_WAYS] = (unsigned char)(k % SC_WAYS ^ 1);
       *ts = c;
       return (int)k + 1;
     }
