@@ -591,7 +591,7 @@ static inline int rd_plain(rd *r, mb_luatab_value *v, unsigned char *vtag) {
  * the key stays alive in the cache, the value in the cache or on the stack. A
  * string value the cache does not hold is pushed here (its one look-up), and the
  * pair done with it, by newkey or lua_rawset: 1. */
-static __attribute__((noinline)) int put_pair(dec *d, int t, char *tp, int kslot, const char *kts) {
+static inline __attribute__((always_inline)) int put_pair(dec *d, int t, char *tp, int kslot, const char *kts) {
   rd *r = &d->r, save = *r;
   mb_luatab_value v;
   unsigned char vtag;
