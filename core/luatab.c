@@ -44,57 +44,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int trusted, probed;
 static void (*tamper)(mb_buf *b);
 
-/* ---- writing new keys (the decoder's hash pairs) ---- */
-
-static inline unsigned str_hash_of(const char *ts) {
-  unsigned h;
-  memcpy(&h, ts + sizeof(void *) + 4, sizeof h);
-  return h;
-}
-
-int mb_luatab_newkey(char *tp, const void *key, unsigned char vtag, mb_luatab_value v) {
-  const char *ks = key;
-  if ((unsigned char)tp[MB_LUATAB_MARKED] & MB_LUATAB_BLACK) return -1;
-  mb_luatab_node *nodes, *lastfree;
-  memcpy(&nodes, tp + MB_LUATAB_NODE, sizeof nodes);
-  memcpy(&lastfree, tp + MB_LUATAB_LASTFREE, sizeof lastfree);
-  if (!lastfree) return -1;   /* the shared dummy node: no hash part */
-  size_t mask = ((size_t)1 << ((unsigned char)tp[MB_LUATAB_LSIZENODE] & 31)) - 1;
-  mb_luatab_node *mp = &nodes[str_hash_of(ks) & mask];
-  for (mb_luatab_node *n = mp;; n += n->next) {   /* the key's chain: is it there? */
-    if (n->key_tag == MB_LUATAB_SHRSTR && n->key.p == ks) return -1;
-    if (!n->next) break;
-  }
-  if (!mb_luatab_empty(mp->tag)) {   /* main position taken */
-    if (mp->key_tag != MB_LUATAB_SHRSTR) return -1;
-    mb_luatab_node *othern = &nodes[str_hash_of(mp->key.p) & mask], *f = NULL;
-    while (lastfree > nodes) {   /* getfreepos */
-      lastfree--;
-      if (lastfree->key_tag == 0) { f = lastfree; break; }
-    }
-    memcpy(tp + MB_LUATAB_LASTFREE, &lastfree, sizeof lastfree);
-    if (!f) return -1;
-    if (othern != mp) {   /* the colliding node is out of its main position: move it */
-      while (othern + othern->next != mp) othern += othern->next;
-      othern->next = (int)(f - othern);
-      *f = *mp;
-      if (mp->next) {
-        f->next += (int)(mp - f);
-        mp->next = 0;
-      }
-      mp->tag = 0x10;   /* empty (LUA_VEMPTY) */
-    } else {          /* the new key goes to the free node, chained after mp */
-      if (mp->next) f->next = (int)((mp + mp->next) - f);
-      mp->next = (int)(f - mp);
-      mp = f;
-    }
-  }
-  mp->key.p = ks;
-  mp->key_tag = MB_LUATAB_SHRSTR;
-  mp->v = v;
-  mp->tag = vtag;
-  return 0;
-}
+/* (the decoder's new-key writer, mb_luatab_newkey, is inline in luatab.h) */
 
 /* ---- the probe ---- */
 

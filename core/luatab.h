@@ -89,6 +89,13 @@ static inline int mb_luatab_trusted(void) {
 #define MB_LUATAB_LASTFREE  (3 * sizeof(void *) + 8)
 #define MB_LUATAB_TMFLAGS   0x3f   /* in flags: the cache of absent metamethods (__index..__eq) */
 
+/* A short string object's hash (Lua's `hash` field). */
+static inline unsigned mb_luatab_str_hash(const char *ts) {
+  unsigned h;
+  memcpy(&h, ts + sizeof(void *) + 4, sizeof h);
+  return h;
+}
+
 /* Insert the pair (key, (vtag, v)) into the table tp as a new key, as luaH_newkey
  * would: 0. key is a short string object (MB_LUATAB_SHRSTR); tp is lua_topointer
  * of a table with no metatable that the caller is filling. The value is one of
@@ -98,8 +105,51 @@ static inline int mb_luatab_trusted(void) {
  * already there, a collision with a key that is not a short string, or no free
  * node (Lua then grows the table): lua_rawset must do those. No allocation, no
  * GC step. Only once mb_luatab_trusted() said 1; the caller clears the table's
- * metamethod cache (MB_LUATAB_TMFLAGS) once it is done, as lua_rawset does. */
-int mb_luatab_newkey(char *tp, const void *key, unsigned char vtag, mb_luatab_value v);
+ * metamethod cache (MB_LUATAB_TMFLAGS) once it is done, as lua_rawset does.
+ * Inline: the decoder's loop over a map's pairs calls it for each. */
+static inline int mb_luatab_newkey(char *tp, const void *key, unsigned char vtag, mb_luatab_value v) {
+  const char *ks = key;
+  if ((unsigned char)tp[MB_LUATAB_MARKED] & MB_LUATAB_BLACK) return -1;
+  mb_luatab_node *nodes, *lastfree;
+  memcpy(&nodes, tp + MB_LUATAB_NODE, sizeof nodes);
+  memcpy(&lastfree, tp + MB_LUATAB_LASTFREE, sizeof lastfree);
+  if (!lastfree) return -1;   /* the shared dummy node: no hash part */
+  size_t mask = ((size_t)1 << ((unsigned char)tp[MB_LUATAB_LSIZENODE] & 31)) - 1;
+  mb_luatab_node *mp = &nodes[mb_luatab_str_hash(ks) & mask];
+  for (mb_luatab_node *n = mp;; n += n->next) {   /* the key's chain: is it there? */
+    if (n->key_tag == MB_LUATAB_SHRSTR && n->key.p == ks) return -1;
+    if (!n->next) break;
+  }
+  if (!mb_luatab_empty(mp->tag)) {   /* main position taken */
+    if (mp->key_tag != MB_LUATAB_SHRSTR) return -1;
+    mb_luatab_node *othern = &nodes[mb_luatab_str_hash(mp->key.p) & mask], *f = NULL;
+    while (lastfree > nodes) {   /* getfreepos */
+      lastfree--;
+      if (lastfree->key_tag == 0) { f = lastfree; break; }
+    }
+    memcpy(tp + MB_LUATAB_LASTFREE, &lastfree, sizeof lastfree);
+    if (!f) return -1;
+    if (othern != mp) {   /* the colliding node is out of its main position: move it */
+      while (othern + othern->next != mp) othern += othern->next;
+      othern->next = (int)(f - othern);
+      *f = *mp;
+      if (mp->next) {
+        f->next += (int)(mp - f);
+        mp->next = 0;
+      }
+      mp->tag = 0x10;   /* empty (LUA_VEMPTY) */
+    } else {          /* the new key goes to the free node, chained after mp */
+      if (mp->next) f->next = (int)((mp + mp->next) - f);
+      mp->next = (int)(f - mp);
+      mp = f;
+    }
+  }
+  mp->key.p = ks;
+  mp->key_tag = MB_LUATAB_SHRSTR;
+  mp->v = v;
+  mp->tag = vtag;
+  return 0;
+}
 
 /* The value tag of a string object: MB_LUATAB_SHRSTR or MB_LUATAB_LNGSTR (its
  * own tag byte, after the GC header's pointer, with the collectable bit). */
