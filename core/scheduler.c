@@ -324,8 +324,10 @@ static void park(mb_sched *s, mb_proc *p) {
   int timed = p->wait_timer != NULL;
   uint32_t armed = p->wait_armed_seq;
   p->acache = NULL;
+  /* sequentially consistent, as the loads below and the sender's count and claim
+   * (proc.c, push and claim_waiting): one of us sees the other's store. No fence
+   * besides: the store is one already (an exchange on x86) */
   atomic_store(&p->state, MB_PS_WAITING);
-  atomic_thread_fence(memory_order_seq_cst);
   int pending = atomic_load(&p->mq_count) > 0 ||
                 (timed && atomic_load(&p->wait_seq) != armed);
   if (pending) {
