@@ -326,7 +326,7 @@ static void park(mb_sched *s, mb_proc *p) {
   p->acache = NULL;
   /* sequentially consistent, as the loads below and the sender's count and claim
    * (proc.c, push and claim_waiting): one of us sees the other's store. No fence
-   * besides: the store is one already (an exchange on x86) */
+   * besides: the store is a full barrier already (gcc: an exchange on x86) */
   atomic_store(&p->state, MB_PS_WAITING);
   int pending = atomic_load(&p->mq_count) > 0 ||
                 (timed && atomic_load(&p->wait_seq) != armed);
