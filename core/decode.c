@@ -865,19 +865,10 @@ static int dec_tuple(lua_State *L, const unsigned char *u, const unsigned char *
   return 1;
 }
 
-int mb_decode_in(lua_State *L, const char *p, size_t len, void **cache) {
-  /* a lone integer (a ring's token, a counter): pushed at once,
-   * without the decoder's set-up (a push needs one slot, which every C function
-   * has: the callers decode from C functions with room left) */
+/* mb_decode_in past a lone integer: a short tuple, or the general decoder (whose
+ * frame a lone integer does not set up). */
+static __attribute__((noinline)) int decode_rest(lua_State *L, const char *p, size_t len, void **cache) {
   const unsigned char *u = (const unsigned char *)p;
-  if (p && len >= 3 && len <= 2 + VARINT_MAX && u[0] == HDR_VERSION && u[1] == T_INT) {
-    rd r = { u + 2, u + len };
-    uint64_t v;
-    if (!rd_varint(&r, &v) && r.p == r.end) {
-      lua_pushinteger(L, unzigzag(v));
-      return 0;
-    }
-  }
   if (p && len >= 8 && len <= 7 + MB_TUPLE_MAX && u[0] == HDR_VERSION && u[1] == T_TABLE &&
       dec_tuple(L, u, u + len, cache))
     return 0;
@@ -894,6 +885,22 @@ int mb_decode_in(lua_State *L, const char *p, size_t len, void **cache) {
   if (d.scx) lua_replace(L, d.scx);
   if (d.refs) lua_remove(L, d.refs);
   return 0;
+}
+
+int mb_decode_in(lua_State *L, const char *p, size_t len, void **cache) {
+  /* a lone integer (a ring's token, a counter): pushed at once,
+   * without the decoder's set-up (a push needs one slot, which every C function
+   * has: the callers decode from C functions with room left) */
+  const unsigned char *u = (const unsigned char *)p;
+  if (p && len >= 3 && len <= 2 + VARINT_MAX && u[0] == HDR_VERSION && u[1] == T_INT) {
+    rd r = { u + 2, u + len };
+    uint64_t v;
+    if (!rd_varint(&r, &v) && r.p == r.end) {
+      lua_pushinteger(L, unzigzag(v));
+      return 0;
+    }
+  }
+  return decode_rest(L, p, len, cache);
 }
 
 int mb_decode(lua_State *L, const char *p, size_t len) { return mb_decode_in(L, p, len, NULL); }
