@@ -36,7 +36,7 @@ long mb_snapshot_take(mb_node *n, mb_pid pid, mb_snapshot *s, size_t room) {
   s->memory = atomic_load(&q->heap_bytes) + atomic_load(&q->queue_bytes) + (int64_t)sizeof(mb_proc);
   int64_t qlen = atomic_load(&q->mq_count) - atomic_load(&q->mq_ctrl) + atomic_load(&q->inbox_len);
   s->queue_len = qlen < 0 ? 0 : qlen;
-  s->reductions = atomic_load(&q->reductions);
+  s->reductions = atomic_load(&q->reductions) + atomic_load(&q->ticks);
   mb_proc_unref(q);
   return 0;
 }

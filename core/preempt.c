@@ -164,8 +164,9 @@ static void *ticker_main(void *arg) {
       mb_proc *cur = atomic_load_explicit(&s->current, memory_order_acquire);
       if (!cur) continue;
       busy++;
-      /* reductions grow while a process runs, even one never preempted */
-      atomic_fetch_add_explicit(&cur->reductions, 1, memory_order_relaxed);
+      /* reductions grow while a process runs, even one never preempted: the
+       * ticker's own count (the owner writes `reductions` with plain stores) */
+      atomic_fetch_add_explicit(&cur->ticks, 1, memory_order_relaxed);
       uint64_t d = atomic_load_explicit(&s->next_deadline, memory_order_relaxed);
       if (d < earliest) earliest = d;
       if (!contended(n, s, now)) {

@@ -113,7 +113,8 @@ struct mb_proc {
   _Atomic int64_t inbox_len;    /* messages drained and not yet received (owner writes) */
   _Atomic int64_t queue_bytes;  /* bytes of queued messages */
   _Atomic int64_t heap_bytes;   /* bytes of the Lua state, fed by its allocator */
-  _Atomic uint64_t reductions;
+  _Atomic uint64_t reductions;  /* [owner] counted by the thread running it, plain stores
+                                 * (mb_proc_reduce); the ticker's share is `ticks` */
   size_t max_heap;              /* 0 = unbounded */
   mb_proc *rq_next;             /* the run queue or inject list it is on (RUNNABLE), or,
                                  * pooled, the next struct in the pool */
@@ -122,10 +123,12 @@ struct mb_proc {
   lua_State *L;                 /* the process state; its main thread runs the body */
   struct mb_acache *acache;     /* the running scheduler's allocation cache, NULL between runs */
   lua_State *volatile cur;      /* the thread of L now running (user coroutines included) */
-  int yield_reason;
+  _Atomic uint32_t ticks;       /* [ticker] preemption ticks while it ran: reductions too
+                                 * (mb.info adds them; the owner folds them in when large) */
   int nargs;
   uint8_t started, oom, first, script;
   uint8_t selecting;             /* [owner] a selective receive is walking the inbox */
+  uint8_t yield_reason;          /* [owner] MB_Y_* */
   uint16_t no_core_yield;        /* [owner] inside a coroutine resumed where a yield cannot pass */
   mb_sig *taken;                 /* [owner] messages unlinked and being decoded (a stack) */
   mb_sig *inbox, *inbox_tail;   /* drained messages, in arrival order */
@@ -180,6 +183,14 @@ struct mb_proc {
 };
 
 static inline const mb_kind *mb_kind_of(const mb_proc *p) { return &mb_kinds[p->kind]; }
+
+/* [owner] One more reduction. Only the thread running p writes `reductions` (the
+ * ticker counts into `ticks`), so a plain load and store do, without a locked
+ * add: a message's path counts two. */
+static inline void mb_proc_reduce(mb_proc *p) {
+  atomic_store_explicit(&p->reductions, atomic_load_explicit(&p->reductions, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
 
 /* Where a thread outside the schedulers waits for its process's signals. */
 typedef struct mb_extwait {

@@ -23,7 +23,7 @@ static mb_sig *pick(mb_proc *p, mb_sig *prev, mb_recv_pred pred, void *ud) {
       m->lref = LUA_NOREF;
     }
     mb_proc_take(p, prev, m);
-    atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
+    mb_proc_reduce(p);
     return m;
   }
   return NULL;

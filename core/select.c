@@ -53,7 +53,7 @@ static int select_first(lua_State *L, mb_proc *p) {
   if (!m) return 0;
   mb_proc_take(p, prev, m);
   mb_push_taken(L, p, m);
-  atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
+  mb_proc_reduce(p);
   return 1;
 }
 
@@ -112,7 +112,7 @@ static int select_match(lua_State *L) {
       luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
       mb_proc_take(p, prev, m);
       mb_sig_free(m);
-      atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
+      mb_proc_reduce(p);
       return 1;
     }
     lua_pop(L, 1);
