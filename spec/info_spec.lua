@@ -196,6 +196,28 @@ describe("mb.info", function()
     assert.is_true(r2 > r1)
   end)
 
+  it("reports reductions that grow while a process runs without ever yielding (the ticker's count)", function()
+    node = H.start()
+    local pid = node:spawn(function(parent)
+      local mb = require "moonbeam"
+      mb.send(parent, "looping")
+      local x = 0
+      while true do x = x + 1 end
+    end, node:self())
+    H.wait_for(node, "looping")
+    local r1 = H.poll(node, function() return node:info(pid).status == "running" and node:info(pid).reductions end)
+    assert.equal("number", type(r1))
+    -- only the ticker counts now: the loop neither receives nor yields
+    local r2 = H.poll(node, function()
+      local r = node:info(pid).reductions
+      return r > r1 and r
+    end)
+    assert.is_truthy(r2)
+    assert.equal("running", node:info(pid).status)
+    node:spawn(function(target) require("moonbeam").exit(target, "kill") end, pid)
+    assert.is_truthy(H.poll(node, function() return node:info(pid) == nil end))
+  end)
+
   it("lists the links, counts the monitors, and tells trap_exit and registered_name", function()
     node = H.start()
     local msg = H.run(node, function(parent)
