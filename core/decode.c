@@ -492,21 +492,20 @@ static int dec_fill(dec *d, int t, uint64_t narr, mb_luatab_slot *a) {
   /* local cursors: the stores into the slots could alias d->r for the compiler */
   const unsigned char *p = d->r.p, *end = d->r.end;
   for (uint64_t i = 0; i < narr; i++) {
-    /* a run of integers of one or two varint bytes (-8192..8191) */
-    while (end - p >= 3 && p[0] == T_INT) {
-      uint64_t v = p[1];
-      if (v < 0x80) {
-        p += 2;
-      } else if (p[2] < 0x80) {
-        v = (v & 0x7f) | (uint64_t)p[2] << 7;
-        p += 3;
-      } else {
-        break;
-      }
+    /* a run of integers of one or two varint bytes (-8192..8191), as many as
+     * surely fit in what is left (three bytes each at most): no end check each */
+    uint64_t stop = (uint64_t)(end - p) / 3;
+    stop = narr - i < stop ? narr : i + stop;
+    while (i < stop && p[0] == T_INT) {
+      uint64_t v = p[1], two = v >> 7;   /* a second byte follows */
+      if (two && p[2] >= 0x80) break;
+      v = two ? (v & 0x7f) | (uint64_t)p[2] << 7 : v;
+      p += 2 + two;
       a[i].v.i = unzigzag(v);
       a[i].tag = MB_LUATAB_INT;
-      if (++i == narr) { d->r.p = p; return 0; }
+      i++;
     }
+    if (i == narr) break;
     if (p == end) return -1;
     unsigned char tag = *p;
     if (tag == T_TRUE || tag == T_FALSE) {
