@@ -487,7 +487,7 @@ static int dec_packed(dec *d, int narr) {
 #define FILL_MIN 2   /* from a pair up: bench/instr.sh pingpong 7,538 -> 7,455 against 8 (the
                       * trust check is one load now; a lone element is not worth a view) */
 
-static int dec_fill(dec *d, int t, uint64_t narr, mb_luatab_slot *a) {
+static __attribute__((noinline)) int dec_fill(dec *d, int t, uint64_t narr, mb_luatab_slot *a) {
   lua_State *L = d->L;
   /* local cursors: the stores into the slots could alias d->r for the compiler */
   const unsigned char *p = d->r.p, *end = d->r.end;
