@@ -293,6 +293,15 @@ static int enc_array_from(enc *e, int idx, lua_Unsigned i, lua_Unsigned n) {
 
 /* A value read in place: integers, floats, booleans, strings, light pids and refs. 1 if written
  * (or *st set on a write failure), 0 if it needs the public API. */
+/* A short string (length below 0x80: one length byte) at w, with room checked:
+ * returns the byte after it. */
+static inline __attribute__((always_inline)) char *write_short(char *w, const char *s, size_t len) {
+  w[0] = T_STR;
+  w[1] = (char)len;
+  copy_short(w + 2, s, len);
+  return w + 2 + len;
+}
+
 static inline __attribute__((always_inline)) int put_plain(enc *e, unsigned char tag, const mb_luatab_value *v, int *st) {
   switch (tag) {
   case MB_LUATAB_INT: *st = put_tagvar(e, T_INT, zigzag(v->i)); return 1;
@@ -307,10 +316,7 @@ static inline __attribute__((always_inline)) int put_plain(enc *e, unsigned char
       return 1;
     }
     if ((*st = room(e, 2 + len))) return 1;
-    char *w = e->b->data + e->b->len;
-    w[0] = T_STR;
-    w[1] = (char)len;
-    copy_short(w + 2, s, len);
+    write_short(e->b->data + e->b->len, s, len);
     e->b->len += 2 + len;
     return 1;
   }
@@ -409,14 +415,7 @@ static inline __attribute__((always_inline)) int enc_rest_plain(enc *e, lua_Unsi
       const char *vs = mb_luatab_string(nd->v.p, MB_LUATAB_SHRSTR, &vl);
       if (kl < 0x80 && vl < 0x80) {
         if ((st = room(e, 4 + kl + vl))) return st;
-        char *w = e->b->data + e->b->len;
-        w[0] = T_STR;
-        w[1] = (char)kl;
-        copy_short(w + 2, ks, kl);
-        w += 2 + kl;
-        w[0] = T_STR;
-        w[1] = (char)vl;
-        copy_short(w + 2, vs, vl);
+        write_short(write_short(e->b->data + e->b->len, ks, kl), vs, vl);
         e->b->len += 4 + kl + vl;
         count++;
         continue;
@@ -828,9 +827,7 @@ static inline size_t tuple_elem(unsigned char *w, size_t room, const mb_luatab_s
   case MB_LUATAB_SHRSTR: case MB_LUATAB_LNGSTR: {   /* a one-byte length, or not here */
     const char *s = mb_luatab_string(v->v.p, v->tag, &len);
     if (len >= 0x80 || room < 2 + len) return 0;
-    w[0] = T_STR;
-    w[1] = (unsigned char)len;
-    copy_short((char *)w + 2, s, len);
+    write_short((char *)w, s, len);
     return 2 + len;
   }
   case MB_LUATAB_LIGHT:   /* a pid or a ref (no ref watcher: see mb_encode_small) */

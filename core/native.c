@@ -75,7 +75,7 @@ static void destroy(mb_proc *p, const mb_sig *reason) {
 
 int mb_native_run(mb_proc *p) {
   const mb_native_ops *ops = p->native_ops;
-  mb_proc_reduce(p);
+  mb_proc_reduce(p, 1);
   mb_proc_drain(p);
   if (!p->doom && !p->started) {
     p->started = 1;

@@ -184,11 +184,11 @@ struct mb_proc {
 
 static inline const mb_kind *mb_kind_of(const mb_proc *p) { return &mb_kinds[p->kind]; }
 
-/* [owner] One more reduction. Only the thread running p writes `reductions` (the
+/* [owner] n more reductions. Only the thread running p writes `reductions` (the
  * ticker counts into `ticks`), so a plain load and store do, without a locked
  * add: a message's path counts two. */
-static inline void mb_proc_reduce(mb_proc *p) {
-  atomic_store_explicit(&p->reductions, atomic_load_explicit(&p->reductions, memory_order_relaxed) + 1,
+static inline void mb_proc_reduce(mb_proc *p, uint64_t n) {
+  atomic_store_explicit(&p->reductions, atomic_load_explicit(&p->reductions, memory_order_relaxed) + n,
                         memory_order_relaxed);
 }
 

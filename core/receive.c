@@ -23,7 +23,7 @@ static mb_sig *pick(mb_proc *p, mb_sig *prev, mb_recv_pred pred, void *ud) {
       m->lref = LUA_NOREF;
     }
     mb_proc_take(p, prev, m);
-    mb_proc_reduce(p);
+    mb_proc_reduce(p, 1);
     return m;
   }
   return NULL;

@@ -353,7 +353,7 @@ static void run_lua(mb_sched *s, mb_proc *p) {
   atomic_store(&s->current, p);   /* seq_cst, then the ticker's `parked`: see ticker_wake */
   mb_preempt_wake(p->node);
   /* counted as it starts: a process reading its own reductions has run */
-  mb_proc_reduce(p);
+  mb_proc_reduce(p, 1);
   int nres = 0;
   int st = lua_resume(p->L, NULL, p->nargs, &nres);
   atomic_store_explicit(&s->current, NULL, memory_order_relaxed);
@@ -363,11 +363,8 @@ static void run_lua(mb_sched *s, mb_proc *p) {
   p->nargs = 0;
   /* the ticker's 32-bit count, folded in long before it could wrap (half way:
    * ~12 days of ticks without a yield) */
-  if (atomic_load_explicit(&p->ticks, memory_order_relaxed) >= UINT32_C(1) << 31) {
-    uint64_t t = atomic_exchange_explicit(&p->ticks, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->reductions, atomic_load_explicit(&p->reductions, memory_order_relaxed) + t,
-                          memory_order_relaxed);
-  }
+  if (atomic_load_explicit(&p->ticks, memory_order_relaxed) >= UINT32_C(1) << 31)
+    mb_proc_reduce(p, atomic_exchange_explicit(&p->ticks, 0, memory_order_relaxed));
   if (p->oom) mb_proc_doom(p, mb_sig_static("out of memory"));
   if (st == LUA_YIELD && !p->doom) {
     if (p->yield_reason == MB_Y_WAIT) { park(s, p); return; }

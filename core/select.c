@@ -53,7 +53,7 @@ static int select_first(lua_State *L, mb_proc *p) {
   if (!m) return 0;
   mb_proc_take(p, prev, m);
   mb_push_taken(L, p, m);
-  mb_proc_reduce(p);
+  mb_proc_reduce(p, 1);
   return 1;
 }
 
@@ -112,7 +112,7 @@ static int select_match(lua_State *L) {
       luaL_unref(L, LUA_REGISTRYINDEX, m->lref);
       mb_proc_take(p, prev, m);
       mb_sig_free(m);
-      mb_proc_reduce(p);
+      mb_proc_reduce(p, 1);
       return 1;
     }
     lua_pop(L, 1);
