@@ -10,6 +10,7 @@
 #include "spawn.h"
 #include "node.h"
 #include "statepool.h"
+#include "stateimage.h"
 #include "ptab.h"
 #include "registry.h"
 #include "code.h"
@@ -68,6 +69,7 @@ mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state, m
   n->open_lua = open_lua;
   mb_arena_init(&n->arena);
   n->statepool = mb_statepool_new();   /* none (no memory): every spawn makes its state */
+  n->stateimage = mb_stateimage_new();   /* none: every state is made by lua_newstate */
   atomic_store(&n->next_ref, 1);
   pthread_mutex_init(&n->inject_lock, NULL);
   pthread_mutex_init(&n->life_lock, NULL);
@@ -286,6 +288,7 @@ void mb_node_free(mb_node *n) {
   mb_sched_free_all(n);
   if (n->io) mb_io_stop(n->io);
   mb_statepool_free(n->statepool);   /* before the arena its states live in */
+  mb_stateimage_free(n->stateimage);
   mb_timers_free(n->timers);
   mb_htab_free(n->handles);
   mb_codecache_free(n->codes);

@@ -50,6 +50,7 @@ struct mb_node {
   mb_htab *handles;              /* I/O handles: id -> kind, owner, resource (handle.c) */
   mb_arena arena;                /* memory of process states */
   struct mb_statepool *statepool; /* states made ahead by idle schedulers (statepool.c) */
+  struct mb_stateimage *stateimage; /* a bare state new ones are copied from (stateimage.c), or NULL */
   struct mb_ticker *ticker;      /* the preemption ticker (scheduler.c) */
   mb_preload *preloads;
   mb_open_state_fn open_state;

@@ -7,6 +7,8 @@
 #include "log.h"
 #include "cterm.h"
 #include "statepool.h"
+#include "stateimage.h"
+#include "alloc.h"
 #include "term.h"
 
 /* ---- creation ---- */
@@ -167,11 +169,30 @@ void mb_spawn_prepare(lua_State *L) {
   lua_gc(L, LUA_GCSTEP, -FIRST_GC_CREDIT_KB);
 }
 
+/* A copy of the node's state image, set up as lua_newstate(mb_proc_lua_alloc, p) and
+ * mb_spawn_prepare would have left a new state, counting the same bytes; NULL if the
+ * node has no image or no memory, or the state alone would pass max_heap (the new
+ * state's way then fails as it should). */
+static lua_State *state_from_image(mb_proc *p) {
+  mb_node *n = p->node;
+  if (!n->stateimage) return NULL;
+  int64_t bytes = mb_stateimage_bytes(n->stateimage);
+  if (p->max_heap && (uint64_t)bytes > p->max_heap) return NULL;
+  void *dst = mb_arena_alloc_lines(&n->arena, p->acache, mb_stateimage_size(n->stateimage));
+  if (!dst) return NULL;
+  lua_State *L = mb_stateimage_copy(n->stateimage, dst);
+  lua_setallocf(L, mb_proc_lua_alloc, p);
+  *(mb_proc **)lua_getextraspace(L) = p;
+  atomic_store_explicit(&p->heap_bytes, bytes, memory_order_relaxed);
+  return L;
+}
+
 void mb_spawn_start(mb_proc *p) {
   p->started = 1;
-  /* one an idle scheduler made, else a new one */
+  /* one an idle scheduler made, else a copy of the image, else a new one */
   lua_State *L = mb_statepool_take(p->node, p);
   int opened = L != NULL;
+  if (!L) L = state_from_image(p);
   if (!L) {
     L = lua_newstate(mb_proc_lua_alloc, p);
     if (!L) { p->doom = mb_sig_static("out of memory"); return; }
