@@ -69,7 +69,7 @@ mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state, m
   n->open_lua = open_lua;
   mb_arena_init(&n->arena);
   n->statepool = mb_statepool_new();   /* none (no memory): every spawn makes its state */
-  n->stateimage = mb_stateimage_new();   /* none: every state is made by lua_newstate */
+  n->stateimage = mb_stateimage_new(n);   /* none: every state is made by lua_newstate */
   atomic_store(&n->next_ref, 1);
   pthread_mutex_init(&n->inject_lock, NULL);
   pthread_mutex_init(&n->life_lock, NULL);

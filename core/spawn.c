@@ -169,10 +169,10 @@ void mb_spawn_prepare(lua_State *L) {
   lua_gc(L, LUA_GCSTEP, -FIRST_GC_CREDIT_KB);
 }
 
-/* A copy of the node's state image, set up as lua_newstate(mb_proc_lua_alloc, p) and
- * mb_spawn_prepare would have left a new state, counting the same bytes; NULL if the
- * node has no image or no memory, or the state alone would pass max_heap (the new
- * state's way then fails as it should). */
+/* A copy of the node's state image, set up as lua_newstate(mb_proc_lua_alloc, p),
+ * mb_spawn_prepare and the node's open_state would have left a new state, counting
+ * the same bytes; NULL if the node has no image or no memory, or the state alone
+ * would pass max_heap (the new state's way then fails as it should). */
 static lua_State *state_from_image(mb_proc *p) {
   mb_node *n = p->node;
   if (!n->stateimage) return NULL;
@@ -187,12 +187,27 @@ static lua_State *state_from_image(mb_proc *p) {
   return L;
 }
 
+static int open_ahead(lua_State *L) {
+  mb_node *n = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  n->open_state(L, n, NULL);
+  return 0;
+}
+
+int mb_spawn_open_ahead(lua_State *L, mb_node *n) {
+  lua_pushcfunction(L, open_ahead);
+  lua_pushlightuserdata(L, n);
+  int st = lua_pcall(L, 1, 0, 0);
+  lua_settop(L, 0);
+  return st;
+}
+
 void mb_spawn_start(mb_proc *p) {
   p->started = 1;
   /* one an idle scheduler made, else a copy of the image, else a new one */
   lua_State *L = mb_statepool_take(p->node, p);
-  int opened = L != NULL;
   if (!L) L = state_from_image(p);
+  int opened = L != NULL;   /* either comes opened */
   if (!L) {
     L = lua_newstate(mb_proc_lua_alloc, p);
     if (!L) { p->doom = mb_sig_static("out of memory"); return; }

@@ -11,11 +11,15 @@
 #include <stdint.h>
 #include <lua.h>
 
+typedef struct mb_node mb_node;
 typedef struct mb_stateimage mb_stateimage;
 
-/* The image, or NULL: no memory, the build's allocator cannot hand out a copy's
- * blocks one by one (ASan), or the trial copy did not behave as a new state. */
-mb_stateimage *mb_stateimage_new(void);
+/* The image of a state as a process's starts: lua_newstate, mb_spawn_prepare, and
+ * n's open_state (n NULL: a bare state). The open function must not key a table by
+ * the address of one of the state's objects (a copy's would hash it elsewhere).
+ * NULL: no memory, the build's allocator cannot hand out a copy's blocks one by one
+ * (ASan), or the trial copy did not behave as a new state. */
+mb_stateimage *mb_stateimage_new(mb_node *n);
 void mb_stateimage_free(mb_stateimage *im);
 
 /* Bytes a copy takes (a multiple of 8). */
@@ -30,8 +34,8 @@ int64_t mb_stateimage_bytes(const mb_stateimage *im);
 /* Copy the image to dst (mb_stateimage_size bytes, 8-aligned) and return its state.
  * Its blocks are the allocator's: each is freed (or reallocated) with its own size,
  * as any block of a state. The caller sets the allocator (lua_setallocf) and the
- * extra space; the copy has the image's panic handler and first GC credit
- * (mb_spawn_prepare) and shares the image's string hash seed. */
+ * extra space; the copy has the image's panic handler, first GC credit and opened
+ * environment, and shares the image's string hash seed. */
 lua_State *mb_stateimage_copy(const mb_stateimage *im, void *dst);
 
 #endif

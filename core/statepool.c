@@ -65,14 +65,6 @@ lua_State *mb_statepool_take(mb_node *n, mb_proc *p) {
   return L;
 }
 
-/* The node's open_state, protected: a memory error closes the state, not the node. */
-static int open_protected(lua_State *L) {
-  mb_node *n = lua_touserdata(L, 1);
-  lua_settop(L, 0);
-  n->open_state(L, n, NULL);
-  return 0;
-}
-
 int mb_statepool_fill(mb_node *n, int (*stop)(void *), void *arg) {
   mb_statepool *sp = n->statepool;
   if (!sp) return 0;
@@ -80,11 +72,8 @@ int mb_statepool_fill(mb_node *n, int (*stop)(void *), void *arg) {
     lua_State *L = lua_newstate(pool_alloc, n);
     if (!L) return -1;
     mb_spawn_prepare(L);
-    if (n->open_state) {
-      lua_pushcfunction(L, open_protected);
-      lua_pushlightuserdata(L, n);
-      if (lua_pcall(L, 1, 0, 0) != LUA_OK) { lua_close(L); return -1; }
-    }
+    /* a memory error closes the state, not the node */
+    if (n->open_state && mb_spawn_open_ahead(L, n) != LUA_OK) { lua_close(L); return -1; }
     pthread_mutex_lock(&sp->lock);
     int k = atomic_load_explicit(&sp->n, memory_order_relaxed);
     if (k < POOL_MAX) {

@@ -16,7 +16,7 @@
 #ifdef MB_ALLOC_PLAIN
 /* The ASan build: every block is a malloc of its own, so there is no image (every
  * state is made by lua_newstate, the way the whole ASan suite then runs). */
-TEST(no_image_when_each_block_is_a_malloc) { CHECK(mb_stateimage_new() == NULL); }
+TEST(no_image_when_each_block_is_a_malloc) { CHECK(mb_stateimage_new(NULL) == NULL); }
 
 TEST_MAIN(CHECK_CASE(no_image_when_each_block_is_a_malloc))
 #else
@@ -104,7 +104,7 @@ static void run_work(lua_State *L, int id) {
 typedef struct { mb_stateimage *im; mb_arena a; mb_acache c; } fixture;
 
 static void fixture_open(fixture *f) {
-  f->im = mb_stateimage_new();
+  f->im = mb_stateimage_new(NULL);
   CHECK(f->im != NULL);
   mb_arena_init(&f->a);
   memset(&f->c, 0, sizeof f->c);
@@ -143,7 +143,7 @@ TEST(a_copy_counts_what_a_new_state_counts) {
  * the distance between the two, and none pointing into the image left: a copy that
  * still read or wrote through one would share the image with every other copy. */
 TEST(a_copy_holds_no_pointer_into_the_image) {
-  mb_stateimage *im = mb_stateimage_new();
+  mb_stateimage *im = mb_stateimage_new(NULL);
   CHECK(im != NULL);
   size_t size = mb_stateimage_size(im), words = size / sizeof(uintptr_t);
   const uintptr_t *img = mb_stateimage_region(im);
