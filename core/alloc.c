@@ -139,6 +139,20 @@ void *mb_arena_alloc_lines(mb_arena *a, mb_acache *c, size_t nsize) {
 #endif
 }
 
+void *mb_arena_alloc_run(mb_arena *a, mb_acache *c, size_t nsize) {
+#ifdef MB_ALLOC_PLAIN
+  (void)a; (void)c; (void)nsize;
+  return NULL;
+#else
+  size_t k = (nsize + MB_ALLOC_GRAIN - 1) >> MB_ALLOC_GRAIN_SHIFT;
+  if (c) return carve(a, c, k);
+  pthread_mutex_lock(&a->lock);
+  void *p = carve(a, &a->shared, k);
+  pthread_mutex_unlock(&a->lock);
+  return p;
+#endif
+}
+
 /* ---- the lua_Alloc of a process state: counting its bytes, enforcing max_heap ---- */
 
 /* Everything but the two common cases below: growing, limits, large blocks, no cache. */

@@ -36,12 +36,15 @@ void mb_arena_free(mb_arena *a);      /* releases every chunk: no state may be a
 /* lua_Alloc semantics (old = 0 when ptr is NULL). c: this thread's cache, or NULL
  * for the arena's shared one. */
 void *mb_arena_realloc(mb_arena *a, mb_acache *c, void *ptr, size_t old, size_t nsize);
-/* A new block of nsize bytes that starts a cache line, for a struct whose fields are
- * grouped by line (a multiple of 64, at most MB_ALLOC_SMALL: freed as any block of
- * its size, mb_arena_realloc to 0), or for a run of small blocks laid out in it (a
- * multiple of 8, at most 64 KiB: each freed with its own size; a state image's copy).
- * Never from a free list, which mixes alignments. */
+/* A new block of nsize bytes (a multiple of 64, at most MB_ALLOC_SMALL) that starts a
+ * cache line, for a struct whose fields are grouped by line; freed as any block of
+ * its size (mb_arena_realloc to 0). Never from a free list, which mixes alignments. */
 void *mb_arena_alloc_lines(mb_arena *a, mb_acache *c, size_t nsize);
+/* A run of nsize bytes (a multiple of 8, at most 64 KiB) carved from the current
+ * chunk, for small blocks laid out in it that are freed one by one, each with its
+ * own size (a copy of a state image). NULL in the ASan build (each block is a
+ * malloc there), or with no memory. */
+void *mb_arena_alloc_run(mb_arena *a, mb_acache *c, size_t nsize);
 
 /* ASan must see every block; TSan runs the real allocator (it is on every path). */
 #if defined(__SANITIZE_ADDRESS__)

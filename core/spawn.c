@@ -178,7 +178,7 @@ static lua_State *state_from_image(mb_proc *p) {
   if (!n->stateimage) return NULL;
   int64_t bytes = mb_stateimage_bytes(n->stateimage);
   if (p->max_heap && (uint64_t)bytes > p->max_heap) return NULL;
-  void *dst = mb_arena_alloc_lines(&n->arena, p->acache, mb_stateimage_size(n->stateimage));
+  void *dst = mb_arena_alloc_run(&n->arena, p->acache, mb_stateimage_size(n->stateimage));
   if (!dst) return NULL;
   lua_State *L = mb_stateimage_copy(n->stateimage, dst);
   lua_setallocf(L, mb_proc_lua_alloc, p);

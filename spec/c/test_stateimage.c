@@ -38,7 +38,7 @@ static int64_t lua_count(lua_State *L) {
 
 /* A copy in the arena, on a counting allocator that starts at the image's bytes. */
 static lua_State *copy_in(const mb_stateimage *im, counted *k) {
-  void *dst = mb_arena_alloc_lines(k->a, k->c, mb_stateimage_size(im));
+  void *dst = mb_arena_alloc_run(k->a, k->c, mb_stateimage_size(im));
   CHECK(dst != NULL);
   lua_State *L = mb_stateimage_copy(im, dst);
   k->bytes = mb_stateimage_bytes(im);
