@@ -521,6 +521,10 @@ loaded:
 int mb_procenv_open(lua_State *L, mb_node *n, mb_proc *p) {
   (void)n;
   (void)p;
+  /* package.loaded, with room for the moonbeam module a Lua body is opened with:
+   * made here, it is in the node's state image (stateimage.c), not made by each */
+  lua_createtable(L, 0, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushglobaltable(L);
   lua_pushcfunction(L, light_require);
   lua_setfield(L, -2, "require");
