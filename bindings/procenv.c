@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "procenv.h"
+#include "luaface.h"
 #include "node.h"
 #include "code.h"
 #include "scheduler.h"
@@ -549,9 +550,11 @@ int mb_procenv_open(lua_State *L, mb_node *n, mb_proc *p) {
  * (a gen_server's loop, whose callback module may never require it) does not pay
  * for it. */
 int mb_procenv_open_lua(lua_State *L, mb_node *n, mb_proc *p) {
-  (void)p;
   const mb_preload *pl = find_preload(n, "moonbeam");
   if (!pl) return 0;
+  /* ahead of any process (the node's state image): only the module this file knows,
+   * whose tables hold C functions under string keys; a host's own opens with each */
+  if (!p && pl->open != luaopen_moonbeam) return 1;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushcfunction(L, pl->open);
   lua_pushstring(L, pl->name);

@@ -10,7 +10,9 @@
 
 /* Prepare a new process state (the node's open_state hook). */
 int mb_procenv_open(lua_State *L, mb_node *n, mb_proc *p);
-/* Then, for a process whose body is Lua (the node's open_lua hook): its moonbeam module. */
+/* Then, for a process whose body is Lua (the node's open_lua hook): its moonbeam module.
+ * With p NULL (ahead of any process, for the node's state image): 1, and nothing
+ * done, when the node's moonbeam is a host's own. */
 int mb_procenv_open_lua(lua_State *L, mb_node *n, mb_proc *p);
 
 /* print: the arguments as one whole line on stdout. */

@@ -68,8 +68,10 @@ mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state, m
   n->open_state = open_state;
   n->open_lua = open_lua;
   mb_arena_init(&n->arena);
-  n->statepool = mb_statepool_new();   /* none (no memory): every spawn makes its state */
-  n->stateimage = mb_stateimage_new(n);   /* none: every state is made by lua_newstate */
+  /* a new state is a copy of the image; without one (the ASan build, a Lua the image
+   * does not work with, no memory), idle schedulers make states ahead in the pool */
+  n->stateimage = mb_stateimage_new(n, 0);
+  n->statepool = n->stateimage ? NULL : mb_statepool_new();   /* neither: lua_newstate */
   atomic_store(&n->next_ref, 1);
   pthread_mutex_init(&n->inject_lock, NULL);
   pthread_mutex_init(&n->life_lock, NULL);
@@ -217,6 +219,9 @@ static void join_once(mb_node *n) {
 
 int mb_node_start(mb_node *n) {
   if (!advance(n, MB_NODE_NEW, MB_NODE_RUNNING)) return MB_ESTATE;
+  /* the preloads are known now (mb_node_preload comes before start); before the
+   * scheduler threads, which read it */
+  if (n->stateimage && n->open_lua) n->stateimage_lua = mb_stateimage_new(n, 1);
   n->io = mb_io_start(n, n->opts.handle_signals);
   int rc = n->io ? mb_sched_start_all(n) : MB_ESYS;
   if (rc != 0) {
@@ -289,6 +294,7 @@ void mb_node_free(mb_node *n) {
   if (n->io) mb_io_stop(n->io);
   mb_statepool_free(n->statepool);   /* before the arena its states live in */
   mb_stateimage_free(n->stateimage);
+  mb_stateimage_free(n->stateimage_lua);
   mb_timers_free(n->timers);
   mb_htab_free(n->handles);
   mb_codecache_free(n->codes);

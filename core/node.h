@@ -50,11 +50,14 @@ struct mb_node {
   mb_htab *handles;              /* I/O handles: id -> kind, owner, resource (handle.c) */
   mb_arena arena;                /* memory of process states */
   struct mb_statepool *statepool; /* states made ahead by idle schedulers (statepool.c) */
-  struct mb_stateimage *stateimage; /* a bare state new ones are copied from (stateimage.c), or NULL */
+  struct mb_stateimage *stateimage; /* a state new ones are copied from (stateimage.c), or NULL */
+  struct mb_stateimage *stateimage_lua; /* the same with open_lua's too, for Lua bodies (made at
+                                         * start, when the preloads are known), or NULL */
   struct mb_ticker *ticker;      /* the preemption ticker (scheduler.c) */
   mb_preload *preloads;
   mb_open_state_fn open_state;
-  mb_open_state_fn open_lua;    /* then, for a body in Lua (not a C body), pooled state or not */
+  mb_open_state_fn open_lua;    /* then, for a body in Lua (not a C body), pooled state or not;
+                                 * with p NULL, ahead of any process: nonzero if it cannot */
 
   /* work injected from outside the schedulers (host thread, I/O thread) */
   pthread_mutex_t inject_lock;
@@ -85,8 +88,9 @@ struct mb_node {
 
 
 /* The core half of mb_node_new: no modules opened. `open_state` prepares each process
- * state (ahead of time too: the state pool); `open_lua` (may be NULL) a process whose
- * body is Lua, as it starts. */
+ * state (ahead of time too, p NULL: the state pool, the state image); `open_lua` (may
+ * be NULL) a process whose body is Lua, as it starts (ahead of time too, for the
+ * state image of Lua bodies, if it returns 0 with p NULL). */
 mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state, mb_open_state_fn open_lua);
 uint64_t mb_node_make_ref(mb_node *n);
 

@@ -115,12 +115,15 @@ static mb_proc *proc_arg(lua_State *L) {
 /* Opens the state and returns the body's function and its arguments, which
  * mb_spawn_start leaves on the main thread's stack for the first resume: the body
  * runs on the state's main thread (a coroutine more would cost ~0.9 KB a process). */
+#define OPENED_STATE 1   /* open_state has run on the state (a pooled state, an image's copy) */
+#define OPENED_LUA 2     /* open_lua has too (the copy of the image for Lua bodies) */
+
 static int start_protected(lua_State *L) {
   mb_proc *p = proc_arg(L);
-  int opened = lua_toboolean(L, 2);   /* a pooled state comes opened */
+  int opened = (int)lua_tointeger(L, 2);
   lua_settop(L, 1);
-  if (p->node->open_state && !opened) p->node->open_state(L, p->node, p);
-  if (p->node->open_lua && !p->body) p->node->open_lua(L, p->node, p);
+  if (p->node->open_state && !(opened & OPENED_STATE)) p->node->open_state(L, p->node, p);
+  if (p->node->open_lua && !p->body && !(opened & OPENED_LUA)) p->node->open_lua(L, p->node, p);
   int base = lua_gettop(L), nargs = 0;
   if (p->body) {
     lua_pushcfunction(L, p->body);
@@ -173,14 +176,16 @@ void mb_spawn_prepare(lua_State *L) {
  * mb_spawn_prepare and the node's open_state would have left a new state, counting
  * the same bytes; NULL if the node has no image or no memory, or the state alone
  * would pass max_heap (the new state's way then fails as it should). */
-static lua_State *state_from_image(mb_proc *p) {
+static lua_State *state_from_image(mb_proc *p, int *opened) {
   mb_node *n = p->node;
-  if (!n->stateimage) return NULL;
-  int64_t bytes = mb_stateimage_bytes(n->stateimage);
+  const mb_stateimage *im = !p->body && n->stateimage_lua ? n->stateimage_lua : n->stateimage;
+  if (!im) return NULL;
+  int64_t bytes = mb_stateimage_bytes(im);
   if (p->max_heap && (uint64_t)bytes > p->max_heap) return NULL;
-  void *dst = mb_arena_alloc_run(&n->arena, p->acache, mb_stateimage_size(n->stateimage));
+  void *dst = mb_arena_alloc_run(&n->arena, p->acache, mb_stateimage_size(im));
   if (!dst) return NULL;
-  lua_State *L = mb_stateimage_copy(n->stateimage, dst);
+  lua_State *L = mb_stateimage_copy(im, dst);
+  *opened = im == n->stateimage_lua ? OPENED_STATE | OPENED_LUA : OPENED_STATE;
   lua_setallocf(L, mb_proc_lua_alloc, p);
   *(mb_proc **)lua_getextraspace(L) = p;
   atomic_store_explicit(&p->heap_bytes, bytes, memory_order_relaxed);
@@ -189,15 +194,18 @@ static lua_State *state_from_image(mb_proc *p) {
 
 static int open_ahead(lua_State *L) {
   mb_node *n = lua_touserdata(L, 1);
+  int lua = lua_toboolean(L, 2);
   lua_settop(L, 0);
-  n->open_state(L, n, NULL);
+  if (n->open_state) n->open_state(L, n, NULL);
+  if (lua && (!n->open_lua || n->open_lua(L, n, NULL) != 0)) return luaL_error(L, "cannot open ahead");
   return 0;
 }
 
-int mb_spawn_open_ahead(lua_State *L, mb_node *n) {
+int mb_spawn_open_ahead(lua_State *L, mb_node *n, int lua) {
   lua_pushcfunction(L, open_ahead);
   lua_pushlightuserdata(L, n);
-  int st = lua_pcall(L, 1, 0, 0);
+  lua_pushboolean(L, lua);
+  int st = lua_pcall(L, 2, 0, 0);
   lua_settop(L, 0);
   return st;
 }
@@ -206,8 +214,8 @@ void mb_spawn_start(mb_proc *p) {
   p->started = 1;
   /* one an idle scheduler made, else a copy of the image, else a new one */
   lua_State *L = mb_statepool_take(p->node, p);
-  if (!L) L = state_from_image(p);
-  int opened = L != NULL;   /* either comes opened */
+  int opened = L ? OPENED_STATE : 0;
+  if (!L) L = state_from_image(p, &opened);
   if (!L) {
     L = lua_newstate(mb_proc_lua_alloc, p);
     if (!L) { p->doom = mb_sig_static("out of memory"); return; }
@@ -217,7 +225,7 @@ void mb_spawn_start(mb_proc *p) {
   p->L = L;
   lua_pushcfunction(L, start_protected);
   lua_pushlightuserdata(L, p);
-  lua_pushboolean(L, opened);
+  lua_pushinteger(L, opened);
   int st = lua_pcall(L, 2, LUA_MULTRET, 0);
   if (st != LUA_OK) {
     const char *msg = st == LUA_ERRMEM || p->oom ? "out of memory" : lua_tostring(L, -1);

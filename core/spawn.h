@@ -38,10 +38,10 @@ int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out);
  * first GC credit); the state pool's are made with it too. */
 void mb_spawn_prepare(lua_State *L);
 
-/* Run the node's open_state on a state made ahead of any process (p NULL: the state
- * pool's, the state image), protected: LUA_OK, or the error (a memory error), with
- * the state's stack left empty either way. */
-int mb_spawn_open_ahead(lua_State *L, mb_node *n);
+/* Run the node's open_state (and, if lua, its open_lua) on a state made ahead of any
+ * process (p NULL: the state pool's, the state images), protected: LUA_OK, else an
+ * error (a memory error, or open_lua declining), with the state's stack left empty. */
+int mb_spawn_open_ahead(lua_State *L, mb_node *n, int lua);
 
 /* [owner] First run: build the state, load the code, decode the arguments onto its
  * main thread, which runs the body. On failure sets p->doom. */

@@ -48,8 +48,8 @@ lua_State *mb_stateimage_copy(const mb_stateimage *im, void *dst) {
 /* ---- the image ---- */
 
 #ifdef MB_ALLOC_PLAIN
-mb_stateimage *mb_stateimage_new(mb_node *n) {
-  (void)n;
+mb_stateimage *mb_stateimage_new(mb_node *n, int lua) {
+  (void)n; (void)lua;
   return NULL;   /* each block is its own malloc: a copy's could not be freed one by one */
 }
 #else
@@ -120,7 +120,7 @@ static int trial_ok(const mb_stateimage *im) {
   return ok;
 }
 
-mb_stateimage *mb_stateimage_new(mb_node *n) {
+mb_stateimage *mb_stateimage_new(mb_node *n, int lua) {
   mb_stateimage *im = calloc(1, sizeof *im);
   region r = { aligned_alloc(64, REGION_MAX), 0 };
   if (!im || !r.base) goto fail;
@@ -128,7 +128,7 @@ mb_stateimage *mb_stateimage_new(mb_node *n) {
   lua_State *L = lua_newstate(region_alloc, &r);
   if (!L) goto fail;
   mb_spawn_prepare(L);
-  if (n && n->open_state && mb_spawn_open_ahead(L, n) != LUA_OK) goto fail;
+  if (n && mb_spawn_open_ahead(L, n, lua) != LUA_OK) goto fail;
   lua_setallocf(L, NULL, NULL);   /* the image is never run again: nothing may allocate */
   im->base = r.base;
   im->size = r.used;

@@ -15,11 +15,13 @@ typedef struct mb_node mb_node;
 typedef struct mb_stateimage mb_stateimage;
 
 /* The image of a state as a process's starts: lua_newstate, mb_spawn_prepare, and
- * n's open_state (n NULL: a bare state). The open function must not key a table by
+ * n's open_state (n NULL: a bare state), then, if lua, n's open_lua (for a body in
+ * Lua). The open functions run with no process (p NULL) and must not key a table by
  * the address of one of the state's objects (a copy's would hash it elsewhere).
  * NULL: no memory, the build's allocator cannot hand out a copy's blocks one by one
- * (ASan), or the trial copy did not behave as a new state. */
-mb_stateimage *mb_stateimage_new(mb_node *n);
+ * (ASan), open_lua declined (nonzero), or the trial copy did not behave as a new
+ * state. */
+mb_stateimage *mb_stateimage_new(mb_node *n, int lua);
 void mb_stateimage_free(mb_stateimage *im);
 
 /* Bytes a copy takes (a multiple of 8). */

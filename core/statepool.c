@@ -73,7 +73,7 @@ int mb_statepool_fill(mb_node *n, int (*stop)(void *), void *arg) {
     if (!L) return -1;
     mb_spawn_prepare(L);
     /* a memory error closes the state, not the node */
-    if (n->open_state && mb_spawn_open_ahead(L, n) != LUA_OK) { lua_close(L); return -1; }
+    if (mb_spawn_open_ahead(L, n, 0) != LUA_OK) { lua_close(L); return -1; }
     pthread_mutex_lock(&sp->lock);
     int k = atomic_load_explicit(&sp->n, memory_order_relaxed);
     if (k < POOL_MAX) {

@@ -10,13 +10,14 @@
 #include "alloc.h"
 #include "node.h"
 #include "statepool.h"
+#include "luaface.h"
 #include "spawn.h"
 #include "stateimage.h"
 
 #ifdef MB_ALLOC_PLAIN
 /* The ASan build: every block is a malloc of its own, so there is no image (every
  * state is made by lua_newstate, the way the whole ASan suite then runs). */
-TEST(no_image_when_each_block_is_a_malloc) { CHECK(mb_stateimage_new(NULL) == NULL); }
+TEST(no_image_when_each_block_is_a_malloc) { CHECK(mb_stateimage_new(NULL, 0) == NULL); }
 
 TEST_MAIN(CHECK_CASE(no_image_when_each_block_is_a_malloc))
 #else
@@ -104,7 +105,7 @@ static void run_work(lua_State *L, int id) {
 typedef struct { mb_stateimage *im; mb_arena a; mb_acache c; } fixture;
 
 static void fixture_open(fixture *f) {
-  f->im = mb_stateimage_new(NULL);
+  f->im = mb_stateimage_new(NULL, 0);
   CHECK(f->im != NULL);
   mb_arena_init(&f->a);
   memset(&f->c, 0, sizeof f->c);
@@ -143,7 +144,7 @@ TEST(a_copy_counts_what_a_new_state_counts) {
  * the distance between the two, and none pointing into the image left: a copy that
  * still read or wrote through one would share the image with every other copy. */
 TEST(a_copy_holds_no_pointer_into_the_image) {
-  mb_stateimage *im = mb_stateimage_new(NULL);
+  mb_stateimage *im = mb_stateimage_new(NULL, 0);
   CHECK(im != NULL);
   size_t size = mb_stateimage_size(im), words = size / sizeof(uintptr_t);
   const uintptr_t *img = mb_stateimage_region(im);
@@ -244,7 +245,45 @@ TEST(a_process_on_a_copy_counts_what_one_on_a_new_state_counts) {
   CHECK_EQ_STR(copied, fresh);
 }
 
+/* The node's image for Lua bodies holds the moonbeam module (made at start, when the
+ * preloads are known); a host's own preload named moonbeam is opened with each
+ * process instead, so that node has the environment's image alone. Each script
+ * checks it got the module it should. */
+static int open_wrapped(lua_State *L) {
+  luaopen_moonbeam(L);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "wrapped");
+  return 1;
+}
+
+static void run_and_check_lua_image(mb_node *n, const char *src, int has_lua_image) {
+  char path[] = "/tmp/mb_image_lua_XXXXXX.lua";
+  check_write_script(path, src);
+  mb_pid pid;
+  CHECK_EQ_INT(mb_spawn_script(n, path, 0, NULL, &pid), 0);
+  CHECK_EQ_INT(mb_node_run(n), 0);
+  CHECK(n->stateimage != NULL);
+  CHECK_EQ_INT(n->stateimage_lua != NULL, has_lua_image);
+  mb_node_free(n);
+  unlink(path);
+}
+
+TEST(lua_bodies_get_an_image_with_the_module_unless_the_host_has_its_own) {
+  static const char child[] =
+    "local mb = require 'moonbeam'\n"
+    "local function child(parent) local mb = require 'moonbeam'; mb.send(parent, mb.wrapped or false) end\n"
+    "mb.spawn(child, mb.self())\n";
+  char src[1024];
+  snprintf(src, sizeof src, "%sassert(mb.receive(10000) == false)\n", child);
+  run_and_check_lua_image(check_quiet_node(1), src, 1);
+  mb_node *n = check_quiet_node(1);
+  CHECK_EQ_INT(mb_node_preload(n, "moonbeam", open_wrapped), 0);
+  snprintf(src, sizeof src, "%sassert(mb.receive(10000) == true)\n", child);
+  run_and_check_lua_image(n, src, 0);
+}
+
 TEST_MAIN(CHECK_CASE(a_copy_counts_what_a_new_state_counts),
+          CHECK_CASE(lua_bodies_get_an_image_with_the_module_unless_the_host_has_its_own),
           CHECK_CASE(a_process_on_a_copy_counts_what_one_on_a_new_state_counts),
           CHECK_CASE(a_copy_holds_no_pointer_into_the_image),
           CHECK_CASE(copies_live_side_by_side_and_close_in_any_order))
