@@ -14,6 +14,9 @@
 #include "log.h"
 
 int mb_node_preload(mb_node *n, const char *name, mb_lua_CFunction open) {
+  /* schedulers read the list without a lock, and the image for Lua bodies is made
+   * from it at start */
+  if (atomic_load(&n->state) != MB_NODE_NEW) return MB_ESTATE;
   mb_preload *p = malloc(sizeof *p);
   if (!p || !(p->name = strdup(name))) { free(p); return MB_ENOMEM; }
   p->open = open;

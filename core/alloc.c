@@ -9,7 +9,8 @@
 #include "scheduler.h"
 
 /* When a block does not fit in the rest of the newest chunk, that rest (less than
- * the largest class, 2 KB) is left: ~0.1% of a 1 MiB chunk. At 64 KiB it came to
+ * the largest class, 2 KB, or than a state image's copy, ~6 KB: mb_arena_alloc_run)
+ * is left: ~0.1% (up to ~0.3%) of a 1 MiB chunk. At 64 KiB it came to
  * ~1 KB a chunk in bench/spawn, whose identical processes kept hitting the same
  * phase: ~100 bytes a process. A chunk is mapped with its pages populated: one
  * system call instead of a page fault per 4 KiB as processes are made (bench/spawn

@@ -84,6 +84,16 @@ static inline void *mb_arena_alloc_fast(mb_acache *c, size_t nsize) {
   return NULL;
 }
 
+/* Whether this thread's cache holds a freed small block of nsize's class. */
+static inline int mb_arena_has_free(const mb_acache *c, size_t nsize) {
+#ifndef MB_ALLOC_PLAIN
+  return c && nsize && nsize <= MB_ALLOC_SMALL && c->free[(nsize + MB_ALLOC_GRAIN - 1) >> MB_ALLOC_GRAIN_SHIFT];
+#else
+  (void)c; (void)nsize;
+  return 0;
+#endif
+}
+
 /* The lua_Alloc of every process state (ud: its mb_proc): counts the state's bytes
  * in heap_bytes, refuses what would pass max_heap (heap plus queued messages), and
  * on any refusal marks the process out of memory and arms the hook, so it ends at

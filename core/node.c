@@ -68,10 +68,7 @@ mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state, m
   n->open_state = open_state;
   n->open_lua = open_lua;
   mb_arena_init(&n->arena);
-  /* a new state is a copy of the image; without one (the ASan build, a Lua the image
-   * does not work with, no memory), idle schedulers make states ahead in the pool */
-  n->stateimage = mb_stateimage_new(n, 0);
-  n->statepool = n->stateimage ? NULL : mb_statepool_new();   /* neither: lua_newstate */
+  n->statepool = mb_statepool_new();   /* none (no memory): every spawn makes its state */
   atomic_store(&n->next_ref, 1);
   pthread_mutex_init(&n->inject_lock, NULL);
   pthread_mutex_init(&n->life_lock, NULL);
@@ -79,6 +76,9 @@ mb_node *mb_node_create(const mb_node_opts *opts, mb_open_state_fn open_state, m
   n->start_ns = mb_now_ns();
   if (mb_sig_statics_init() != 0 || !n->path || !n->ptab || !n->reg || !n->codes || !n->timers) { mb_node_free(n); return NULL; }
   if (!(n->handles = mb_htab_new())) { mb_node_free(n); return NULL; }
+  /* last, on a whole node: open_state runs on it. None (the ASan build, a Lua the
+   * image does not work with, no memory): every state is made block by block */
+  n->stateimage = mb_stateimage_new(n, 0);
   return n;
 }
 

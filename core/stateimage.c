@@ -29,6 +29,8 @@ struct mb_stateimage {
   size_t size;       /* bytes used */
   size_t lstate;     /* offset of the lua_State */
   int64_t bytes;     /* Lua's count of the state's bytes */
+  size_t holes;      /* bytes freed while it was made: dead in every copy */
+  size_t first;      /* the first block's bytes: the lua_State and global state */
   uint32_t nptr;
   uint32_t *ptr;     /* indexes of the words that point into the region */
 };
@@ -36,6 +38,8 @@ struct mb_stateimage {
 size_t mb_stateimage_size(const mb_stateimage *im) { return im->size; }
 const void *mb_stateimage_region(const mb_stateimage *im) { return im->base; }
 int64_t mb_stateimage_bytes(const mb_stateimage *im) { return im->bytes; }
+size_t mb_stateimage_holes(const mb_stateimage *im) { return im->holes; }
+size_t mb_stateimage_first_block(const mb_stateimage *im) { return im->first; }
 
 lua_State *mb_stateimage_copy(const mb_stateimage *im, void *dst) {
   memcpy(dst, im->base, im->size);
@@ -53,15 +57,22 @@ mb_stateimage *mb_stateimage_new(mb_node *n, int lua) {
   return NULL;   /* each block is its own malloc: a copy's could not be freed one by one */
 }
 #else
-typedef struct { char *base; size_t used; } region;
+typedef struct { char *base; size_t used, holes, first; } region;
 
-/* Blocks laid out one after the other; none is reused (lua_newstate frees none). */
+static size_t grain_round(size_t n) { return (n + MB_ALLOC_GRAIN - 1) & ~(size_t)(MB_ALLOC_GRAIN - 1); }
+
+/* Blocks laid out one after the other, each in its 8-byte class as the arena would
+ * give it. A block reallocated within its class stays (as the arena keeps it); one
+ * freed or moved is a hole every copy carries as dead bytes (none on 5.4.4). */
 static void *region_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   region *r = ud;
-  if (nsize == 0) return NULL;   /* a freed block stays a hole in every copy */
-  size_t k = (nsize + MB_ALLOC_GRAIN - 1) & ~(size_t)(MB_ALLOC_GRAIN - 1);
+  size_t old = ptr ? grain_round(osize) : 0, k = grain_round(nsize);
+  if (ptr && k == old) return ptr;
+  r->holes += old;
+  if (nsize == 0) return NULL;
   if (k > MB_ALLOC_SMALL || REGION_MAX - r->used < k) return NULL;   /* copies' blocks are small */
   void *np = r->base + r->used;
+  if (!r->used) r->first = k;
   r->used += k;
   if (ptr) memcpy(np, ptr, osize < nsize ? osize : nsize);
   return np;
@@ -69,13 +80,16 @@ static void *region_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 
 /* ---- the trial ---- */
 
-/* The trial copy's allocator: its own blocks are never freed (the region is freed
- * whole), and new ones come from malloc. */
-typedef struct { char *lo, *hi; } trial;
+/* The trial copy's allocator: its own blocks are never freed (the copy is freed
+ * whole), and new ones come from malloc. A block in the image itself (a pointer the
+ * copy did not move, were the method wrong for this Lua) is not freed either, so a
+ * failing trial fails safely: the image is compared with what it was after. */
+typedef struct { char *lo, *hi, *img_lo, *img_hi; } trial;
 
 static void *trial_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   trial *t = ud;
-  int inside = (char *)ptr >= t->lo && (char *)ptr < t->hi;
+  int inside = ((char *)ptr >= t->lo && (char *)ptr < t->hi) ||
+               ((char *)ptr >= t->img_lo && (char *)ptr < t->img_hi);
   if (nsize == 0) {
     if (!inside) free(ptr);
     return NULL;
@@ -109,20 +123,26 @@ static int trial_run(lua_State *L) {
 
 static int trial_ok(const mb_stateimage *im) {
   char *copy = aligned_alloc(64, (im->size + 63) & ~(size_t)63);
-  if (!copy) return 0;
-  trial t = { copy, copy + im->size };
-  lua_State *L = mb_stateimage_copy(im, copy);
-  lua_setallocf(L, trial_alloc, &t);
-  lua_pushcfunction(L, trial_run);
-  int ok = lua_pcall(L, 0, 1, 0) == LUA_OK && lua_toboolean(L, -1);
-  lua_close(L);
+  char *before = malloc(im->size);
+  int ok = 0;
+  if (copy && before) {
+    memcpy(before, im->base, im->size);
+    trial t = { copy, copy + im->size, im->base, im->base + im->size };
+    lua_State *L = mb_stateimage_copy(im, copy);
+    lua_setallocf(L, trial_alloc, &t);
+    lua_pushcfunction(L, trial_run);
+    ok = lua_pcall(L, 0, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+    lua_close(L);
+    ok = ok && memcmp(before, im->base, im->size) == 0;   /* nothing wrote into the image */
+  }
+  free(before);
   free(copy);
   return ok;
 }
 
 mb_stateimage *mb_stateimage_new(mb_node *n, int lua) {
   mb_stateimage *im = calloc(1, sizeof *im);
-  region r = { aligned_alloc(64, REGION_MAX), 0 };
+  region r = { aligned_alloc(64, REGION_MAX), 0, 0, 0 };
   if (!im || !r.base) goto fail;
   memset(r.base, 0, REGION_MAX);   /* padding copied into states is zero, not garbage */
   lua_State *L = lua_newstate(region_alloc, &r);
@@ -132,6 +152,8 @@ mb_stateimage *mb_stateimage_new(mb_node *n, int lua) {
   lua_setallocf(L, NULL, NULL);   /* the image is never run again: nothing may allocate */
   im->base = r.base;
   im->size = r.used;
+  im->holes = r.holes;
+  im->first = r.first;
   im->lstate = (size_t)((char *)L - r.base);
   im->bytes = (int64_t)lua_gc(L, LUA_GCCOUNT) * 1024 + lua_gc(L, LUA_GCCOUNTB);
   uintptr_t lo = (uintptr_t)r.base, hi = lo + r.used;   /* one past the end counts */

@@ -33,6 +33,14 @@ const void *mb_stateimage_region(const mb_stateimage *im);
 /* Lua's own count of a copy's bytes (what lua_gc LUA_GCCOUNT/COUNTB say). */
 int64_t mb_stateimage_bytes(const mb_stateimage *im);
 
+/* Bytes of blocks freed or moved while the image was made, which every copy carries
+ * as dead bytes (0 with Lua 5.4.4 and the node's open functions). */
+size_t mb_stateimage_holes(const mb_stateimage *im);
+
+/* The size of a copy's first block, the lua_State and global state (a class only a
+ * state's own block has: on a free list, a closed state's blocks are there to reuse). */
+size_t mb_stateimage_first_block(const mb_stateimage *im);
+
 /* Copy the image to dst (mb_stateimage_size bytes, 8-aligned) and return its state.
  * Its blocks are the allocator's: each is freed (or reallocated) with its own size,
  * as any block of a state. The caller sets the allocator (lua_setallocf) and the

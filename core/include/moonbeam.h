@@ -64,7 +64,7 @@ MB_API int mb_node_run(mb_node *node);     /* start + wait until no process is a
 MB_API int mb_node_stop(mb_node *node);    /* stop: kill every process, join all threads; idempotent */
 MB_API void mb_node_free(mb_node *node);
 
-/* A module every process can `require` (call before mb_node_start). */
+/* A module every process can `require` (call before mb_node_start: MB_ESTATE after). */
 MB_API int mb_node_preload(mb_node *node, const char *name, mb_lua_CFunction open);
 
 /* Spawn `module` with the nargs values on top of L (the embedder's state, used only

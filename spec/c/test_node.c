@@ -244,12 +244,13 @@ TEST(send_from_c_reaches_processes) {
   unlink(path);
 }
 
-/* Spawn bursts on two schedulers. Each child's state is a copy of the node's state
- * image (core/stateimage.c), made on either scheduler; in the ASan build, which has
- * no image, each burst takes the states an idle scheduler made ahead
- * (core/statepool.c) while the other scheduler may be making more, then new ones
- * once those are gone. Every child counts the same bytes either way (its heap as
- * Lua counts it, and as mb.info counts it once it waits), none is lost. */
+/* Spawn bursts on two schedulers, each burst's children killed before the next: a
+ * child's state is a copy of the node's state image (core/stateimage.c) while no
+ * closed state's blocks wait on its scheduler's free lists, else one an idle
+ * scheduler made ahead (core/statepool.c) while the other may be making more, else
+ * a new one (the ASan build has no image). Every child counts the same bytes
+ * whichever way (its heap as Lua counts it, and as mb.info counts it once it
+ * waits), none is lost. */
 TEST(spawn_bursts_take_pooled_and_new_states_alike) {
   CHECK_EQ_INT(check_run_script(
     "local mb = require 'moonbeam'\n"
