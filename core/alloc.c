@@ -9,13 +9,14 @@
 #include "scheduler.h"
 
 /* When a block does not fit in the rest of the newest chunk, that rest (less than
- * the largest class, 2 KB, or than a state image's copy, ~6 KB: mb_arena_alloc_run)
- * is left: ~0.1% (up to ~0.3%) of a 1 MiB chunk. At 64 KiB it came to
+ * the largest class, 2 KB) is left: ~0.1% of a 1 MiB chunk. At 64 KiB it came to
  * ~1 KB a chunk in bench/spawn, whose identical processes kept hitting the same
- * phase: ~100 bytes a process. A chunk is mapped with its pages populated: one
- * system call instead of a page fault per 4 KiB as processes are made (bench/spawn
- * spent a third of its time in the kernel's fault path). A node's caches each hold
- * at most one chunk not yet used up. */
+ * phase: ~100 bytes a process. (A run, a state image's copy, that does not fit
+ * takes a new chunk and leaves the rest to small blocks: carve_run.) A chunk is
+ * mapped with its pages populated: one system call instead of a page fault per
+ * 4 KiB as processes are made (bench/spawn spent a third of its time in the
+ * kernel's fault path). A node's caches each hold at most two chunks not yet used
+ * up (the one small blocks come from, and the spare a run started). */
 #define CHUNK_SIZE (1024 * 1024)
 
 typedef struct mb_chunk { struct mb_chunk *next; } mb_chunk;
@@ -39,25 +40,39 @@ static void *chunk_map(void) {
 
 static inline size_t class_of(size_t n) { return (n + MB_ALLOC_GRAIN - 1) >> MB_ALLOC_GRAIN_SHIFT; }
 
-/* A new chunk for the cache to carve from (the rest of the old one is left). -1: none. */
-static int new_chunk(mb_arena *a, mb_acache *c) {
+/* A new chunk, linked into the arena: where its usable bytes start (the chunk header
+ * takes the first 16), or NULL. */
+static char *chunk_new(mb_arena *a, mb_acache *c) {
   mb_chunk *ch = chunk_map();
-  if (!ch) return -1;
+  if (!ch) return NULL;
   int shared = c == &a->shared;   /* the shared cache is used under the lock already */
   if (!shared) pthread_mutex_lock(&a->lock);
   ch->next = a->chunks;
   a->chunks = ch;
   if (!shared) pthread_mutex_unlock(&a->lock);
-  /* the chunk header takes the first 16 bytes */
-  c->bump = (char *)ch + 16;
-  c->bump_end = (char *)ch + CHUNK_SIZE;
+  return (char *)ch + 16;
+}
+
+/* Carve from the spare (the rest of a chunk a run was taken from) when it has room
+ * for bytes, else from a new chunk (the rest of the old one, and a spare too small
+ * for bytes, are left). -1: none. */
+static int new_chunk(mb_arena *a, mb_acache *c, size_t bytes) {
+  int spare = (size_t)(c->spare_end - c->spare) >= bytes;
+  c->bump = spare ? c->spare : NULL;
+  c->bump_end = spare ? c->spare_end : NULL;
+  c->spare = c->spare_end = NULL;
+  if (spare) return 0;
+  char *start = chunk_new(a, c);
+  if (!start) return -1;
+  c->bump = start;
+  c->bump_end = start - 16 + CHUNK_SIZE;
   return 0;
 }
 
 /* Carve a block of class k from the cache's chunk, taking a new chunk when needed. */
 static void *carve(mb_arena *a, mb_acache *c, size_t k) {
   size_t bytes = k << MB_ALLOC_GRAIN_SHIFT;
-  if ((size_t)(c->bump_end - c->bump) < bytes && new_chunk(a, c)) return NULL;
+  if ((size_t)(c->bump_end - c->bump) < bytes && new_chunk(a, c, bytes)) return NULL;
   void *p = c->bump;
   c->bump += bytes;
   return p;
@@ -74,21 +89,15 @@ static void small_free(mb_acache *c, void *p, size_t k) {
   c->free[k] = p;
 }
 
-/* Carve bytes (a multiple of 64, at most MB_ALLOC_SMALL) at a 64-byte boundary; the
- * gap skipped to reach it joins the free list of its size. */
+/* Carve bytes (a multiple of 64, at most MB_ALLOC_SMALL) at a 64-byte boundary: from
+ * the top of the chunk down, while small blocks and runs go up from its bottom, so
+ * line blocks follow each other with no gap (the chunk's end is page-aligned). When
+ * they came from the bottom, each skipped up to 56 bytes to reach a line, which
+ * the blocks of a fresh state used to fill but a state copied whole does not. */
 static void *carve_lines(mb_arena *a, mb_acache *c, size_t bytes) {
-  size_t gap = (size_t)(-(uintptr_t)c->bump & 63);
-  if ((size_t)(c->bump_end - c->bump) < gap + bytes) {
-    if (new_chunk(a, c)) return NULL;
-    gap = (size_t)(-(uintptr_t)c->bump & 63);
-  }
-  if (gap) {
-    small_free(c, c->bump, gap >> MB_ALLOC_GRAIN_SHIFT);
-    c->bump += gap;
-  }
-  void *p = c->bump;
-  c->bump += bytes;
-  return p;
+  if ((size_t)(c->bump_end - c->bump) < bytes && new_chunk(a, c, bytes)) return NULL;
+  c->bump_end -= bytes;
+  return c->bump_end;
 }
 
 static void *realloc_in(mb_arena *a, mb_acache *c, void *ptr, size_t old, size_t nsize) {
@@ -140,15 +149,40 @@ void *mb_arena_alloc_lines(mb_arena *a, mb_acache *c, size_t nsize) {
 #endif
 }
 
+#ifndef MB_ALLOC_PLAIN
+/* A run from the chunk; when the rest of it is too small, from a new chunk whose rest
+ * becomes the spare, and the old rest stays for small blocks and line blocks (they
+ * take the spare once it is used up): a run of ~6 KB at the end of every chunk left
+ * ~3 KB there on average, which the blocks of a state made block by block filled. */
+static void *carve_run(mb_arena *a, mb_acache *c, size_t bytes) {
+  char **from = (size_t)(c->bump_end - c->bump) >= bytes ? &c->bump
+              : (size_t)(c->spare_end - c->spare) >= bytes ? &c->spare : NULL;
+  if (!from) {
+    char *start = chunk_new(a, c);
+    if (!start) return NULL;
+    if (c->spare_end - c->spare > c->bump_end - c->bump) {   /* keep the larger rest */
+      c->bump = c->spare;
+      c->bump_end = c->spare_end;
+    }
+    c->spare = start;
+    c->spare_end = start - 16 + CHUNK_SIZE;
+    from = &c->spare;
+  }
+  void *p = *from;
+  *from += bytes;
+  return p;
+}
+#endif
+
 void *mb_arena_alloc_run(mb_arena *a, mb_acache *c, size_t nsize) {
 #ifdef MB_ALLOC_PLAIN
   (void)a; (void)c; (void)nsize;
   return NULL;
 #else
-  size_t k = (nsize + MB_ALLOC_GRAIN - 1) >> MB_ALLOC_GRAIN_SHIFT;
-  if (c) return carve(a, c, k);
+  size_t bytes = class_of(nsize) << MB_ALLOC_GRAIN_SHIFT;
+  if (c) return carve_run(a, c, bytes);
   pthread_mutex_lock(&a->lock);
-  void *p = carve(a, &a->shared, k);
+  void *p = carve_run(a, &a->shared, bytes);
   pthread_mutex_unlock(&a->lock);
   return p;
 #endif

@@ -21,7 +21,9 @@
 
 typedef struct mb_acache {
   void *free[MB_ALLOC_CLASSES + 1];   /* by class: class k holds blocks of k*8 bytes */
-  char *bump, *bump_end;              /* the unused rest of the newest chunk */
+  char *bump, *bump_end;              /* the unused rest of the newest chunk: small blocks
+                                       * from its bottom up, line blocks from its top down */
+  char *spare, *spare_end;            /* the rest of a chunk taken for a run, next after bump */
 } mb_acache;
 
 typedef struct mb_arena {
