@@ -175,18 +175,13 @@ void mb_spawn_prepare(lua_State *L) {
 /* A copy of the node's state image, set up as lua_newstate(mb_proc_lua_alloc, p),
  * mb_spawn_prepare and the node's open_state would have left a new state, counting
  * the same bytes; NULL if the node has no image or no memory, or the state alone
- * would pass max_heap (the new state's way then fails as it should). NULL too when
- * a closed state's blocks wait on this thread's free lists (its first block, the
- * lua_State and global state, has a size few other blocks have): a copy is a run of
- * new bytes and would leave them there, a node that spawns and ends processes would
- * grow without bound; a state made block by block (pooled or new) takes them back. */
+ * would pass max_heap (the new state's way then fails as it should). */
 static lua_State *state_from_image(mb_proc *p, int *opened) {
   mb_node *n = p->node;
   const mb_stateimage *im = !p->body && n->stateimage_lua ? n->stateimage_lua : n->stateimage;
   if (!im) return NULL;
   int64_t bytes = mb_stateimage_bytes(im);
   if (p->max_heap && (uint64_t)bytes > p->max_heap) return NULL;
-  if (mb_arena_has_free(p->acache, mb_stateimage_first_block(im))) return NULL;
   void *dst = mb_arena_alloc_run(&n->arena, p->acache, mb_stateimage_size(im));
   if (!dst) return NULL;
   lua_State *L = mb_stateimage_copy(im, dst);
@@ -206,6 +201,10 @@ static int open_ahead(lua_State *L) {
   return 0;
 }
 
+int mb_spawn_closed_state_here(mb_node *n, const mb_acache *c) {
+  return n->stateimage && mb_arena_has_free(c, mb_stateimage_first_block(n->stateimage));
+}
+
 int mb_spawn_open_ahead(lua_State *L, mb_node *n, int lua) {
   lua_pushcfunction(L, open_ahead);
   lua_pushlightuserdata(L, n);
@@ -217,10 +216,19 @@ int mb_spawn_open_ahead(lua_State *L, mb_node *n, int lua) {
 
 void mb_spawn_start(mb_proc *p) {
   p->started = 1;
-  /* a copy of the image, else one an idle scheduler made, else a new one */
+  /* A copy is a run of new bytes. A closed state's blocks waiting on this thread's
+   * free lists (its first block, the lua_State and global state, has a size few
+   * other blocks have) are taken back by a new state made here block by block; one
+   * an idle scheduler made from the blocks of states closed there comes next (the
+   * pool fills only from those, mb_statepool_fill); else the copy. Copies alone
+   * would leave closed states' blocks on the lists: a node that spawns and ends
+   * processes would grow without bound. */
   int opened = 0;
-  lua_State *L = state_from_image(p, &opened);
-  if (!L && (L = mb_statepool_take(p->node, p))) opened = OPENED_STATE;
+  lua_State *L = NULL;
+  if (!mb_spawn_closed_state_here(p->node, p->acache)) {
+    if ((L = mb_statepool_take(p->node, p))) opened = OPENED_STATE;
+    else L = state_from_image(p, &opened);
+  }
   if (!L) {
     L = lua_newstate(mb_proc_lua_alloc, p);
     if (!L) { p->doom = mb_sig_static("out of memory"); return; }

@@ -38,6 +38,11 @@ int mb_spawn_proc(mb_node *n, mb_spawn_req *r, mb_pid *out);
  * first GC credit); the state pool's are made with it too. */
 void mb_spawn_prepare(lua_State *L);
 
+/* Whether a closed state's blocks wait on the free lists of cache c (by its first
+ * block: the lua_State and global state), on a node with a state image. */
+struct mb_acache;
+int mb_spawn_closed_state_here(mb_node *n, const struct mb_acache *c);
+
 /* Run the node's open_state (and, if lua, its open_lua) on a state made ahead of any
  * process (p NULL: the state pool's, the state images), protected: LUA_OK, else an
  * error (a memory error, or open_lua declining), with the state's stack left empty. */

@@ -40,10 +40,19 @@ static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return mb_arena_realloc(&n->arena, mb_sched_acache(n), ptr, ptr ? osize : 0, nsize);
 }
 
+/* Whether this thread should make states for the pool. On a node with a state image
+ * a spawn copies it unless closed states' blocks wait on its thread's lists, so a
+ * pooled state is made only from such blocks on this thread's (a copy made here
+ * would gain nothing over one the spawner makes, and an idle scheduler that watched
+ * a pool it never fills would never sleep). */
+static int fill_here(mb_node *n) {
+  return !n->stateimage || mb_spawn_closed_state_here(n, mb_sched_acache(n));
+}
+
 /* seq_cst, as the store in take: a scheduler counts itself sleeping, then looks
  * here; a taker lowers the count, then looks for sleepers (mb_sched_want_idle) */
 int mb_statepool_low(mb_node *n) {
-  return n->statepool && atomic_load(&n->statepool->n) <= POOL_LOW;
+  return n->statepool && atomic_load(&n->statepool->n) <= POOL_LOW && fill_here(n);
 }
 
 lua_State *mb_statepool_take(mb_node *n, mb_proc *p) {
@@ -68,7 +77,7 @@ lua_State *mb_statepool_take(mb_node *n, mb_proc *p) {
 int mb_statepool_fill(mb_node *n, int (*stop)(void *), void *arg) {
   mb_statepool *sp = n->statepool;
   if (!sp) return 0;
-  while (atomic_load_explicit(&sp->n, memory_order_relaxed) < POOL_MAX && !stop(arg)) {
+  while (atomic_load_explicit(&sp->n, memory_order_relaxed) < POOL_MAX && !stop(arg) && fill_here(n)) {
     lua_State *L = lua_newstate(pool_alloc, n);
     if (!L) return -1;
     mb_spawn_prepare(L);

@@ -1,6 +1,8 @@
 /* statepool: Lua states made and opened (the node's open_state) ahead of time by
  * idle schedulers, so that a spawn on a busy scheduler does not wait for
- * lua_newstate (half of a small spawn) nor for its environment. */
+ * lua_newstate (half of a small spawn) nor for its environment. On a node with a
+ * state image (stateimage.h) only from the blocks of states closed on the idle
+ * scheduler's thread: that is how they get back to spawns on other threads. */
 #ifndef MB_STATEPOOL_H
 #define MB_STATEPOOL_H
 
@@ -22,7 +24,8 @@ lua_State *mb_statepool_take(mb_node *n, mb_proc *p);
  * 0, or -1 when a state could not be made (no memory: then do not ask again soon). */
 int mb_statepool_fill(mb_node *n, int (*stop)(void *), void *arg);
 
-/* Whether the pool wants an idle scheduler to fill it (at or below its low mark). */
+/* Whether the pool wants this idle scheduler to fill it: at or below its low mark,
+ * and, on a node with a state image, closed states' blocks on this thread's lists. */
 int mb_statepool_low(mb_node *n);
 
 #endif
