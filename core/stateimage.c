@@ -29,7 +29,6 @@ struct mb_stateimage {
   size_t size;       /* bytes used */
   size_t lstate;     /* offset of the lua_State */
   int64_t bytes;     /* Lua's count of the state's bytes */
-  size_t holes;      /* bytes freed while it was made: dead in every copy */
   size_t first;      /* the first block's bytes: the lua_State and global state */
   uint32_t nptr;
   uint32_t *ptr;     /* indexes of the words that point into the region */
@@ -38,7 +37,6 @@ struct mb_stateimage {
 size_t mb_stateimage_size(const mb_stateimage *im) { return im->size; }
 const void *mb_stateimage_region(const mb_stateimage *im) { return im->base; }
 int64_t mb_stateimage_bytes(const mb_stateimage *im) { return im->bytes; }
-size_t mb_stateimage_holes(const mb_stateimage *im) { return im->holes; }
 size_t mb_stateimage_first_block(const mb_stateimage *im) { return im->first; }
 
 lua_State *mb_stateimage_copy(const mb_stateimage *im, void *dst) {
@@ -63,7 +61,7 @@ static size_t grain_round(size_t n) { return (n + MB_ALLOC_GRAIN - 1) & ~(size_t
 
 /* Blocks laid out one after the other, each in its 8-byte class as the arena would
  * give it. A block reallocated within its class stays (as the arena keeps it); one
- * freed or moved is a hole every copy carries as dead bytes (none on 5.4.4). */
+ * freed or moved leaves a hole (counted: an image with one is refused). */
 static void *region_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   region *r = ud;
   size_t old = ptr ? grain_round(osize) : 0, k = grain_round(nsize);
@@ -150,9 +148,11 @@ mb_stateimage *mb_stateimage_new(mb_node *n, int lua) {
   mb_spawn_prepare(L);
   if (n && mb_spawn_open_ahead(L, n, lua) != LUA_OK) goto fail;
   lua_setallocf(L, NULL, NULL);   /* the image is never run again: nothing may allocate */
+  /* a block freed or moved while it was made would be dead bytes in every copy, never
+   * freed (Lua counts it freed): no image then (none on 5.4.4 with the node's opens) */
+  if (r.holes) goto fail;
   im->base = r.base;
   im->size = r.used;
-  im->holes = r.holes;
   im->first = r.first;
   im->lstate = (size_t)((char *)L - r.base);
   im->bytes = (int64_t)lua_gc(L, LUA_GCCOUNT) * 1024 + lua_gc(L, LUA_GCCOUNTB);

@@ -19,8 +19,8 @@ typedef struct mb_stateimage mb_stateimage;
  * Lua). The open functions run with no process (p NULL) and must not key a table by
  * the address of one of the state's objects (a copy's would hash it elsewhere).
  * NULL: no memory, the build's allocator cannot hand out a copy's blocks one by one
- * (ASan), open_lua declined (nonzero), or the trial copy did not behave as a new
- * state. */
+ * (ASan), open_lua declined (nonzero), a block was freed or moved while it was made
+ * (dead bytes in every copy), or the trial copy did not behave as a new state. */
 mb_stateimage *mb_stateimage_new(mb_node *n, int lua);
 void mb_stateimage_free(mb_stateimage *im);
 
@@ -32,10 +32,6 @@ const void *mb_stateimage_region(const mb_stateimage *im);
 
 /* Lua's own count of a copy's bytes (what lua_gc LUA_GCCOUNT/COUNTB say). */
 int64_t mb_stateimage_bytes(const mb_stateimage *im);
-
-/* Bytes of blocks freed or moved while the image was made, which every copy carries
- * as dead bytes (0 with Lua 5.4.4 and the node's open functions). */
-size_t mb_stateimage_holes(const mb_stateimage *im);
 
 /* The size of a copy's first block, the lua_State and global state (a class only a
  * state's own block has: on a free list, a closed state's blocks are there to reuse). */
