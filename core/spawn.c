@@ -112,12 +112,13 @@ static mb_proc *proc_arg(lua_State *L) {
   return p;
 }
 
-/* Opens the state and returns the body's function and its arguments, which
- * mb_spawn_start leaves on the main thread's stack for the first resume: the body
- * runs on the state's main thread (a coroutine more would cost ~0.9 KB a process). */
 #define OPENED_STATE 1   /* open_state has run on the state (a pooled state, an image's copy) */
 #define OPENED_LUA 2     /* open_lua has too (the copy of the image for Lua bodies) */
 
+/* Opens the state (what it did not come with: `opened`, at 2) and returns the body's
+ * function and its arguments, which mb_spawn_start leaves on the main thread's stack
+ * for the first resume: the body runs on the state's main thread (a coroutine more
+ * would cost ~0.9 KB a process). */
 static int start_protected(lua_State *L) {
   mb_proc *p = proc_arg(L);
   int opened = (int)lua_tointeger(L, 2);
