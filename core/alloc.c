@@ -136,16 +136,24 @@ void *mb_arena_realloc(mb_arena *a, mb_acache *c, void *ptr, size_t old, size_t 
 #endif
 }
 
+#ifndef MB_ALLOC_PLAIN
+/* carve on this thread's cache, or on the arena's shared one under its lock */
+static void *carve_on(mb_arena *a, mb_acache *c, void *(*carve_fn)(mb_arena *, mb_acache *, size_t),
+                      size_t bytes) {
+  if (c) return carve_fn(a, c, bytes);
+  pthread_mutex_lock(&a->lock);
+  void *p = carve_fn(a, &a->shared, bytes);
+  pthread_mutex_unlock(&a->lock);
+  return p;
+}
+#endif
+
 void *mb_arena_alloc_lines(mb_arena *a, mb_acache *c, size_t nsize) {
 #ifdef MB_ALLOC_PLAIN
   (void)a; (void)c;
   return aligned_alloc(64, nsize);
 #else
-  if (c) return carve_lines(a, c, nsize);
-  pthread_mutex_lock(&a->lock);
-  void *p = carve_lines(a, &a->shared, nsize);
-  pthread_mutex_unlock(&a->lock);
-  return p;
+  return carve_on(a, c, carve_lines, nsize);
 #endif
 }
 
@@ -179,12 +187,7 @@ void *mb_arena_alloc_run(mb_arena *a, mb_acache *c, size_t nsize) {
   (void)a; (void)c; (void)nsize;
   return NULL;
 #else
-  size_t bytes = class_of(nsize) << MB_ALLOC_GRAIN_SHIFT;
-  if (c) return carve_run(a, c, bytes);
-  pthread_mutex_lock(&a->lock);
-  void *p = carve_run(a, &a->shared, bytes);
-  pthread_mutex_unlock(&a->lock);
-  return p;
+  return carve_on(a, c, carve_run, class_of(nsize) << MB_ALLOC_GRAIN_SHIFT);
 #endif
 }
 
