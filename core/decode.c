@@ -288,7 +288,7 @@ static inline uint32_t str_hash(const unsigned char *s, size_t n) {
 }
 
 /* Two overlapping fixed-size compares for 4..16 bytes (both sides hold n bytes). */
-static inline int same_bytes(const char *a, const unsigned char *b, size_t n) {
+static inline __attribute__((always_inline)) int same_bytes(const char *a, const unsigned char *b, size_t n) {
   if (n >= 8 && n <= 16) {
     uint64_t x0, x1, y0, y1;
     memcpy(&x0, a, 8); memcpy(&y0, b, 8);

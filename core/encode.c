@@ -113,7 +113,7 @@ static inline int put_byte(enc *e, unsigned char c) {
 }
 
 /* A tag and a varint, written in place (the hottest write: every integer). */
-static inline int put_tagvar(enc *e, int tag, uint64_t v) {
+static inline __attribute__((always_inline)) int put_tagvar(enc *e, int tag, uint64_t v) {
   size_t n = varint_len(v);
   int st = room(e, 1 + n);
   if (st) return st;
@@ -243,7 +243,7 @@ static inline int put_light(enc *e, const void *p, int *st) {
 
 /* The value at idx whose type is already known. Integers and strings, the bulk of
  * every message, are written here; the rest goes through enc_value. */
-static inline int enc_typed(enc *e, int idx, int type) {
+static inline __attribute__((always_inline)) int enc_typed(enc *e, int idx, int type) {
   lua_State *L = e->L;
   if (type == LUA_TNUMBER) {
     /* lua_isinteger first: lua_tointegerx would also take an integral float */
