@@ -38,8 +38,6 @@ static void *chunk_map(void) {
   return p == MAP_FAILED ? NULL : p;
 }
 
-static inline size_t class_of(size_t n) { return (n + MB_ALLOC_GRAIN - 1) >> MB_ALLOC_GRAIN_SHIFT; }
-
 /* A new chunk, linked into the arena: where its usable bytes start (the chunk header
  * takes the first 16), or NULL. */
 static char *chunk_new(mb_arena *a, mb_acache *c) {
@@ -101,13 +99,13 @@ static void *carve_lines(mb_arena *a, mb_acache *c, size_t bytes) {
 }
 
 static void *realloc_in(mb_arena *a, mb_acache *c, void *ptr, size_t old, size_t nsize) {
-  size_t ok = old && old <= MB_ALLOC_SMALL ? class_of(old) : 0;   /* 0: not small */
+  size_t ok = old && old <= MB_ALLOC_SMALL ? mb_alloc_class(old) : 0;   /* 0: not small */
   if (nsize == 0) {
     if (ok) small_free(c, ptr, ok);
     else free(ptr);
     return NULL;
   }
-  size_t nk = nsize <= MB_ALLOC_SMALL ? class_of(nsize) : 0;
+  size_t nk = nsize <= MB_ALLOC_SMALL ? mb_alloc_class(nsize) : 0;
   if (ptr && ok && ok == nk) return ptr;
   if (ptr && !ok && !nk) return realloc(ptr, nsize);
   void *np = nk ? small_alloc(a, c, nk) : malloc(nsize);
@@ -187,7 +185,7 @@ void *mb_arena_alloc_run(mb_arena *a, mb_acache *c, size_t nsize) {
   (void)a; (void)c; (void)nsize;
   return NULL;
 #else
-  return carve_on(a, c, carve_run, class_of(nsize) << MB_ALLOC_GRAIN_SHIFT);
+  return carve_on(a, c, carve_run, mb_alloc_class(nsize) << MB_ALLOC_GRAIN_SHIFT);
 #endif
 }
 

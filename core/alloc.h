@@ -19,6 +19,9 @@
 #define MB_ALLOC_GRAIN (1u << MB_ALLOC_GRAIN_SHIFT)
 #define MB_ALLOC_CLASSES (MB_ALLOC_SMALL / MB_ALLOC_GRAIN)
 
+/* The class of a small block of n bytes: class k holds blocks of k * 8 bytes. */
+static inline size_t mb_alloc_class(size_t n) { return (n + MB_ALLOC_GRAIN - 1) >> MB_ALLOC_GRAIN_SHIFT; }
+
 typedef struct mb_acache {
   void *free[MB_ALLOC_CLASSES + 1];   /* by class: class k holds blocks of k*8 bytes */
   char *bump, *bump_end;              /* the unused rest of the newest chunk: small blocks
@@ -59,7 +62,7 @@ void *mb_arena_alloc_run(mb_arena *a, mb_acache *c, size_t nsize);
 static inline int mb_arena_free_fast(mb_acache *c, void *ptr, size_t old) {
 #ifndef MB_ALLOC_PLAIN
   if (c && ptr && old && old <= MB_ALLOC_SMALL) {
-    size_t k = (old + MB_ALLOC_GRAIN - 1) >> MB_ALLOC_GRAIN_SHIFT;
+    size_t k = mb_alloc_class(old);
     *(void **)ptr = c->free[k];
     c->free[k] = ptr;
     return 1;
@@ -73,7 +76,7 @@ static inline int mb_arena_free_fast(mb_acache *c, void *ptr, size_t old) {
 static inline void *mb_arena_alloc_fast(mb_acache *c, size_t nsize) {
 #ifndef MB_ALLOC_PLAIN
   if (c && nsize <= MB_ALLOC_SMALL) {
-    size_t k = (nsize + MB_ALLOC_GRAIN - 1) >> MB_ALLOC_GRAIN_SHIFT;
+    size_t k = mb_alloc_class(nsize);
     void *p = c->free[k];
     if (p) { c->free[k] = *(void **)p; return p; }
     /* an empty list (a growing heap, every fresh state): the newest chunk's rest */
@@ -89,7 +92,7 @@ static inline void *mb_arena_alloc_fast(mb_acache *c, size_t nsize) {
 /* Whether this thread's cache holds a freed small block of nsize's class. */
 static inline int mb_arena_has_free(const mb_acache *c, size_t nsize) {
 #ifndef MB_ALLOC_PLAIN
-  return c && nsize && nsize <= MB_ALLOC_SMALL && c->free[(nsize + MB_ALLOC_GRAIN - 1) >> MB_ALLOC_GRAIN_SHIFT];
+  return c && nsize && nsize <= MB_ALLOC_SMALL && c->free[mb_alloc_class(nsize)];
 #else
   (void)c; (void)nsize;
   return 0;

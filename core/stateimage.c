@@ -57,14 +57,12 @@ mb_stateimage *mb_stateimage_new(mb_node *n, int lua) {
 #else
 typedef struct { char *base; size_t used, holes, first; } region;
 
-static size_t grain_round(size_t n) { return (n + MB_ALLOC_GRAIN - 1) & ~(size_t)(MB_ALLOC_GRAIN - 1); }
-
 /* Blocks laid out one after the other, each in its 8-byte class as the arena would
  * give it. A block reallocated within its class stays (as the arena keeps it); one
  * freed or moved leaves a hole (counted: an image with one is refused). */
 static void *region_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   region *r = ud;
-  size_t old = ptr ? grain_round(osize) : 0, k = grain_round(nsize);
+  size_t old = ptr ? mb_alloc_class(osize) << MB_ALLOC_GRAIN_SHIFT : 0, k = mb_alloc_class(nsize) << MB_ALLOC_GRAIN_SHIFT;
   if (ptr && k == old) return ptr;
   r->holes += old;
   if (nsize == 0) return NULL;
